@@ -1,0 +1,277 @@
+"""Boundary-healing benchmark: how fast the record reader splits a 1 GB CSV into exactly-once ranges.
+
+The file (generated once under bench/.data/) has a quoted text column; every 50th row's text
+holds a comma, a doubled quote and an embedded newline, so a newline does not always end a record.
+
+What is timed, in one process, on a warm page cache:
+  even     the file cut into --ranges equal byte ranges, each scanned with
+           ``serverless_score.records.scan_range``; consecutive ranges must chain
+           (``prev.end == next.begin``) and the record counts must add up to the true row count.
+           Where a chain breaks (a wrong boundary guess), the range is re-scanned from the
+           previous range's end with ``pinned_begin``, as the controller repairs it.
+  forced   the same, but --forced of the inner cut points are moved just inside a quoted
+           multi-line field, where the reader's first guess is wrong by construction, so the
+           repair path is exercised and its cost shows.
+  csv      the baseline: Python's ``csv`` module reading the whole file,
+           ``sum(1 for _ in csv.reader(f))``.
+
+Usage: python bench/bench_healing.py [--size-mb 1000] [--ranges 16] [--forced 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import itertools
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import common
+import numpy as np
+import pandas as pd
+
+TARGET_MB_S = 500.0
+MB = 1_000_000
+RESULT_JSON = common.DATA_DIR / "last_healing.json"
+MULTILINE_EVERY = 50
+GEN_BLOCK_ROWS = 500_000
+
+
+def import_records_api() -> tuple[Any, Any, Any]:
+    """The package's record reader; a clear message instead of a traceback while it is not
+    there (it is being written alongside this bench)."""
+    try:
+        from serverless_score.records import RecordFormat, read_header, scan_range
+    except ImportError as err:
+        sys.exit(
+            "bench_healing: cannot import the record reader API "
+            "(`from serverless_score.records import scan_range, RecordFormat, read_header`): "
+            f"{err}.\nIs the package installed in .venv (pip install -e .) and does "
+            "serverless_score/records/ exist yet?"
+        )
+    return scan_range, RecordFormat, read_header
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _text_column(ids: np.ndarray) -> np.ndarray:
+    """Mostly short plain words; every MULTILINE_EVERY-th row a field that needs quoting: a
+    comma, a doubled quote and an embedded newline."""
+    plain = np.array(["alpha", "bravo", "charlie", "delta"], dtype=object)[ids % 4]
+    multi = (ids % MULTILINE_EVERY) == 7
+    plain[multi] = [f'note {i}, said "hi"\nsecond line of {i}' for i in ids[multi]]
+    return plain
+
+
+def _csv_block(block_index: int, first_id: int, rows: int) -> str:
+    rng = np.random.default_rng([common.SEED, 1_000 + block_index])
+    ids = np.arange(first_id, first_id + rows, dtype=np.int64)
+    frame = pd.DataFrame(rng.normal(size=(rows, 4)), columns=["x0", "x1", "x2", "x3"])
+    frame.insert(0, "id", ids)
+    frame["text"] = _text_column(ids)
+    # QUOTE_MINIMAL quotes exactly the fields with a comma, quote or newline, as real exports do.
+    return frame.to_csv(index=False, header=block_index == 0, float_format="%.6f", lineterminator="\n")
+
+
+def healing_csv(size_mb: int) -> tuple[Path, int]:
+    """(path, data rows) of the ~size_mb MB CSV, generated once; the row count is kept in a
+    sidecar JSON so later runs need not count it."""
+    path = common.DATA_DIR / f"healing_{size_mb}mb.csv"
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        return path, int(json.loads(meta.read_text())["rows"])
+    common.log(f"generating {path.name} (~{size_mb} MB, once)")
+    tmp = path.with_name(path.name + ".tmp")
+    rows = 0
+    written = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        block = 0
+        while written < size_mb * MB:
+            text = _csv_block(block, rows, GEN_BLOCK_ROWS)
+            f.write(text)
+            written += len(text.encode())
+            rows += GEN_BLOCK_ROWS
+            block += 1
+    os.replace(tmp, path)
+    common.write_json(meta, {"rows": rows, "bytes": path.stat().st_size})
+    return path, rows
+
+
+def forced_cut_points(path: Path, cuts: list[int], forced: int) -> list[int]:
+    """Move ``forced`` inner cut points (spread evenly) to just after the opening quote of the
+    next multi-line field, where the reader's newline-based first guess lands mid-record."""
+    inner = list(range(1, len(cuts) - 1))
+    if forced <= 0 or not inner:
+        return cuts
+    step = max(1, len(inner) // forced)
+    moved = list(cuts)
+    with path.open("rb") as f:
+        for i in inner[::step][:forced]:
+            f.seek(cuts[i])
+            window = f.read(1 << 20)
+            quote = window.find(b',"note ')
+            if quote != -1:
+                moved[i] = cuts[i] + quote + 2  # one byte inside the quoted field
+    return moved
+
+
+# --- scanning -------------------------------------------------------------------------------
+
+
+@dataclass
+class RangeScan:
+    start: int
+    end: int
+    begin: int
+    stop: int  # the reader's ``end``: where the record after this range's last one starts
+    records: int
+    repaired: bool = False
+
+
+@dataclass
+class PassResult:
+    label: str
+    seconds: float
+    mb_s: float
+    records: int
+    repairs: int
+    repair_seconds: float
+    chained: bool
+    count_ok: bool
+    problems: list[str]
+
+
+def scan_one(api: tuple[Any, Any, Any], f: BinaryIO, header_end: int, start: int, end: int,
+             size: int, pinned: int | None = None) -> RangeScan:
+    """One call of the reader; the only place that knows its signature."""
+    scan_range, record_format, _ = api
+    result = scan_range(f, record_format(kind="csv"), start=start, end=end, file_size=size,
+                        header_end=header_end, pinned_begin=pinned)
+    return RangeScan(start, end, result.begin, result.end, result.records, repaired=pinned is not None)
+
+
+def scan_pass(api: tuple[Any, Any, Any], path: Path, cuts: list[int], rows: int, label: str) -> PassResult:
+    """Scan every range, then repair broken chains the way the controller does: range i+1 is
+    re-read from range i's (trusted) end. Range 0 starts at the header end, a known boundary,
+    so trust propagates left to right."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        header_end = len(api[2](f, size))
+        with common.timed() as total:
+            scans = [scan_one(api, f, header_end, a, b, size) for a, b in itertools.pairwise(cuts)]
+            with common.timed() as repair:
+                repairs = 0
+                for i in range(1, len(scans)):
+                    if scans[i].begin != scans[i - 1].stop:
+                        scans[i] = scan_one(api, f, header_end, scans[i].start, scans[i].end, size,
+                                            pinned=scans[i - 1].stop)
+                        repairs += 1
+    return _verify(label, scans, rows, header_end, size, total.seconds, repairs, repair.seconds)
+
+
+def _verify(label: str, scans: list[RangeScan], rows: int, header_end: int, size: int,
+            seconds: float, repairs: int, repair_seconds: float) -> PassResult:
+    problems = []
+    if scans[0].begin != header_end:
+        problems.append(f"first range begins at {scans[0].begin}, header ends at {header_end}")
+    if scans[-1].stop != size:
+        problems.append(f"last range ends at {scans[-1].stop}, file size {size}")
+    problems += [
+        f"ranges {i - 1} and {i} do not chain: end {scans[i - 1].stop} != begin {scans[i].begin}"
+        for i in range(1, len(scans)) if scans[i].begin != scans[i - 1].stop
+    ]
+    records = sum(s.records for s in scans)
+    if records != rows:
+        problems.append(f"records counted {records:,}, true row count {rows:,}")
+    return PassResult(label, seconds, size / MB / seconds, records, repairs, repair_seconds,
+                      chained=not any("chain" in p or "begins" in p or "ends" in p for p in problems),
+                      count_ok=records == rows, problems=problems)
+
+
+def csv_module_pass(path: Path, rows: int) -> PassResult:
+    """Baseline: the standard library's quote-aware reader over the whole file, one thread."""
+    size = path.stat().st_size
+    with common.timed() as t, path.open("r", encoding="utf-8", newline="") as f:
+        count = sum(1 for _ in csv.reader(f)) - 1  # minus the header
+    problems = [] if count == rows else [f"csv.reader counted {count:,} rows, expected {rows:,}"]
+    return PassResult("csv", t.seconds, size / MB / t.seconds, count, 0, 0.0, True, count == rows, problems)
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def report(results: list[PassResult], ranges: int, size: int, rows: int) -> None:
+    headers = ["pass", "seconds", "MB/s", "records", "repairs", "repair s", "chained", "count", "vs csv"]
+    baseline = next((r for r in results if r.label == "csv"), None)
+
+    def vs_csv(r: PassResult) -> str:
+        return "n/a" if baseline is None else f"{r.mb_s / baseline.mb_s:.1f}x"
+
+    table = [
+        [r.label, f"{r.seconds:.2f}", f"{r.mb_s:,.0f}", f"{r.records:,}", str(r.repairs),
+         f"{r.repair_seconds:.2f}", "yes" if r.chained else "NO", "ok" if r.count_ok else "WRONG",
+         vs_csv(r)]
+        for r in results
+    ]
+    print(f"\nboundary healing: {size / MB:,.0f} MB CSV, {rows:,} rows, {ranges} ranges "
+          f"(every {MULTILINE_EVERY}th row has a quoted multi-line field)\n")
+    print(common.format_table(headers, table, left=1))
+    print()
+    for r in results:
+        for problem in r.problems:
+            print(f"PROBLEM ({r.label}): {problem}")
+    even = next(r for r in results if r.label == "even")
+    verdict = "met" if even.mb_s >= TARGET_MB_S else "MISSED"
+    print(f"healing throughput (even ranges): {even.mb_s:,.0f} MB/s  (target >= {TARGET_MB_S:.0f} MB/s, {verdict})")
+    print(f"ratio vs csv module: {vs_csv(even)}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1000, help="CSV size in MB (10^6 bytes); default 1000")
+    parser.add_argument("--ranges", type=int, default=16, help="byte ranges to split the file into")
+    parser.add_argument("--forced", type=int, default=3, help="cut points moved into quoted fields (0: skip that pass)")
+    parser.add_argument("--no-csv", action="store_true", help="skip the csv-module baseline (slow on 1 GB)")
+    args = parser.parse_args(argv)
+    if args.size_mb < 1 or args.ranges < 1:
+        parser.error("--size-mb and --ranges must be >= 1")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    api = import_records_api()  # before generating a gigabyte, so a missing API fails fast
+    path, rows = healing_csv(args.size_mb)
+    size = path.stat().st_size
+    cuts = [size * i // args.ranges for i in range(args.ranges + 1)]
+    # Every pass reads from memory: this measures the reader, not the disk.
+    common.warm_page_cache(path)
+    results = [scan_pass(api, path, cuts, rows, "even")]
+    if args.forced > 0:
+        results.append(scan_pass(api, path, forced_cut_points(path, cuts, args.forced), rows, "forced"))
+    if not args.no_csv:
+        common.log("csv module baseline (the slow part)")
+        results.append(csv_module_pass(path, rows))
+    report(results, args.ranges, size, rows)
+    common.write_json(RESULT_JSON, {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": common.machine_info(),
+        "file": {"path": str(path), "bytes": size, "rows": rows},
+        "ranges": args.ranges,
+        "results": [asdict(r) for r in results],
+        "target_mb_s": TARGET_MB_S,
+    })
+    print(f"\nfigures written to {RESULT_JSON}")
+    failed = any(r.problems for r in results if r.label != "csv")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,72 @@
+"""The compute backend protocol: create a group, read its state, read its logs, delete it, list a
+job's groups. ``local`` runs a group as a process tree on this machine; ``docker`` and ``aci`` run
+it as containers. The controller's loop (``controller/watch.py``) is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+@dataclass(frozen=True)
+class GroupState:
+    name: str
+    phase: Phase
+    exit_code: int | None = None
+    detail: str = ""  # why it failed, in words a user can act on
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One container group (locally: one worker process) running ``task_ids`` one after another."""
+
+    name: str
+    job_id: str
+    task_ids: tuple[str, ...]
+    env: Mapping[str, str]
+    cpu: float = 1.0
+    memory_gb: float = 1.5
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def tasks_per_group(self, pending: int, max_parallel: int) -> int:
+        """How many tasks to pack into one group (amortises start-up)."""
+        ...
+
+    def begin_create_group(self, group: GroupSpec) -> None:
+        """Start creating the group; returns without waiting for it to run."""
+        ...
+
+    def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
+        """States of many groups, in as few calls as the backend allows. A group that no longer
+        exists is reported FAILED with a detail saying so."""
+        ...
+
+    def get_logs(self, name: str) -> str:
+        """The group's whole log ("" if it has none)."""
+        ...
+
+    def delete_group(self, name: str) -> None:
+        """Stop and delete; returns once it is gone; succeeds if it already is."""
+        ...
+
+    def list_groups(self, job_id: str) -> list[str]:
+        """Groups of this job that still exist (orphans of an earlier controller included)."""
+        ...

@@ -1,0 +1,128 @@
+"""The ``serverless-score`` command line. One place turns errors into a message and an exit code;
+tracebacks only with ``--debug`` (rich tracebacks would print locals, secrets included)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..controller import JobResult, plan_job, run_job
+from ..errors import JobInterrupted, ScoreError, TaskFailed
+from ..spec import JobSpec, load_spec
+from .progress import RichProgress, plan_summary, plan_table, summary
+
+app = typer.Typer(
+    help="Batch scoring of R and Python models on serverless containers.",
+    pretty_exceptions_show_locals=False,
+    no_args_is_help=True,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+JobArg = Annotated[Path, typer.Argument(help="The job file (TOML).", show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a job field: --set chunks=8 --set resources.cpu=2 (repeatable).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+
+
+def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = None) -> typer.Exit:
+    if debug:
+        err_console.print_exception(show_locals=False)
+    err_console.print(f"[red]error:[/] {err.message}", highlight=False)
+    if isinstance(err, TaskFailed) and err.log_tail:
+        err_console.print(f"[dim]--- last lines of the log of task {err.task_id} ---[/]")
+        err_console.print(err.log_tail, markup=False, highlight=False)
+    if err.hint:
+        err_console.print(f"[cyan]hint:[/] {err.hint}", highlight=False)
+    if as_json:
+        status = "interrupted" if isinstance(err, JobInterrupted) else "failed"
+        payload: dict[str, Any] = {"job_id": job_id, "status": status,
+                                   "error": {"type": type(err).__name__, "message": err.message,
+                                             "hint": err.hint}}
+        if isinstance(err, TaskFailed):
+            payload["error"]["task_id"] = err.task_id
+            payload["error"]["log_tail"] = err.log_tail
+        print(json.dumps(payload))
+    return typer.Exit(code=err.exit_code)
+
+
+def _load(job: Path, overrides: list[str] | None) -> JobSpec:
+    return load_spec(job, overrides or [])
+
+
+@app.command()
+def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False) -> None:
+    """Plan the job, score every chunk in parallel, merge the parts into the output."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    job_id = None
+    try:
+        spec = _load(job, set_)
+        plan = plan_job(spec)
+        job_id = plan.job_id
+        if not quiet:
+            err_console.print(plan_summary(plan), highlight=False)
+        if quiet:
+            result = run_job(spec)
+        else:
+            with RichProgress(err_console, len(plan.tasks), spec.name) as progress:
+                result = run_job(spec, progress=progress)
+    except ScoreError as err:
+        raise _fail(err, as_json=as_json, debug=debug, job_id=job_id) from None
+    except KeyboardInterrupt:
+        raise _fail(JobInterrupted("interrupted before the job started; nothing was written"),
+                    as_json=as_json, debug=debug, job_id=job_id) from None
+    _report(result, as_json)
+
+
+def _report(result: JobResult, as_json: bool) -> None:
+    if as_json:
+        err_console.print(summary(result), highlight=False)
+        print(json.dumps(result.to_dict()))
+    else:
+        Console().print(summary(result), highlight=False)
+
+
+@app.command()
+def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show the tasks a job would run, without running anything."""
+    try:
+        planned = plan_job(_load(job, set_))
+    except ScoreError as err:
+        raise _fail(err, as_json=as_json, debug=debug) from None
+    if as_json:
+        print(json.dumps({
+            "job_id": planned.job_id, "name": planned.spec.name, "status": "planned",
+            "tasks": [dict(asdict(t), id=t.id) for t in planned.tasks],
+            "output": planned.spec.output, "output_format": planned.output_format,
+            "backend": planned.spec.backend, "max_parallel": planned.spec.max_parallel,
+            "input_bytes": planned.total_bytes,
+        }))
+        return
+    console = Console()
+    console.print(plan_table(planned))
+    console.print(plan_summary(planned), highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from .. import __version__
+
+    print(__version__)
+
+
+def main() -> None:
+    app(prog_name="serverless-score")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""What a person sees while a job runs: a progress bar over tasks and rows, retries as they happen,
+and a summary at the end. Everything goes to stderr so ``--json`` output on stdout stays clean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from ..controller import JobResult
+from ..planning import Plan
+from ..planning.tasks import Task
+from ..runner.contract import TaskResult
+from ..units import format_size
+
+
+class RichProgress:
+    """Implements the controller's Progress protocol with a rich bar."""
+
+    def __init__(self, console: Console, total_tasks: int, label: str) -> None:
+        self.console = console
+        self.rows = 0
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("tasks  {task.fields[rows]:,} rows"), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self._id = self._bar.add_task(label, total=total_tasks, rows=0)
+
+    def __enter__(self) -> RichProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._bar.stop()
+
+    def task_done(self, task: Task, result: TaskResult) -> None:
+        self.rows += result.records_out
+        self._bar.update(self._id, advance=1, rows=self.rows)
+
+    def task_retry(self, task: Task, attempt: int, reason: str) -> None:
+        self.console.print(f"[yellow]retrying[/] {task.id} (attempt {attempt} failed: {reason})")
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title=f"job {plan.job_id}: {len(plan.tasks)} tasks", title_justify="left")
+    table.add_column("task")
+    table.add_column("input")
+    table.add_column("size", justify="right")
+    shown = plan.tasks if len(plan.tasks) <= 40 else plan.tasks[:20] + plan.tasks[-20:]
+    for i, task in enumerate(shown):
+        if len(plan.tasks) > 40 and i == 20:
+            table.add_row("...", f"{len(plan.tasks) - 40} more", "")
+        size = f"{task.rows_hint:,} rows" if task.rows_hint else (
+            format_size(task.size) if task.kind != "shard" else "")
+        table.add_row(task.id, task.describe(), size)
+    return table
+
+
+def plan_summary(plan: Plan) -> str:
+    spec = plan.spec
+    total = f"{format_size(plan.total_bytes)} in {len(plan.files)} file(s)" if plan.files else f"{spec.shards} shards"
+    return (f"{total} -> {len(plan.tasks)} tasks, up to {spec.max_parallel} in parallel "
+            f"on the {spec.backend} backend; output {spec.output} ({plan.output_format})")
+
+
+def summary(result: JobResult) -> str:
+    if result.status == "up-to-date":
+        return (f"[green]up to date[/]: {result.output} was already written by this job "
+                f"({result.rows_out:,} rows); nothing to do")
+    lines = [
+        f"[green]succeeded[/]: {result.rows_out:,} rows from {result.tasks} tasks "
+        f"in {result.timings.get('total_s', 0):.1f}s",
+        f"  scores:   {result.output}",
+        f"  manifest: {result.manifest}",
+    ]
+    extras = []
+    if result.reused_tasks:
+        extras.append(f"{result.reused_tasks} tasks reused from an earlier run")
+    if result.retried_tasks:
+        extras.append(f"retried {', '.join(result.retried_tasks)}")
+    if result.repaired_boundaries:
+        extras.append(f"{result.repaired_boundaries} record boundaries repaired")
+    if extras:
+        lines.append("  " + "; ".join(extras))
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""A scoring job from plan to report: ``with Job(spec) as job: result = job.run()``.
+
+plan -> resume -> fan out (watch.Scheduler) -> verify boundaries (repair wrong guesses) ->
+merge -> manifest. Leaving the ``with`` block, however it is left, deletes every group the job
+created; SIGTERM is turned into the same path as Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import platform
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from types import FrameType, TracebackType
+from typing import Any
+
+from ..backends import Backend, get_backend
+from ..errors import JobInterrupted, ScoreError
+from ..layout import JobLayout
+from ..planning import Plan, make_plan
+from ..planning.partition import Span, anchored_tasks, chain_breaks
+from ..planning.tasks import Task
+from ..runner.contract import TaskResult, WorkOrder
+from ..spec import JobSpec
+from ..storage import get_store
+from .merge import merge, merge_plan
+from .state import load_state
+from .watch import Progress, Scheduler
+
+log = logging.getLogger(__name__)
+
+
+class _Quiet:
+    def task_done(self, task: Task, result: TaskResult) -> None:
+        pass
+
+    def task_retry(self, task: Task, attempt: int, reason: str) -> None:
+        pass
+
+
+@dataclass
+class JobResult:
+    """What ``run`` returns and ``--json`` prints."""
+
+    job_id: str
+    name: str
+    status: str  # succeeded | failed | interrupted | up-to-date
+    tasks: int
+    rows_in: int | None
+    rows_out: int
+    output: str
+    manifest: str
+    work_dir: str
+    attempts: int
+    retried_tasks: list[str] = field(default_factory=list)
+    reused_tasks: int = 0
+    repaired_boundaries: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the Ctrl-C path (KeyboardInterrupt), so one ``finally`` cleans up both."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Job:
+    def __init__(self, spec: JobSpec, *, progress: Progress | None = None,
+                 backend: Backend | None = None, poll_interval: float = 0.2) -> None:
+        self.spec = spec
+        self.layout = JobLayout(spec.output)
+        self.store = get_store(spec.output)
+        self.backend = backend or get_backend(spec.backend, state_dir=self.layout.groups_dir)
+        self.progress: Progress = progress or _Quiet()
+        self.poll_interval = poll_interval
+        self._scheduler: Scheduler | None = None
+        self.plan: Plan | None = None
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop_all()
+
+    # -- the flow -----------------------------------------------------------------------------
+    def run(self) -> JobResult:
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        plan = self.plan = make_plan(self.spec)
+        timings["plan_s"] = round(time.monotonic() - started, 3)
+        done = self._already_done(plan)
+        if done is not None:
+            return done
+        state = load_state(self.store, self.layout, plan)
+        orphans = self.backend.list_groups(plan.job_id)
+        for name in orphans:  # an earlier controller's workers, still running after a crash
+            self.backend.delete_group(name)
+        results: dict[str, TaskResult] = dict(state.results)
+        tasks = {t.id: self._as_pinned(t, results.get(t.id)) for t in plan.tasks}
+        for task_id, result in results.items():
+            self.progress.task_done(tasks[task_id], result)
+        scheduler = self._scheduler = Scheduler(
+            job_id=plan.job_id, backend=self.backend, store=self.store, layout=self.layout,
+            work=self._work_order(plan), progress=self.progress,
+            max_parallel=self.spec.max_parallel, retries=self.spec.retries,
+            timeout=self.spec.timeout, cpu=self.spec.resources.cpu,
+            memory_gb=self.spec.resources.memory_gb, poll_interval=self.poll_interval,
+        )
+        run_started = time.monotonic()
+        repaired = 0
+        try:
+            with _sigterm_as_interrupt():
+                pending = [t for t in tasks.values() if t.id not in results]
+                results.update(scheduler.run(pending, state.attempts))
+                while breaks := self._boundary_breaks(tasks, results):
+                    repaired += len(breaks)
+                    fixes = [tasks[task_id].pinned(begin) for task_id, begin in breaks]
+                    for fix in fixes:
+                        tasks[fix.id] = fix
+                        results.pop(fix.id, None)
+                    attempts = {t: r.attempts for t, r in scheduler.records.items()}
+                    results.update(scheduler.run(fixes, attempts))
+        except KeyboardInterrupt:
+            scheduler.stop_all()
+            raise JobInterrupted(
+                "interrupted: every worker was stopped and no output was written",
+                hint="Run the same command again to resume; finished tasks are kept.",
+            ) from None
+        timings["run_s"] = round(time.monotonic() - run_started, 3)
+        self._check_accounting(plan, tasks, results)
+        merge_started = time.monotonic()
+        merged = merge_plan(list(tasks.values()), results, self.layout, plan.output_format)
+        checksum = merge(self.store, merged, self.spec.output, plan.output_format)
+        timings["merge_s"] = round(time.monotonic() - merge_started, 3)
+        timings["total_s"] = round(time.monotonic() - started, 3)
+        attempts_by_task = {t: r.attempts for t, r in scheduler.records.items()}
+        result = JobResult(
+            job_id=plan.job_id, name=self.spec.name, status="succeeded", tasks=len(tasks),
+            rows_in=self._rows_in(results), rows_out=merged.rows, output=self.spec.output,
+            manifest=self.layout.manifest, work_dir=self.layout.work,
+            attempts=sum(attempts_by_task.values()),
+            retried_tasks=sorted(t for t, n in attempts_by_task.items() if n > 1),
+            reused_tasks=len(state.results), repaired_boundaries=repaired, timings=timings,
+        )
+        self._write_manifest(plan, tasks, results, attempts_by_task, result, checksum)
+        for task in tasks.values():  # the parts now live in the output; logs and results stay
+            self.store.delete(self.layout.part(task.id))
+        return result
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _already_done(self, plan: Plan) -> JobResult | None:
+        """An output of this very job is already there: nothing to do (idempotent reruns).
+        Another job's output is never overwritten unless the job says ``overwrite = true``."""
+        if not self.store.exists(self.spec.output):
+            return None
+        manifest = self._read_json(self.layout.manifest)
+        if self.spec.overwrite:
+            self.store.delete_prefix(self.layout.work)
+            return None
+        if manifest.get("job_id") == plan.job_id:
+            totals = manifest.get("totals", {})
+            return JobResult(
+                job_id=plan.job_id, name=self.spec.name, status="up-to-date",
+                tasks=len(plan.tasks), rows_in=totals.get("records_in"),
+                rows_out=totals.get("records_out", 0), output=self.spec.output,
+                manifest=self.layout.manifest, work_dir=self.layout.work, attempts=0,
+            )
+        job = self._read_json(self.layout.job_file)
+        if job.get("job_id") == plan.job_id and not manifest:
+            return None  # our own merge was cut off before the manifest: finish it
+        raise ScoreError(
+            f"output: {self.spec.output!r} already exists and was not written by this job",
+            hint="Set overwrite = true in the job (or --set overwrite=true), or choose another output.",
+        )
+
+    def _read_json(self, uri: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.store.read_bytes(uri))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _as_pinned(task: Task, result: TaskResult | None) -> Task:
+        if result is not None and result.pinned_begin is not None:
+            return task.pinned(result.pinned_begin)
+        return task
+
+    def _work_order(self, plan: Plan) -> WorkOrder:
+        spec = self.spec
+        return WorkOrder(
+            job_id=plan.job_id, format=spec.format, record_pattern=spec.record_pattern,
+            runtime=spec.runtime, scorer=spec.scorer, predict_method=spec.predict_method,
+            id_columns=list(spec.id_columns), model=spec.model, output_format=plan.output_format,
+        )
+
+    @staticmethod
+    def _boundary_breaks(tasks: dict[str, Task], results: dict[str, TaskResult]) -> list[tuple[str, int]]:
+        byte_tasks = [t for t in tasks.values() if t.kind == "bytes"]
+        spans = [Span(t.index, t.file_index, results[t.id].begin or 0, results[t.id].end or 0)
+                 for t in byte_tasks]
+        pinned = {t.index for t in byte_tasks if t.pinned_begin is not None}
+        by_index = {t.index: t.id for t in byte_tasks}
+        anchored = anchored_tasks(spans, pinned)
+        return [(by_index[i], begin) for i, begin in chain_breaks(spans, anchored)]
+
+    @staticmethod
+    def _check_accounting(plan: Plan, tasks: dict[str, Task], results: dict[str, TaskResult]) -> None:
+        """Every byte of every file is covered: the last task of each file ends at its end."""
+        last: dict[int, Task] = {}
+        for task in tasks.values():
+            if task.kind == "bytes" and (task.file_index not in last or task.index > last[task.file_index].index):
+                last[task.file_index] = task
+        for task in last.values():
+            end = results[task.id].end
+            if end != task.file_size:
+                raise ScoreError(f"task {task.id}: records end at byte {end}, not at the end of "
+                                 f"{task.path} ({task.file_size} bytes): records would be lost")
+        for task_id, result in results.items():
+            if result.records_in is not None and result.records_in != result.records_out:
+                raise ScoreError(f"task {task_id}: {result.records_in} records in, "
+                                 f"{result.records_out} scores out")
+
+    @staticmethod
+    def _rows_in(results: dict[str, TaskResult]) -> int | None:
+        counts = [r.records_in for r in results.values()]
+        return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
+
+    def _write_manifest(self, plan: Plan, tasks: dict[str, Task], results: dict[str, TaskResult],
+                        attempts: dict[str, int], result: JobResult, checksum: str) -> None:
+        ordered = sorted(tasks.values(), key=lambda t: t.index)
+        manifest = {
+            "job_id": plan.job_id,
+            "name": self.spec.name,
+            "status": "succeeded",
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "host": platform.node(),
+            "backend": self.spec.backend,
+            "spec": self.spec.model_dump(mode="json"),
+            "inputs": [{"path": f.path, "size": f.size} for f in plan.files],
+            "output": {"path": self.spec.output, "format": plan.output_format,
+                       "sha256": checksum, "rows": result.rows_out},
+            "totals": {"tasks": len(ordered), "records_in": result.rows_in,
+                       "records_out": result.rows_out, "attempts": result.attempts,
+                       "repaired_boundaries": result.repaired_boundaries},
+            "timings": result.timings,
+            "tasks": [
+                {"id": t.id, "input": t.describe(), "begin": results[t.id].begin,
+                 "end": results[t.id].end, "records_in": results[t.id].records_in,
+                 "records_out": results[t.id].records_out,
+                 "attempts": max(attempts.get(t.id, 0), results[t.id].attempt),
+                 "seconds": results[t.id].seconds, "part_sha256": results[t.id].part_sha256,
+                 "part_bytes": results[t.id].part_bytes}
+                for t in ordered
+            ],
+        }
+        self.store.write_bytes(self.layout.manifest, json.dumps(manifest, indent=1).encode())
+
+
+def run_job(spec: JobSpec, *, progress: Progress | None = None) -> JobResult:
+    """Run a job to completion (the Python API of ``serverless-score run``)."""
+    with Job(spec, progress=progress) as job:
+        return job.run()
+
+
+def plan_job(spec: JobSpec) -> Plan:
+    """Plan without running anything (``serverless-score plan``)."""
+    return make_plan(spec)

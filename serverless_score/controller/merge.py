@@ -1,0 +1,71 @@
+"""Merging: parts in input order into one output, header once, atomically; then the manifest.
+
+``merge_plan`` is pure (which parts, which header, or why they cannot be merged); ``merge`` does
+the I/O through the store, which composes without re-parsing (local: file concatenation; blob:
+server-side block copies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import ScoreError
+from ..layout import JobLayout
+from ..planning.tasks import Task
+from ..runner.contract import TaskResult
+from ..storage import Store
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    parts: tuple[str, ...]
+    header: bytes
+    rows: int
+
+
+def merge_plan(tasks: Sequence[Task], results: dict[str, TaskResult], layout: JobLayout,
+               output_format: str) -> MergePlan:
+    ordered = sorted(tasks, key=lambda t: t.index)
+    missing = [t.id for t in ordered if t.id not in results]
+    if missing:
+        raise ScoreError(f"cannot merge: tasks {missing[:5]} have no result")
+    headers = {results[t.id].header for t in ordered if results[t.id].records_out}
+    if output_format == "csv" and len(headers) > 1:
+        raise ScoreError(
+            f"cannot merge: tasks produced different columns: {sorted(h.strip() for h in headers)}",
+            hint="Input files of one job must share the same columns.",
+        )
+    header = headers.pop().encode() if output_format == "csv" and headers else b""
+    parts = tuple(layout.part(t.id) for t in ordered if results[t.id].part_bytes)
+    return MergePlan(parts, header, sum(results[t.id].records_out for t in ordered))
+
+
+def merge(store: Store, plan: MergePlan, output: str, output_format: str) -> str:
+    """Write the output atomically; returns its sha256."""
+    if output_format == "parquet":
+        return _merge_parquet(store, plan, output)
+    return store.compose(output, plan.parts, header=plan.header)
+
+
+def _merge_parquet(store: Store, plan: MergePlan, output: str) -> str:
+    import pyarrow.parquet as pq
+
+    writer = None
+    with store.open_atomic(output) as sink:
+        for part in plan.parts:
+            with store.open_read(part) as f:
+                parquet = pq.ParquetFile(f)
+                for index in range(parquet.num_row_groups):
+                    table = parquet.read_row_group(index)
+                    if writer is None:
+                        writer = pq.ParquetWriter(sink, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+        if writer is not None:
+            writer.close()
+    digest = hashlib.sha256()
+    with store.open_read(output) as f:
+        while block := f.read(8 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

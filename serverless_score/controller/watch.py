@@ -1,0 +1,222 @@
+"""The fan-out loop: launch groups under ``max_parallel``, poll their states, collect logs and
+results, delete every group, retry what failed. Backend-neutral: it only speaks ``Backend``.
+
+Every group this loop creates is deleted before ``run`` returns or raises (success, failure,
+Ctrl-C, SIGTERM), and every loop here has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from ..backends import Backend, GroupSpec, GroupState, Phase
+from ..errors import TaskFailed
+from ..layout import JobLayout
+from ..planning.partition import pack_groups
+from ..planning.tasks import Task
+from ..runner.contract import ENV_GROUP, ENV_WORK, MARKER, TaskOrder, TaskResult, WorkOrder
+from ..storage import Store
+
+log = logging.getLogger(__name__)
+LOG_TAIL_LINES = 25
+
+
+class Progress(Protocol):
+    def task_done(self, task: Task, result: TaskResult) -> None: ...
+    def task_retry(self, task: Task, attempt: int, reason: str) -> None: ...
+
+
+@dataclass
+class TaskRecord:
+    task: Task
+    attempts: int = 0  # attempts started by this controller and earlier ones
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Running:
+    spec: GroupSpec
+    tasks: list[Task]
+    attempts: dict[str, int]
+    deadline: float
+
+
+def split_log(log_text: str) -> dict[str, str]:
+    """Cut a group's log into one log per task at the runner's ``::task <id> start`` markers."""
+    pieces: dict[str, list[str]] = {}
+    current: str | None = None
+    preamble: list[str] = []
+    for line in log_text.splitlines(keepends=True):
+        if line.startswith(f"{MARKER} ") and " start " in line:
+            current = line.split()[1]
+            pieces.setdefault(current, [])
+        (pieces[current] if current else preamble).append(line)
+    return {task: "".join(preamble + lines) for task, lines in pieces.items()}
+
+
+def failure_reason(task_log: str, group: GroupState | None) -> tuple[str, bool]:
+    """(what went wrong, whether running again can help), from the runner's marker line or,
+    if the runner never got to say, from the group's state."""
+    for line in reversed(task_log.splitlines()):
+        if line.startswith(f"{MARKER} ") and " failed" in line:
+            kind, _, reason = line.split(" ", 2)[2].partition(": ")
+            return reason.strip(), kind != "failed-permanently"
+    if group is not None and group.detail:
+        return f"the worker {group.detail} before the task finished", True
+    return "the task wrote no result", True
+
+
+def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+class Scheduler:
+    def __init__(self, *, job_id: str, backend: Backend, store: Store, layout: JobLayout,
+                 work: WorkOrder, progress: Progress, max_parallel: int, retries: int,
+                 timeout: float, cpu: float = 1.0, memory_gb: float = 1.5,
+                 poll_interval: float = 0.2, retry_delay: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.job_id = job_id
+        self.backend = backend
+        self.store = store
+        self.layout = layout
+        self.work = work
+        self.progress = progress
+        self.max_parallel = max_parallel
+        self.retries = retries
+        self.timeout = timeout
+        self.cpu = cpu
+        self.memory_gb = memory_gb
+        self.poll_interval = poll_interval
+        self.retry_delay = retry_delay
+        self.clock = clock
+        self.records: dict[str, TaskRecord] = {}
+        self._running: dict[str, _Running] = {}
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int]) -> dict[str, TaskResult]:
+        """Run ``tasks`` to completion; return their results, or raise TaskFailed."""
+        for task in tasks:
+            self.records[task.id] = TaskRecord(task, previous_attempts.get(task.id, 0))
+        per_group = self.backend.tasks_per_group(len(tasks), self.max_parallel)
+        queue: deque[tuple[float, list[Task]]] = deque(
+            (0.0, group) for group in pack_groups(tasks, per_group))
+        results: dict[str, TaskResult] = {}
+        try:
+            while queue or self._running:
+                self._launch(queue)
+                time.sleep(self.poll_interval if self._running else 0.05)
+                self._collect(queue, results)
+        finally:
+            self.stop_all()
+        return results
+
+    def stop_all(self) -> None:
+        """Delete every group still running (also on Ctrl-C / SIGTERM)."""
+        for name in list(self._running):
+            self._running.pop(name)
+            self.backend.delete_group(name)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _launch(self, queue: deque[tuple[float, list[Task]]]) -> None:
+        now = self.clock()
+        while queue and len(self._running) < self.max_parallel:
+            not_before, tasks = queue[0]
+            if not_before > now:
+                break
+            queue.popleft()
+            attempts = {}
+            orders = []
+            for task in tasks:
+                record = self.records[task.id]
+                record.attempts += 1
+                attempts[task.id] = record.attempts
+                self.store.delete(self.layout.result(task.id))  # a stale result must not count
+                orders.append(TaskOrder(task, self.layout.part(task.id),
+                                        self.layout.result(task.id), record.attempts))
+            name = f"{self.job_id}-{tasks[0].id}-{attempts[tasks[0].id]}"
+            work = replace(self.work, orders=orders)
+            spec = GroupSpec(
+                name=name, job_id=self.job_id, task_ids=tuple(t.id for t in tasks),
+                env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
+                memory_gb=self.memory_gb, labels={"job": self.job_id},
+            )
+            self.backend.begin_create_group(spec)
+            self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))
+
+    def _collect(self, queue: deque[tuple[float, list[Task]]],
+                 results: dict[str, TaskResult]) -> None:
+        if not self._running:
+            return
+        states = self.backend.get_states(list(self._running))
+        now = self.clock()
+        for name, running in list(self._running.items()):
+            state = states.get(name)
+            timed_out = now > running.deadline and not (state and state.phase.finished)
+            if not timed_out and not (state and state.phase.finished):
+                continue
+            if timed_out:
+                state = GroupState(name, Phase.FAILED, None,
+                                   f"timed out after {self.timeout:g}s per task and was stopped")
+            self._finish_group(running, state, queue, results)
+
+    def _finish_group(self, running: _Running, state: GroupState | None,
+                      queue: deque[tuple[float, list[Task]]],
+                      results: dict[str, TaskResult]) -> None:
+        name = running.spec.name
+        group_log = self.backend.get_logs(name)  # logs first: some backends lose them on delete
+        if not self.store.exists(self.layout.group_log(name)):
+            self.store.write_bytes(self.layout.group_log(name), group_log.encode())
+        self.backend.delete_group(name)
+        self._running.pop(name, None)
+        task_logs = split_log(group_log)
+        for task in running.tasks:
+            attempt = running.attempts[task.id]
+            task_log = task_logs.get(task.id, group_log if len(running.tasks) == 1 else "")
+            self.store.write_bytes(self.layout.task_log(task.id, attempt), task_log.encode())
+            result = self._read_result(task)
+            if result is not None and result.attempt == attempt:
+                results[task.id] = result
+                self.progress.task_done(task, result)
+                continue
+            reason, retryable = failure_reason(task_log, state)
+            self._retry_or_fail(task, attempt, reason, retryable, task_log, queue)
+
+    def _read_result(self, task: Task) -> TaskResult | None:
+        uri = self.layout.result(task.id)
+        if not self.store.exists(uri):
+            return None
+        try:
+            result = TaskResult.from_json(self.store.read_bytes(uri))
+        except (ValueError, TypeError, json.JSONDecodeError):
+            return None
+        part = self.layout.part(task.id)
+        if not self.store.exists(part) or self.store.size(part) != result.part_bytes:
+            return None
+        return result
+
+    def _retry_or_fail(self, task: Task, attempt: int, reason: str, retryable: bool,
+                       task_log: str, queue: deque[tuple[float, list[Task]]]) -> None:
+        record = self.records[task.id]
+        record.reasons.append(reason)
+        retries_used = len(record.reasons) - 1
+        if retryable and retries_used < self.retries:
+            delay = self.retry_delay * (2 ** retries_used) * (0.5 + random.random())
+            self.progress.task_retry(task, attempt, reason)
+            queue.append((self.clock() + delay, [task]))
+            return
+        log_path = self.layout.task_log(task.id, attempt)
+        tries = f"after {attempt} attempt{'s' if attempt > 1 else ''}" if retryable else "(not retried: running it again cannot help)"
+        raise TaskFailed(
+            f"task {task.id} ({task.describe()}) failed {tries}: {reason}",
+            task_id=task.id,
+            log_tail=tail(task_log),
+            hint=f"Full log: {log_path}",
+        )

@@ -1,0 +1,61 @@
+"""The few error types a caller can act on.
+
+Every error the tool raises on purpose is a :class:`ScoreError`: a one-paragraph message that names
+the thing that is wrong, a ``hint`` saying what to do next, and the process exit code the CLI uses.
+SDK and OS errors are translated into these at the edge (``raise ... from err``), so the CLI never
+shows a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+
+class ScoreError(Exception):
+    """Base class: a user-facing error with a hint and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str = "", retryable: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        # False when running again cannot help (a model that does not load, a missing column):
+        # the controller then fails the job at once instead of burning its retries.
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SpecError(ScoreError):
+    """The job file (or an override) is malformed: names the key, what is allowed and what was found."""
+
+    exit_code = 2
+
+
+class InputError(ScoreError):
+    """The model, input or output location is missing, empty or unreadable."""
+
+    exit_code = 2
+
+
+class TaskFailed(ScoreError):
+    """A task failed after all its retries; the message names the task and shows its log tail."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, task_id: str, log_tail: str = "", hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.task_id = task_id
+        self.log_tail = log_tail
+
+
+class JobInterrupted(ScoreError):
+    """Ctrl-C or SIGTERM: every worker was stopped and no final output was written."""
+
+    exit_code = 130
+
+
+class BoundaryError(ScoreError):
+    """Records could not be found where the format says they are (e.g. a regex that never matches)."""
+
+    exit_code = 1

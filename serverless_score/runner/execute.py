@@ -1,0 +1,172 @@
+"""Run one task: read exactly its records, score them, write its part, then its result.
+
+Memory is bounded by one batch of records (a few MB), not by the task or the file: records stream
+from the range reader through the scorer into the part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from ..errors import ScoreError
+from ..records import RangeReader, RecordFormat, read_header
+from ..storage import get_store
+from .contract import TaskOrder, TaskResult, WorkOrder
+from .writers import PartWriter
+
+
+def _record_format(work: WorkOrder) -> RecordFormat:
+    if work.format == "csv":
+        return RecordFormat("csv")
+    if work.format == "records":
+        assert work.record_pattern is not None
+        return RecordFormat("regex", work.record_pattern.encode())
+    return RecordFormat("lines")
+
+
+def scorer_env(work: WorkOrder, order: TaskOrder, model_path: str | None) -> dict[str, str]:
+    """What a scorer sees: the contract's environment variables on top of the runner's own."""
+    env = dict(os.environ)
+    env.pop("SERVERLESS_SCORE_WORK", None)
+    env.update({
+        "JOB_ID": work.job_id,
+        "TASK_ID": order.task.id,
+        "TASK_INDEX": str(order.task.index),
+        "ATTEMPT": str(order.attempt),
+        "RECORD_FORMAT": work.format or "",
+    })
+    if model_path:
+        env["MODEL_PATH"] = model_path
+    if order.task.path:
+        env["INPUT_PATH"] = order.task.path
+    if order.task.shard:
+        env.update(order.task.shard.env())
+    return env
+
+
+class _Input:
+    """The task's records, opened once: header (CSV) and a range reader."""
+
+    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO) -> None:
+        task = order.task
+        self.fmt = _record_format(work)
+        self.header = read_header(f, task.file_size) if self.fmt.has_header else b""
+        self.reader = RangeReader(
+            f, self.fmt, start=task.start, end=task.end, file_size=task.file_size,
+            header_end=len(self.header), pinned_begin=task.pinned_begin,
+        )
+
+
+def _rowgroup_frames(f: BinaryIO, start: int, end: int) -> Iterator[Any]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(f)
+    for index in range(start, end):
+        yield parquet.read_row_group(index).to_pandas()
+
+
+def run_task(work: WorkOrder, order: TaskOrder) -> TaskResult:
+    started = time.monotonic()
+    task = order.task
+    store = get_store(order.part)
+    model_path = get_store(work.model).local_path(work.model) if work.model else None
+    records_in: int | None = None
+    begin = end = None
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(get_store(task.path).open_read(task.path)) if task.path else None
+        out = stack.enter_context(store.open_atomic(order.part))
+        writer = PartWriter(out, work.output_format)
+        if work.runtime == "command":
+            records_in, begin, end = _run_command(work, order, f, writer, model_path)
+        elif task.kind == "rowgroups":
+            assert f is not None
+            records_in = _score_frames(work, model_path, writer,
+                                       _rowgroup_frames(f, task.start, task.end))
+        else:
+            assert f is not None
+            records_in, begin, end = _score_range(work, order, f, writer, model_path)
+        writer.close()
+        if records_in is not None and writer.rows != records_in:
+            raise ScoreError(
+                f"task {task.id}: {records_in} records in but {writer.rows} scores out",
+                hint="A scorer must return exactly one score (line or row) per input record.",
+            )
+    result = TaskResult(
+        task_id=task.id, attempt=order.attempt, records_in=records_in, records_out=writer.rows,
+        begin=begin, end=end, pinned_begin=task.pinned_begin, header=writer.header,
+        columns=writer.columns, part_sha256=writer.sha256, part_bytes=writer.bytes,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    get_store(order.result).write_bytes(order.result, result.to_json().encode())
+    return result
+
+
+def _python_scorer(work: WorkOrder, model_path: str | None) -> Any:
+    from .python_scorer import PythonScorer
+
+    return PythonScorer(model_path=model_path, scorer=work.scorer,
+                        predict_method=work.predict_method, id_columns=work.id_columns)
+
+
+def _score_frames(work: WorkOrder, model_path: str | None, writer: PartWriter,
+                  frames: Iterator[Any]) -> int:
+    scorer = _python_scorer(work, model_path)
+    rows = 0
+    for frame in frames:
+        rows += len(frame)
+        writer.write_frame(scorer.score_frame(frame))
+    return rows
+
+
+def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
+                 model_path: str | None) -> tuple[int, int, int]:
+    from .python_scorer import read_batch
+
+    source = _Input(work, order, f)
+    scorer = _python_scorer(work, model_path)
+    for batch in source.reader:
+        if batch.records == 0:
+            continue
+        if work.format == "records":
+            items = [r.decode("utf-8", "replace").rstrip("\n") for r in batch.items or []]
+            lines = scorer.score_records(items)
+            writer.write_lines(("\n".join(lines) + "\n").encode(), len(lines))
+            continue
+        frame = read_batch(batch.data, work.format or "csv", source.header, work.id_columns)
+        if len(frame) != batch.records:
+            raise ScoreError(
+                f"task {order.task.id}: parsing found {len(frame)} rows where the partitioner "
+                f"found {batch.records} records (malformed {work.format}?)"
+            )
+        writer.write_frame(scorer.score_frame(frame))
+    reader = source.reader
+    return reader.records, reader.begin, reader.end_offset
+
+
+def _run_command(work: WorkOrder, order: TaskOrder, f: BinaryIO | None, writer: PartWriter,
+                 model_path: str | None) -> tuple[int | None, int | None, int | None]:
+    from .command_scorer import run_command
+
+    env = scorer_env(work, order, model_path)
+    if f is None:  # a shard: no input, the command finds its work from SHARD_* variables
+        run_command(work.scorer, iter(()), env, writer.write_lines)
+        return None, None, None
+    source = _Input(work, order, f)
+
+    def chunks() -> Iterator[bytes]:
+        first = True
+        for batch in source.reader:
+            if first and source.header:
+                yield source.header  # CSV: the header line first, so the command can parse
+            first = False
+            yield batch.data
+        if first and source.header:
+            yield source.header
+
+    run_command(work.scorer, chunks(), env, writer.write_lines)
+    reader = source.reader
+    return reader.records, reader.begin, reader.end_offset

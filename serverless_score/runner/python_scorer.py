@@ -1,0 +1,161 @@
+"""Scoring in process with a Python model: the built-in ``predict`` or a user's ``score(model, data)``.
+
+The model is loaded once per process (a group's runner may run several tasks in a row), and
+pandas / the model's libraries are imported only here, so a command runtime never pays for them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import ScoreError
+
+SCORE_PREFIX = "proba_"
+
+
+@cache
+def load_user_script(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"user_scorer_{Path(path).stem}", path)
+    if spec is None or spec.loader is None:
+        raise ScoreError(f"scorer: cannot load the script {path!r}", retryable=False)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise ScoreError(f"scorer: the script {path!r} failed while loading: "
+                         f"{type(err).__name__}: {err}", retryable=False) from err
+    if not callable(getattr(module, "score", None)):
+        raise ScoreError(f"scorer: the script {path!r} defines no function score(model, data)", retryable=False)
+    return module
+
+
+@cache
+def load_model(path: str, script: str | None) -> Any:
+    module = load_user_script(script) if script else None
+    try:
+        if module is not None and callable(getattr(module, "load_model", None)):
+            return module.load_model(path)
+        import joblib
+
+        return joblib.load(path)
+    except FileNotFoundError:
+        raise ScoreError(f"model: {path!r} does not exist", retryable=False) from None
+    except ModuleNotFoundError as err:
+        raise ScoreError(
+            f"model: {path!r} needs the Python package {err.name!r}, which is not installed",
+            hint=f"pip install {err.name} (the version the model was trained with)",
+            retryable=False,
+        ) from None
+    except Exception as err:
+        raise ScoreError(
+            f"model: cannot load {path!r} ({type(err).__name__}: {err})",
+            hint="Save models with joblib.dump(model, path) or pickle; check the file is complete.",
+            retryable=False,
+        ) from None
+
+
+class PythonScorer:
+    def __init__(self, *, model_path: str | None, scorer: str, predict_method: str,
+                 id_columns: list[str]) -> None:
+        self.script = None if scorer == "predict" else scorer
+        self.model = load_model(model_path, self.script) if model_path else None
+        self.module = load_user_script(self.script) if self.script else None
+        self.predict_method = predict_method
+        self.id_columns = id_columns
+
+    # -- tables -------------------------------------------------------------------------------
+    def score_frame(self, frame: Any) -> Any:
+        """id columns + score columns for every row of ``frame``, in order."""
+        import pandas as pd
+
+        missing = [c for c in self.id_columns if c not in frame.columns]
+        if missing:
+            raise ScoreError(f"id_columns: {missing} not in the input's columns {list(frame.columns)}", retryable=False)
+        if self.module is not None:
+            scores = _as_frame(self.module.score(self.model, frame), len(frame))
+        else:
+            scores = self._predict(frame.drop(columns=self.id_columns))
+        ids = frame[self.id_columns].reset_index(drop=True)
+        clash = set(ids.columns) & set(scores.columns)
+        if clash:
+            raise ScoreError(f"score columns {sorted(clash)} clash with id_columns; rename them", retryable=False)
+        return pd.concat([ids, scores.reset_index(drop=True)], axis=1)
+
+    def _predict(self, features: Any) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        model = self.model
+        names = getattr(model, "feature_names_in_", None)
+        if names is not None:
+            missing = [n for n in names if n not in features.columns]
+            if missing:
+                raise ScoreError(f"input: the model needs columns {missing}, absent from the input", retryable=False)
+            features = features[list(names)]
+        method = self.predict_method
+        if method == "auto":
+            method = "predict_proba" if hasattr(model, "predict_proba") else "predict"
+        fn = getattr(model, method, None)
+        if fn is None:
+            raise ScoreError(f"predict_method: the model ({type(model).__name__}) has no method {method!r}", retryable=False)
+        result = np.asarray(fn(features))
+        if result.ndim == 1:
+            return pd.DataFrame({"prediction" if method == "predict" else "score": result})
+        classes = getattr(model, "classes_", None)
+        if method == "predict_proba" and classes is not None and len(classes) == result.shape[1]:
+            names_out = [f"{SCORE_PREFIX}{c}" for c in classes]
+        else:
+            names_out = [f"score_{i}" for i in range(result.shape[1])]
+        return pd.DataFrame(result, columns=names_out)
+
+    # -- records ------------------------------------------------------------------------------
+    def score_records(self, records: list[str]) -> list[str]:
+        assert self.module is not None
+        scores = list(self.module.score(self.model, records))
+        if len(scores) != len(records):
+            raise ScoreError(f"scorer: score() returned {len(scores)} results for {len(records)} records")
+        lines = [str(s) for s in scores]
+        if any("\n" in line for line in lines):
+            raise ScoreError("scorer: a score contains a newline; return one line per record")
+        return lines
+
+
+def _as_frame(result: Any, rows: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        frame = result
+    elif isinstance(result, pd.Series):
+        frame = result.to_frame(name=result.name if result.name is not None else "score")
+    else:
+        array = np.asarray(result)
+        if array.ndim == 1:
+            frame = pd.DataFrame({"score": array})
+        elif array.ndim == 2:
+            frame = pd.DataFrame(array, columns=[f"score_{i}" for i in range(array.shape[1])])
+        else:
+            raise ScoreError(f"scorer: score() returned an array of {array.ndim} dimensions")
+    if len(frame) != rows:
+        raise ScoreError(f"scorer: score() returned {len(frame)} rows for {rows} input rows")
+    return frame
+
+
+def read_batch(data: bytes, fmt: str, header: bytes, id_columns: list[str]) -> Any:
+    """Parse whole records of csv/jsonl into a DataFrame; id columns kept as text so they are
+    carried to the output exactly as they were."""
+    import pandas as pd
+
+    if fmt == "csv":
+        return pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
+                           keep_default_na=False, na_values=[""], float_precision="round_trip")
+    frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False)
+    for column in id_columns:
+        if column in frame.columns:
+            frame[column] = frame[column].astype(str)
+    return frame

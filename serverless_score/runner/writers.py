@@ -1,0 +1,86 @@
+"""Writing a task's scores into its part, in the job's output format, counting rows and hashing
+what was written. CSV parts carry no header: the header is reported once and the merge writes it
+once, so a blob merge can compose parts server-side without editing them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, BinaryIO
+
+
+class PartWriter:
+    def __init__(self, f: BinaryIO, output_format: str) -> None:
+        self._f = f
+        self._format = output_format
+        self._hash = hashlib.sha256()
+        self._parquet: Any = None
+        self._schema: Any = None
+        self.rows = 0
+        self.bytes = 0
+        self.header = ""
+        self.columns: list[str] = []
+
+    def _write(self, data: bytes) -> None:
+        self._f.write(data)
+        self._hash.update(data)
+        self.bytes += len(data)
+
+    def write_lines(self, data: bytes, count: int) -> None:
+        self._write(data)
+        self.rows += count
+
+    def write_frame(self, frame: Any) -> None:
+        columns = [str(c) for c in frame.columns]
+        if not self.columns:
+            self.columns = columns
+            if self._format == "csv":
+                self.header = frame.head(0).to_csv(index=False, lineterminator="\n")
+        elif columns != self.columns:
+            raise ValueError(f"score columns changed between batches: {self.columns} then {columns}")
+        if self._format == "csv":
+            self._write(frame.to_csv(index=False, header=False, lineterminator="\n").encode())
+        elif self._format == "jsonl":
+            text = frame.to_json(orient="records", lines=True, double_precision=15)
+            self._write((text if text.endswith("\n") or not text else text + "\n").encode())
+        else:
+            self._write_parquet(frame)
+        self.rows += len(frame)
+
+    def _write_parquet(self, frame: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._parquet is None:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(_HashingSink(self), self._schema)
+        self._parquet.write_table(table.cast(self._schema))
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class _HashingSink:
+    """A write-only file object for pyarrow that counts and hashes what goes through."""
+
+    def __init__(self, writer: PartWriter) -> None:
+        self._writer = writer
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._writer._write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def tell(self) -> int:
+        return self._writer.bytes

@@ -1,0 +1,251 @@
+"""The job spec: one description of a scoring job for every target (local, Docker, ACI, Logic App).
+
+A spec comes from a TOML job file, from ``--set key=value`` overrides, or from the Python API.
+Validation happens here, before anything is created; every message names the key, what is
+allowed and what was found. Unknown keys are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+from .units import parse_duration, parse_size
+
+Format = Literal["csv", "jsonl", "parquet", "records"]
+Runtime = Literal["python", "r", "command"]
+BackendName = Literal["local", "docker", "aci"]
+
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# Backends that exist in this version; the spec already names the later ones so job files
+# written for them are understood and refused with a clear message rather than "unknown value".
+AVAILABLE_BACKENDS = ("local",)
+AVAILABLE_RUNTIMES = ("python", "command")
+
+
+class Resources(BaseModel):
+    """What each worker / container gets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(default=1.0, gt=0, le=32)
+    memory_gb: float = Field(default=1.5, gt=0, le=240)
+
+
+class JobSpec(BaseModel):
+    """A validated scoring job. Paths are resolved against the job file's directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    model: str | None = None
+    input: str | None = None
+    output: str
+    format: Format | None = None
+    record_pattern: str | None = None
+    runtime: Runtime = "python"
+    scorer: str = "predict"
+    predict_method: str = "auto"
+    id_columns: list[str] = Field(default_factory=list)
+    chunk_size: int | None = None
+    chunks: int | None = Field(default=None, ge=1, le=100_000)
+    shards: int | None = Field(default=None, ge=1, le=100_000)
+    bins: int | None = Field(default=None, ge=1)
+    max_parallel: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=1000)
+    retries: int = Field(default=2, ge=0, le=20)
+    timeout: float = 3600.0
+    backend: BackendName = "local"
+    overwrite: bool = False
+    resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "expected 1-40 lowercase letters, digits or '-', starting with a letter or digit "
+                f"(it becomes part of container group names); got {value!r}"
+            )
+        return value
+
+    @field_validator("chunk_size", mode="before")
+    @classmethod
+    def _chunk_size(cls, value: Any) -> int | None:
+        return None if value is None else parse_size(value)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("record_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            compiled = re.compile(value.encode())
+        except re.error as err:
+            raise ValueError(f"not a valid regular expression: {err}") from err
+        if compiled.match(b"") is not None:
+            raise ValueError("the pattern matches an empty string, so it cannot delimit records")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if self.shards is None and self.input is None:
+            raise ValueError("input: required (a file, a directory or a glob), unless `shards` is set")
+        if self.shards is not None and self.input is not None:
+            raise ValueError("input and shards: set one, not both")
+        if self.bins is not None and self.shards is None:
+            raise ValueError("bins: only meaningful with `shards`")
+        if self.shards is not None and self.bins is not None and self.bins < self.shards:
+            raise ValueError(f"bins: must be >= shards ({self.shards}); got {self.bins}")
+        if self.shards is not None and self.runtime != "command":
+            raise ValueError("shards: need runtime = \"command\" (a command that reads SHARD_INDEX etc.)")
+        if self.chunk_size is not None and self.chunks is not None:
+            raise ValueError("chunk_size and chunks: set one, not both")
+        if self.input is not None and self.format is None:
+            raise ValueError(
+                "format: could not infer it from the input's extension; "
+                "set it to csv, jsonl, parquet or records"
+            )
+        if self.format == "records" and not self.record_pattern:
+            raise ValueError('record_pattern: required with format = "records" (a regex matching one whole record)')
+        if self.record_pattern and self.format != "records":
+            raise ValueError('record_pattern: only used with format = "records"')
+        if self.runtime == "command" and self.scorer == "predict":
+            raise ValueError('scorer: with runtime = "command" set it to the shell command to run')
+        if self.runtime == "python" and self.model is None:
+            raise ValueError("model: required for runtime = \"python\" (path to a joblib/pickle file)")
+        if self.format == "records" and self.runtime == "python" and self.scorer == "predict":
+            raise ValueError('scorer: format "records" needs a scoring script or a command, not "predict"')
+        if self.runtime not in AVAILABLE_RUNTIMES:
+            raise ValueError(f"runtime: {self.runtime!r} is not available in this version; use python or command")
+        if self.backend not in AVAILABLE_BACKENDS:
+            raise ValueError(f"backend: {self.backend!r} is not available in this version; use local")
+        return self
+
+    @property
+    def bin_count(self) -> int:
+        return self.bins if self.bins is not None else 100
+
+    @property
+    def effective_format(self) -> Format:
+        assert self.format is not None
+        return self.format
+
+
+_PATH_KEYS = ("model", "input", "output")
+
+
+def _infer_format(raw: dict[str, Any]) -> None:
+    if "format" in raw or not isinstance(raw.get("input"), str):
+        return
+    suffix = Path(raw["input"].rstrip("/*")).suffix.lower()
+    if suffix in _FORMAT_BY_SUFFIX:
+        raw["format"] = _FORMAT_BY_SUFFIX[suffix]
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Relative paths in a job file are relative to the job file, not to the caller's cwd."""
+    for key in _PATH_KEYS:
+        value = raw.get(key)
+        if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
+            raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
+    scorer = raw.get("scorer")
+    runtime = raw.get("runtime", "python")
+    if isinstance(scorer, str) and scorer != "predict" and runtime != "command":
+        if "://" not in scorer and not os.path.isabs(scorer):
+            raw["scorer"] = str((base / scorer).resolve())
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"resources.cpu=2"`` -> (["resources", "cpu"], 2). Values are read as TOML when they parse
+    (numbers, booleans, arrays), otherwise kept as strings, so ``--set input=data/*.csv`` just works."""
+    if "=" not in item:
+        raise SpecError(f"--set {item!r}: expected key=value, e.g. --set chunks=8")
+    key, _, text = item.partition("=")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return key.strip().split("."), value
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
+    for item in overrides:
+        path, value = parse_override(item)
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise SpecError(f"--set {item!r}: {part} is not a table")
+        target[path[-1]] = value
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _format_error(error: dict[str, Any], source: str) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent: type[BaseModel] = Resources if error["loc"][0] == "resources" else JobSpec
+        allowed = _allowed_keys(parent)
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, allowed, n=1)
+        suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{source}: unknown key {loc!r}{suggestion}; allowed keys: {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return f"{source}: {loc}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = f"{message}; got {error.get('input')!r}"
+    elif "input" in error and not isinstance(error["input"], dict) and loc:
+        message = f"{message} (got {error['input']!r})"
+    return f"{source}: {loc}: {message}" if loc else f"{source}: {message}"
+
+
+def spec_from_dict(raw: dict[str, Any], *, base: Path | None = None, source: str = "job") -> JobSpec:
+    """Validate a job given as a dict (the TOML document, an HTTP body, Python API keywords)."""
+    raw = dict(raw)
+    if base is not None:
+        _resolve_paths(raw, base)
+    _infer_format(raw)
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as err:
+        messages = [_format_error(e, source) for e in err.errors()]
+        raise SpecError(
+            "\n".join(messages),
+            hint="See the job-file reference in README.md for every key and its allowed values.",
+        ) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """Read a TOML job file, apply ``--set`` overrides and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"job file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"job file {str(path)!r} cannot be read: {err}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(
+            f"{path}: not valid TOML: {err}",
+            hint="Strings need quotes (name = \"churn\"), tables go in [brackets].",
+        ) from None
+    _apply_overrides(raw, overrides or [])
+    return spec_from_dict(raw, base=path.resolve().parent, source=str(path))
