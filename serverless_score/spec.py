@@ -162,10 +162,10 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
             raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
     scorer = raw.get("scorer")
-    runtime = raw.get("runtime", "python")
-    if isinstance(scorer, str) and scorer != "predict" and runtime != "command":
-        if "://" not in scorer and not os.path.isabs(scorer):
-            raw["scorer"] = str((base / scorer).resolve())
+    if not isinstance(scorer, str) or scorer == "predict" or raw.get("runtime") == "command":
+        return  # a command is a shell line: its paths are the user's business
+    if "://" not in scorer and not os.path.isabs(scorer):
+        raw["scorer"] = str((base / scorer).resolve())
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -224,7 +224,7 @@ def spec_from_dict(raw: dict[str, Any], *, base: Path | None = None, source: str
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as err:
-        messages = [_format_error(e, source) for e in err.errors()]
+        messages = [_format_error(dict(e), source) for e in err.errors()]
         raise SpecError(
             "\n".join(messages),
             hint="See the job-file reference in README.md for every key and its allowed values.",

@@ -36,11 +36,15 @@ class RichProgress:
         self._id = self._bar.add_task(label, total=total_tasks, rows=0)
 
     def __enter__(self) -> RichProgress:
-        self._bar.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._bar.stop()
+
+    def job_started(self, total_tasks: int) -> None:
+        # Started only once there is work: an up-to-date job shows no empty bar.
+        self._bar.update(self._id, total=total_tasks)
+        self._bar.start()
 
     def task_done(self, task: Task, result: TaskResult) -> None:
         self.rows += result.records_out

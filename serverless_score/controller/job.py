@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class _Quiet:
+    def job_started(self, total_tasks: int) -> None:
+        pass
+
     def task_done(self, task: Task, result: TaskResult) -> None:
         pass
 
@@ -120,6 +123,7 @@ class Job:
             self.backend.delete_group(name)
         results: dict[str, TaskResult] = dict(state.results)
         tasks = {t.id: self._as_pinned(t, results.get(t.id)) for t in plan.tasks}
+        self.progress.job_started(len(tasks))
         for task_id, result in results.items():
             self.progress.task_done(tasks[task_id], result)
         scheduler = self._scheduler = Scheduler(
@@ -134,7 +138,9 @@ class Job:
         try:
             with _sigterm_as_interrupt():
                 pending = [t for t in tasks.values() if t.id not in results]
-                results.update(scheduler.run(pending, state.attempts))
+                results.update(scheduler.run(pending, state.attempts, known=results,
+                                             chain=list(tasks.values())))
+                tasks = {i: self._as_pinned(t, results.get(i)) for i, t in tasks.items()}
                 while breaks := self._boundary_breaks(tasks, results):
                     repaired += len(breaks)
                     fixes = [tasks[task_id].pinned(begin) for task_id, begin in breaks]
@@ -142,7 +148,8 @@ class Job:
                         tasks[fix.id] = fix
                         results.pop(fix.id, None)
                     attempts = {t: r.attempts for t, r in scheduler.records.items()}
-                    results.update(scheduler.run(fixes, attempts))
+                    results.update(scheduler.run(fixes, attempts, known=results,
+                                                 chain=list(tasks.values())))
         except KeyboardInterrupt:
             scheduler.stop_all()
             raise JobInterrupted(
@@ -157,18 +164,20 @@ class Job:
         timings["merge_s"] = round(time.monotonic() - merge_started, 3)
         timings["total_s"] = round(time.monotonic() - started, 3)
         attempts_by_task = {t: r.attempts for t, r in scheduler.records.items()}
-        result = JobResult(
+        job_result = JobResult(
             job_id=plan.job_id, name=self.spec.name, status="succeeded", tasks=len(tasks),
             rows_in=self._rows_in(results), rows_out=merged.rows, output=self.spec.output,
             manifest=self.layout.manifest, work_dir=self.layout.work,
             attempts=sum(attempts_by_task.values()),
-            retried_tasks=sorted(t for t, n in attempts_by_task.items() if n > 1),
-            reused_tasks=len(state.results), repaired_boundaries=repaired, timings=timings,
+            retried_tasks=sorted(t for t, r in scheduler.records.items() if r.reasons
+                                 and not (t in scheduler.repaired and len(r.reasons) == 1)),
+            reused_tasks=len(state.results),
+            repaired_boundaries=repaired + len(scheduler.repaired), timings=timings,
         )
-        self._write_manifest(plan, tasks, results, attempts_by_task, result, checksum)
+        self._write_manifest(plan, tasks, results, attempts_by_task, job_result, checksum)
         for task in tasks.values():  # the parts now live in the output; logs and results stay
             self.store.delete(self.layout.part(task.id))
-        return result
+        return job_result
 
     # -- helpers ------------------------------------------------------------------------------
     def _already_done(self, plan: Plan) -> JobResult | None:

@@ -19,7 +19,7 @@ from typing import Protocol
 from ..backends import Backend, GroupSpec, GroupState, Phase
 from ..errors import TaskFailed
 from ..layout import JobLayout
-from ..planning.partition import pack_groups
+from ..planning.partition import Span, anchored_tasks, pack_groups
 from ..planning.tasks import Task
 from ..runner.contract import ENV_GROUP, ENV_WORK, MARKER, TaskOrder, TaskResult, WorkOrder
 from ..storage import Store
@@ -29,6 +29,7 @@ LOG_TAIL_LINES = 25
 
 
 class Progress(Protocol):
+    def job_started(self, total_tasks: int) -> None: ...
     def task_done(self, task: Task, result: TaskResult) -> None: ...
     def task_retry(self, task: Task, attempt: int, reason: str) -> None: ...
 
@@ -99,21 +100,34 @@ class Scheduler:
         self.clock = clock
         self.records: dict[str, TaskRecord] = {}
         self._running: dict[str, _Running] = {}
+        self._known: dict[str, TaskResult] = {}
+        self._chain: dict[int, Task] = {}  # every byte task of the job, by index
+        self._waiting: list[tuple[Task, int, str, bool, str]] = []
+        self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
 
     # -- public -------------------------------------------------------------------------------
-    def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int]) -> dict[str, TaskResult]:
-        """Run ``tasks`` to completion; return their results, or raise TaskFailed."""
+    def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
+            known: dict[str, TaskResult] | None = None,
+            chain: Sequence[Task] = ()) -> dict[str, TaskResult]:
+        """Run ``tasks`` to completion; return their results, or raise TaskFailed.
+
+        ``known`` are results of the job's other, finished tasks and ``chain`` all its byte tasks:
+        with them a failed task whose boundary guess may have been wrong is re-run from its
+        predecessor's exact end (see ``_repair_begin``)."""
         for task in tasks:
             self.records[task.id] = TaskRecord(task, previous_attempts.get(task.id, 0))
+        self._known = dict(known or {})
+        self._chain = {t.index: t for t in chain if t.kind == "bytes"}
         per_group = self.backend.tasks_per_group(len(tasks), self.max_parallel)
         queue: deque[tuple[float, list[Task]]] = deque(
             (0.0, group) for group in pack_groups(tasks, per_group))
         results: dict[str, TaskResult] = {}
         try:
-            while queue or self._running:
+            while queue or self._running or self._waiting:
                 self._launch(queue)
                 time.sleep(self.poll_interval if self._running else 0.05)
                 self._collect(queue, results)
+                self._release_waiting(queue, results, stalled=not (queue or self._running))
         finally:
             self.stop_all()
         return results
@@ -187,7 +201,45 @@ class Scheduler:
                 self.progress.task_done(task, result)
                 continue
             reason, retryable = failure_reason(task_log, state)
-            self._retry_or_fail(task, attempt, reason, retryable, task_log, queue)
+            self._waiting.append((task, attempt, reason, retryable, task_log))
+        self._release_waiting(queue, results, stalled=False)
+
+    def _repair_begin(self, task: Task, results: dict[str, TaskResult]) -> int | str | None:
+        """For a failed byte task that *guessed* where its records begin: the exact begin (its
+        predecessor's end, once that predecessor is finished and anchored), ``"wait"`` until it
+        is, or None when the guess cannot be the cause (pinned, first in its file, not bytes)."""
+        previous = self._chain.get(task.index - 1)
+        if (task.kind != "bytes" or task.pinned_begin is not None or previous is None
+                or previous.file_index != task.file_index):
+            return None
+        done = {**self._known, **results}
+        if previous.id not in done:
+            return "wait"
+        spans = [Span(t.index, t.file_index, done[t.id].begin or 0, done[t.id].end or 0)
+                 for t in self._chain.values() if t.id in done]
+        pinned = {t.index for t in self._chain.values()
+                  if t.id in done and done[t.id].pinned_begin is not None}
+        if previous.index not in anchored_tasks(spans, pinned):
+            return "wait"
+        return done[previous.id].end
+
+    def _release_waiting(self, queue: deque[tuple[float, list[Task]]],
+                         results: dict[str, TaskResult], *, stalled: bool) -> None:
+        """Failed tasks go back in the queue: re-run from an exact boundary when their guess may
+        have been wrong (free: not a retry), else retried or failed as usual."""
+        waiting, self._waiting = self._waiting, []
+        for task, attempt, reason, retryable, task_log in waiting:
+            begin = self._repair_begin(task, results)
+            if begin == "wait" and not stalled:
+                self._waiting.append((task, attempt, reason, retryable, task_log))
+            elif isinstance(begin, int):
+                pinned = task.pinned(begin)
+                self.records[task.id].task = pinned
+                self.repaired.add(task.id)
+                self.progress.task_retry(task, attempt, f"{reason}; re-running it from byte {begin}")
+                queue.append((self.clock(), [pinned]))
+            else:
+                self._retry_or_fail(task, attempt, reason, retryable, task_log, queue)
 
     def _read_result(self, task: Task) -> TaskResult | None:
         uri = self.layout.result(task.id)

@@ -6,6 +6,7 @@ out in input order with deterministic indices, which is what makes resume possib
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def plan_byte_tasks(files: Sequence[InputFile], *, chunk_size: int | None = None
             continue
         pieces = max(1, round(f.size / target)) if len(files) > 1 else count
         cuts = even_cuts(f.size, pieces)
-        for start, end in zip(cuts, cuts[1:], strict=False):
+        for start, end in itertools.pairwise(cuts):
             tasks.append(Task(index=len(tasks), kind="bytes", path=f.path, file_index=file_index,
                               start=start, end=end, size=end - start, file_size=f.size))
     return tasks
@@ -112,7 +113,7 @@ def chain_breaks(spans: Sequence[Span], anchored: set[int]) -> list[tuple[int, i
     anchors them and calls again until nothing is returned."""
     breaks: list[tuple[int, int]] = []
     ordered = sorted(spans, key=lambda s: s.task_index)
-    for prev, cur in zip(ordered, ordered[1:], strict=False):
+    for prev, cur in itertools.pairwise(ordered):
         if prev.file_index != cur.file_index or prev.task_index not in anchored:
             continue
         if cur.begin != prev.end:
@@ -127,8 +128,6 @@ def anchored_tasks(spans: Sequence[Span], pinned: set[int]) -> set[int]:
     ordered = sorted(spans, key=lambda s: s.task_index)
     for i, span in enumerate(ordered):
         first_in_file = i == 0 or ordered[i - 1].file_index != span.file_index
-        if first_in_file or span.task_index in pinned:
-            anchored.add(span.task_index)
-        elif ordered[i - 1].task_index in anchored and ordered[i - 1].end == span.begin:
+        if first_in_file or span.task_index in pinned or (ordered[i - 1].task_index in anchored and ordered[i - 1].end == span.begin):
             anchored.add(span.task_index)
     return anchored

@@ -33,6 +33,10 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 _NL = 10
 _QUOTE = 34
 _CR = 13
+_FIELD_START = {ord(","), _NL}
+_FIELD_END = {ord(","), _NL, _CR}
+_FIELD_START_OR_QUOTE = _FIELD_START | {_QUOTE}
+_FIELD_END_OR_QUOTE = _FIELD_END | {_QUOTE}
 
 
 @dataclass(frozen=True)
@@ -176,9 +180,46 @@ class RangeReader:
         if self._start <= self._header_end:
             return self._header_end
         candidate = self._first_line_start(self._start)
+        if self._fmt.kind == "csv":
+            return self._first_csv_start(candidate)
         if self._pattern is None:
             return candidate
         return self._first_regex_start(candidate)
+
+    def _first_csv_start(self, candidate: int) -> int:
+        """A better guess than "the next line start" for CSV: a quote that is followed by a
+        non-delimiter must open a quoted field (and one preceded by a non-delimiter must close
+        one), which fixes the quote parity there; from it, the first newline outside quotes
+        after ``start`` is found. Still a guess (the chain check verifies it), but it is right
+        for quoted newlines in ordinary data, so repairs stay rare."""
+        origin = self._start - 1  # look-back byte: a boundary may sit right at start
+        data = _read_at(self._f, origin, 256 * 1024)
+        arr = np.frombuffer(data, dtype=np.uint8)
+        quotes = np.flatnonzero(arr == _QUOTE)
+        if quotes.size == 0:
+            return candidate
+        state_at_quote = None  # 0: the quote stands outside a quoted field, 1: inside
+        anchor = 0
+        for q in quotes[:4096].tolist():
+            before = data[q - 1] if q > 0 else None
+            after = data[q + 1] if q + 1 < len(data) else None
+            if before in _FIELD_START and after is not None and after not in _FIELD_END_OR_QUOTE:
+                state_at_quote, anchor = 0, q
+                break
+            if after in _FIELD_END and before is not None and before not in _FIELD_START_OR_QUOTE:
+                state_at_quote, anchor = 1, q
+                break
+        if state_at_quote is None:
+            return candidate
+        counts = np.cumsum(arr == _QUOTE, dtype=np.uint8)  # quotes in data[: x + 1]
+        newlines = np.flatnonzero(arr == _NL)
+        if newlines.size == 0:
+            return candidate
+        quotes_before_anchor = int(counts[anchor]) - 1
+        # parity of quotes between a newline and the anchor decides the state at the newline
+        inside = (state_at_quote + (counts[newlines].astype(np.int64) - quotes_before_anchor)) & 1
+        outside = newlines[inside == 0]
+        return origin + int(outside[0]) + 1 if outside.size else candidate
 
     def _first_regex_start(self, pos: int) -> int:
         """First line start >= pos where the pattern matches a whole record."""

@@ -4,6 +4,7 @@ side holds the whole task in memory and a full pipe can never deadlock."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -39,17 +40,15 @@ def run_command(
         except BaseException as err:
             feed_error.append(err)
         finally:
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
-            except BrokenPipeError:
-                pass
 
     feeder = threading.Thread(target=feed, name="feed-stdin", daemon=True)
     feeder.start()
     lines = 0
     tail = b""
     try:
-        while block := proc.stdout.read1(_READ):
+        while block := proc.stdout.read1(_READ):  # type: ignore[attr-defined]
             data = tail + block
             cut = data.rfind(b"\n") + 1
             if cut:

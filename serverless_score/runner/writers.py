@@ -40,8 +40,7 @@ class PartWriter:
         if self._format == "csv":
             self._write(frame.to_csv(index=False, header=False, lineterminator="\n").encode())
         elif self._format == "jsonl":
-            text = frame.to_json(orient="records", lines=True, double_precision=15)
-            self._write((text if text.endswith("\n") or not text else text + "\n").encode())
+            self._write(_jsonl(frame))
         else:
             self._write_parquet(frame)
         self.rows += len(frame)
@@ -84,3 +83,14 @@ class _HashingSink:
 
     def tell(self) -> int:
         return self._writer.bytes
+
+
+def _jsonl(frame: Any) -> bytes:
+    """One JSON object per row, floats at full precision (pandas' to_json stops at 15 digits,
+    which would make JSONL scores differ from CSV ones); NaN becomes null."""
+    import json
+
+    import pandas as pd
+
+    rows = frame.astype(object).where(pd.notna(frame), None).to_dict(orient="records")
+    return "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows).encode()
