@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..controller import JobResult, plan_job, run_job
 from ..errors import JobInterrupted, ScoreError, TaskFailed
@@ -35,12 +36,13 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and deb
 def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = None) -> typer.Exit:
     if debug:
         err_console.print_exception(show_locals=False)
-    err_console.print(f"[red]error:[/] {err.message}", highlight=False)
+    # Messages quote user text (TOML, paths, log lines): escape it so rich does not eat [brackets].
+    err_console.print(f"[red]error:[/] {escape(err.message)}", highlight=False)
     if isinstance(err, TaskFailed) and err.log_tail:
         err_console.print(f"[dim]--- last lines of the log of task {err.task_id} ---[/]")
         err_console.print(err.log_tail, markup=False, highlight=False)
     if err.hint:
-        err_console.print(f"[cyan]hint:[/] {err.hint}", highlight=False)
+        err_console.print(f"[cyan]hint:[/] {escape(err.hint)}", highlight=False)
     if as_json:
         status = "interrupted" if isinstance(err, JobInterrupted) else "failed"
         payload: dict[str, Any] = {"job_id": job_id, "status": status,

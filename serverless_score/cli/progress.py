@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,7 +52,7 @@ class RichProgress:
         self._bar.update(self._id, advance=1, rows=self.rows)
 
     def task_retry(self, task: Task, attempt: int, reason: str) -> None:
-        self.console.print(f"[yellow]retrying[/] {task.id} (attempt {attempt} failed: {reason})")
+        self.console.print(f"[yellow]retrying[/] {task.id} (attempt {attempt} failed: {escape(reason)})")
 
 
 def plan_table(plan: Plan) -> Table:
