@@ -56,11 +56,12 @@ class JobSpec(BaseModel):
     predict_method: str = "auto"
     id_columns: list[str] = Field(default_factory=list)
     chunk_size: int | None = None
-    chunks: int | None = Field(default=None, ge=1, le=100_000)
-    shards: int | None = Field(default=None, ge=1, le=100_000)
-    bins: int | None = Field(default=None, ge=1)
-    max_parallel: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=1000)
-    retries: int = Field(default=2, ge=0, le=20)
+    chunks: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    shards: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    bins: int | None = Field(default=None, ge=1, strict=True)
+    max_parallel: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=1000,
+                              strict=True)
+    retries: int = Field(default=2, ge=0, le=20, strict=True)
     timeout: float = 3600.0
     backend: BackendName = "local"
     overwrite: bool = False
@@ -69,7 +70,7 @@ class JobSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(
                 "expected 1-40 lowercase letters, digits or '-', starting with a letter or digit "
                 f"(it becomes part of container group names); got {value!r}"
@@ -210,7 +211,10 @@ def _format_error(error: dict[str, Any], source: str) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "literal_error":
         message = f"{message}; got {error.get('input')!r}"
-    elif "input" in error and not isinstance(error["input"], dict) and loc:
+    elif (
+        "input" in error and not isinstance(error["input"], dict) and loc
+        and f"got {error['input']!r}" not in message
+    ):
         message = f"{message} (got {error['input']!r})"
     return f"{source}: {loc}: {message}" if loc else f"{source}: {message}"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 
 _SIZE_UNITS = {
     "": 1,
@@ -27,6 +29,8 @@ def parse_size(value: str | int) -> int:
     """``"64MB"`` -> 64_000_000, ``"4MiB"`` -> 4_194_304, ``1024`` -> 1024 (bytes)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a size like '64MB'; got {value!r}")
+    if isinstance(value, float):
+        raise ValueError(f"expected a whole number of bytes or a size like '1.5MB'; got {value!r}")
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"expected a positive size; got {value}")
@@ -36,7 +40,8 @@ def parse_size(value: str | int) -> int:
         raise ValueError(
             f"expected a size like '64MB', '512KiB' or a number of bytes; got {value!r}"
         )
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    # Decimal, not float: "1.005KB" is 1005 bytes, not 1004.
+    size = int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
     if size <= 0:
         raise ValueError(f"expected a positive size; got {value!r}")
     return size
@@ -55,6 +60,8 @@ def parse_duration(value: str | int | float) -> float:
                 f"expected a duration like '90s', '30m', '2h' or a number of seconds; got {value!r}"
             )
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite duration; got {value!r}")
     if seconds <= 0:
         raise ValueError(f"expected a positive duration; got {value!r}")
     return seconds

@@ -89,8 +89,11 @@ class LocalBackend:
                 pid_text, owner = pid_file.read_text().split()
             except ValueError:
                 continue
-            if owner == job_id and (name in self._procs or _is_our_runner(int(pid_text), name)):
-                found.append(name)
+            if name in self._procs or _is_our_runner(int(pid_text), name):
+                if owner == job_id:
+                    found.append(name)
+            else:
+                pid_file.unlink(missing_ok=True)  # its worker ended on its own: nothing to stop
         return found
 
     def _read_pid(self, name: str) -> int | None:

@@ -74,6 +74,17 @@ def failure_reason(task_log: str, group: GroupState | None) -> tuple[str, bool]:
     return "the task wrote no result", True
 
 
+def reported_begin(task_log: str) -> int | None:
+    """The offset where the runner said the task's records begin (``::task <id> begin=N``)."""
+    for line in task_log.splitlines():
+        if line.startswith(f"{MARKER} ") and " begin=" in line:
+            try:
+                return int(line.rsplit("begin=", 1)[1].split()[0])
+            except ValueError:
+                return None
+    return None
+
+
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -207,10 +218,12 @@ class Scheduler:
     def _repair_begin(self, task: Task, results: dict[str, TaskResult]) -> int | str | None:
         """For a failed byte task that *guessed* where its records begin: the exact begin (its
         predecessor's end, once that predecessor is finished and anchored), ``"wait"`` until it
-        is, or None when the guess cannot be the cause (pinned, first in its file, not bytes)."""
+        is, or None when the guess cannot be the cause (pinned, first in its file, not bytes,
+        or line-delimited input such as JSONL, where the first line start is always exact)."""
         previous = self._chain.get(task.index - 1)
         if (task.kind != "bytes" or task.pinned_begin is not None or previous is None
-                or previous.file_index != task.file_index):
+                or previous.file_index != task.file_index
+                or self.work.format not in ("csv", "records")):
             return None
         done = {**self._known, **results}
         if previous.id not in done:
@@ -230,6 +243,8 @@ class Scheduler:
         waiting, self._waiting = self._waiting, []
         for task, attempt, reason, retryable, task_log in waiting:
             begin = self._repair_begin(task, results)
+            if isinstance(begin, int) and reported_begin(task_log) == begin:
+                begin = None  # it began at the right record: the failure is the scorer's own
             if begin == "wait" and not stalled:
                 self._waiting.append((task, attempt, reason, retryable, task_log))
             elif isinstance(begin, int):

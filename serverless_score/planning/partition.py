@@ -55,25 +55,30 @@ def plan_byte_tasks(files: Sequence[InputFile], *, chunk_size: int | None = None
 
 def plan_rowgroup_tasks(files: Sequence[InputFile], *, chunk_size: int | None = None,
                         chunks: int | None = None, max_parallel: int = 1) -> list[Task]:
-    """Parquet: consecutive row groups, about ``target`` bytes per task (a row group is never split)."""
+    """Parquet: runs of consecutive row groups of about ``total / count`` bytes (a row group is
+    never split). Each row group goes to the task its byte midpoint falls in, which balances
+    tasks better than filling each one greedily, and a task never spans two files."""
     total = sum(sum(f.row_group_bytes or ()) for f in files)
     count = choose_task_count(total, chunk_size=chunk_size, chunks=chunks, max_parallel=max_parallel)
     n_groups = sum(len(f.row_group_bytes or ()) for f in files)
-    target = total / min(count, max(1, n_groups)) if total else 1
+    target = total / min(count, max(1, n_groups)) if total else 1.0
     tasks: list[Task] = []
+    offset = 0  # bytes of all row groups before the current one, across files
     for file_index, f in enumerate(files):
         sizes = f.row_group_bytes or ()
         rows = f.row_group_rows or (0,) * len(sizes)
-        start, acc, acc_rows = 0, 0, 0
-        for i, size in enumerate(sizes):
-            acc += size
-            acc_rows += rows[i]
-            last = i == len(sizes) - 1
-            if acc >= target * 0.999 or last:
+        buckets = []
+        for size in sizes:
+            buckets.append(int((offset + size / 2) // target))
+            offset += size
+        start = 0
+        for i in range(len(sizes)):
+            if i == len(sizes) - 1 or buckets[i + 1] != buckets[i]:
                 tasks.append(Task(index=len(tasks), kind="rowgroups", path=f.path,
-                                  file_index=file_index, start=start, end=i + 1, size=acc,
-                                  file_size=f.size, rows_hint=acc_rows))
-                start, acc, acc_rows = i + 1, 0, 0
+                                  file_index=file_index, start=start, end=i + 1,
+                                  size=sum(sizes[start : i + 1]), file_size=f.size,
+                                  rows_hint=sum(rows[start : i + 1])))
+                start = i + 1
     return tasks
 
 

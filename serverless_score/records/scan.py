@@ -241,8 +241,14 @@ class RangeReader:
         return self._size
 
     # -- iteration ---------------------------------------------------------------------------
+    def find_begin(self) -> int:
+        """Where this range's first record starts (computed once; iteration starts there)."""
+        if self.begin < 0:
+            self.begin = self._find_begin()
+        return self.begin
+
     def __iter__(self) -> Iterator[Batch]:
-        self.begin = self._find_begin()
+        self.find_begin()
         if self.begin >= self._end:
             # No record starts in this range: its end boundary is the next record start.
             self.end_offset = self.begin

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from ..errors import ScoreError
 from ..records import RangeReader, RecordFormat, read_header
 from ..storage import get_store
-from .contract import TaskOrder, TaskResult, WorkOrder
+from .contract import MARKER, TaskOrder, TaskResult, WorkOrder
 from .writers import PartWriter
 
 
@@ -55,10 +55,17 @@ class _Input:
         task = order.task
         self.fmt = _record_format(work)
         self.header = read_header(f, task.file_size) if self.fmt.has_header else b""
+        if self.fmt.has_header and not self.header.strip():
+            raise ScoreError(f"input: the first line of {task.path} (the CSV header) is empty",
+                             hint="A CSV input needs a header line naming its columns.",
+                             retryable=False)
         self.reader = RangeReader(
             f, self.fmt, start=task.start, end=task.end, file_size=task.file_size,
             header_end=len(self.header), pinned_begin=task.pinned_begin,
         )
+        # Said before scoring, so that if scoring fails the controller still knows where this
+        # task believed its records begin (and whether a wrong guess can be the cause).
+        print(f"{MARKER} {task.id} begin={self.reader.find_begin()}", flush=True)
 
 
 def _rowgroup_frames(f: BinaryIO, start: int, end: int) -> Iterator[Any]:

@@ -152,8 +152,11 @@ def read_batch(data: bytes, fmt: str, header: bytes, id_columns: list[str]) -> A
     import pandas as pd
 
     if fmt == "csv":
+        # pandas 2's default float parser is not correctly rounded; pandas 3's is (and deprecates
+        # the option), so ask for round-trip parsing only where it is needed.
+        exact = {"float_precision": "round_trip"} if pd.__version__.startswith("2.") else {}
         return pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
-                           keep_default_na=False, na_values=[""], float_precision="round_trip")
+                           keep_default_na=False, na_values=[""], **exact)
     frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False)
     for column in id_columns:
         if column in frame.columns:

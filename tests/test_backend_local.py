@@ -1,0 +1,133 @@
+"""The local backend against the Backend protocol, with real processes: create, state, logs,
+delete (whole process tree), list a job's groups (orphans found through pid files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from serverless_score.backends import GroupSpec, Phase, get_backend
+from serverless_score.backends.local import LocalBackend
+from serverless_score.runner.contract import ENV_GROUP, ENV_WORK
+
+
+def _wait_finished(backend: LocalBackend, name: str, seconds: float = 30) -> Phase:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        phase = backend.get_states([name])[name].phase
+        if phase.finished:
+            return phase
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not finish in {seconds}s")
+
+
+def _group(name: str, work: dict, job: str = "job-1") -> GroupSpec:
+    return GroupSpec(name=name, job_id=job, task_ids=("t00000",),
+                     env={ENV_WORK: json.dumps(work), ENV_GROUP: name})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.split(")")[-1].split()[0] != "Z"
+
+
+def _shard_work(tmp_path: Path, command: str) -> dict:
+    return {
+        "job_id": "job-1", "format": None, "record_pattern": None, "runtime": "command",
+        "scorer": command, "predict_method": "auto", "id_columns": [], "model": None,
+        "output_format": "lines",
+        "orders": [{"task": {"index": 0, "kind": "shard",
+                             "shard": {"index": 0, "count": 1, "bin_start": 0, "bin_end": 9}},
+                    "part": str(tmp_path / "part"), "result": str(tmp_path / "result.json"),
+                    "attempt": 1}],
+    }
+
+
+def test_registry_finds_local_and_names_the_choices_for_others(tmp_path: Path) -> None:
+    assert isinstance(get_backend("local", state_dir=str(tmp_path)), LocalBackend)
+    with pytest.raises(Exception, match="choose one of local"):
+        get_backend("nomad", state_dir=str(tmp_path))
+
+
+def test_a_group_runs_the_runner_and_its_log_has_the_task_markers(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path / "groups"))
+    backend.begin_create_group(_group("g-ok", _shard_work(tmp_path, 'echo "bins $BIN_START-$BIN_END"')))
+    assert _wait_finished(backend, "g-ok") is Phase.SUCCEEDED
+    log = backend.get_logs("g-ok")
+    assert "::task t00000 start" in log and "::task t00000 ok" in log
+    assert (tmp_path / "part").read_text() == "bins 0-9\n"
+    backend.delete_group("g-ok")
+    assert backend.list_groups("job-1") == []
+
+
+def test_a_failing_group_reports_failed_with_its_exit_code(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path / "groups"))
+    backend.begin_create_group(_group("g-bad", _shard_work(tmp_path, "exit 7")))
+    assert _wait_finished(backend, "g-bad") is Phase.FAILED
+    state = backend.get_states(["g-bad"])["g-bad"]
+    assert state.exit_code == 1 and "exited with code 1" in state.detail
+    assert "exited with code 7" in backend.get_logs("g-bad")
+    backend.delete_group("g-bad")
+
+
+def test_a_malformed_work_order_exits_2(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path / "groups"))
+    backend.begin_create_group(_group("g-malformed", {"job_id": "x"}))
+    assert _wait_finished(backend, "g-malformed") is Phase.FAILED
+    assert backend.get_states(["g-malformed"])["g-malformed"].exit_code == 2
+    assert "malformed work order" in backend.get_logs("g-malformed")
+
+
+def test_delete_kills_the_whole_process_tree(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path / "groups"))
+    pid_file = tmp_path / "child.pid"
+    backend.begin_create_group(_group("g-tree", _shard_work(
+        tmp_path, f"sleep 60 & echo $! > {pid_file}; wait")))
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the scorer never started"
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    assert backend.get_states(["g-tree"])["g-tree"].phase is Phase.RUNNING
+    assert backend.list_groups("job-1") == ["g-tree"]
+    backend.delete_group("g-tree")
+    time.sleep(0.2)
+    assert not _alive(child), "the scorer's child survived the delete"
+    assert backend.list_groups("job-1") == []
+    backend.delete_group("g-tree")  # idempotent: already gone is fine
+
+
+def test_a_new_backend_instance_finds_and_stops_orphans(tmp_path: Path) -> None:
+    """What resume relies on after a kill -9 of the controller."""
+    first = LocalBackend(str(tmp_path / "groups"))
+    first.begin_create_group(_group("g-orphan", _shard_work(tmp_path, "sleep 60"), job="job-9"))
+    pid = first._procs["g-orphan"].pid
+    second = LocalBackend(str(tmp_path / "groups"))  # knows nothing but the pid files
+    assert second.list_groups("job-9") == ["g-orphan"]
+    assert second.list_groups("another-job") == []
+    second.delete_group("g-orphan")
+    first._procs["g-orphan"].wait(timeout=10)
+    assert not _alive(pid)
+    assert second.list_groups("job-9") == []
+
+
+def test_a_stale_pid_file_never_kills_an_unrelated_process(tmp_path: Path) -> None:
+    """Pids are reused: a pid file pointing at a process that is not our runner is ignored."""
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    (groups / "g-stale.pid").write_text(f"{os.getpid()} job-1\n")
+    backend = LocalBackend(str(groups))
+    assert backend.list_groups("job-1") == []
+    backend.delete_group("g-stale")
+    assert _alive(os.getpid())
+    assert sys.executable  # still here to assert anything at all

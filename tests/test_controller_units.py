@@ -1,0 +1,133 @@
+"""Controller pieces that need no worker: log splitting, failure reasons, merge plans, and the
+resume state (which parts count as verified)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from serverless_score.backends import GroupState, Phase
+from serverless_score.controller.merge import merge, merge_plan
+from serverless_score.controller.state import load_state
+from serverless_score.controller.watch import failure_reason, split_log, tail
+from serverless_score.errors import ScoreError
+from serverless_score.layout import JobLayout
+from serverless_score.planning import make_plan
+from serverless_score.planning.tasks import Task
+from serverless_score.runner.contract import TaskResult
+from serverless_score.spec import spec_from_dict
+from serverless_score.storage.local import LocalStore
+
+
+def _result(task_id: str, rows: int, header: str = "id,score\n", data: bytes = b"") -> TaskResult:
+    import hashlib
+
+    return TaskResult(task_id=task_id, attempt=1, records_in=rows, records_out=rows, begin=0,
+                      end=0, pinned_begin=None, header=header, columns=["id", "score"],
+                      part_sha256=hashlib.sha256(data).hexdigest(), part_bytes=len(data),
+                      seconds=0.1)
+
+
+def test_split_log_gives_each_task_its_lines_and_the_preamble() -> None:
+    log = ("python warning\n::task t00000 start attempt=1 x\nscoring\n::task t00000 ok\n"
+           "::task t00001 start attempt=2 y\nboom\n::task t00001 failed: boom\n")
+    pieces = split_log(log)
+    assert set(pieces) == {"t00000", "t00001"}
+    assert pieces["t00000"].startswith("python warning\n") and "scoring" in pieces["t00000"]
+    assert "boom" in pieces["t00001"] and "scoring" not in pieces["t00001"]
+
+
+def test_failure_reason_prefers_the_runner_marker_then_the_group_state() -> None:
+    reason, retryable = failure_reason("::task t0 failed-permanently: model: bad file\n", None)
+    assert reason == "model: bad file" and retryable is False
+    reason, retryable = failure_reason("::task t0 failed: exit 3\n", None)
+    assert reason == "exit 3" and retryable is True
+    killed = GroupState("g", Phase.FAILED, -9, "killed by signal 9")
+    reason, retryable = failure_reason("::task t0 start\n", killed)
+    assert "killed by signal 9" in reason and retryable
+
+
+def test_tail_keeps_the_last_lines() -> None:
+    assert tail("\n".join(str(i) for i in range(100)), 3) == "97\n98\n99"
+
+
+def test_merge_plan_orders_parts_and_writes_the_header_once(tmp_path: Path) -> None:
+    layout = JobLayout(str(tmp_path / "out.csv"))
+    store = LocalStore()
+    tasks = [Task(index=i, kind="bytes") for i in (2, 0, 1)]
+    results = {}
+    for task in tasks:
+        data = f"{task.index},0.{task.index}\n".encode() if task.index != 1 else b""
+        store.write_bytes(layout.part(task.id), data)
+        results[task.id] = _result(task.id, 1 if data else 0, data=data)
+    plan = merge_plan(tasks, results, layout, "csv")
+    assert plan.parts == (layout.part("t00000"), layout.part("t00002"))  # empty part skipped
+    assert plan.rows == 2
+    merge(store, plan, layout.output, "csv")
+    assert Path(layout.output).read_text() == "id,score\n0,0.0\n2,0.2\n"
+
+
+def test_merge_plan_refuses_parts_with_different_columns(tmp_path: Path) -> None:
+    layout = JobLayout(str(tmp_path / "out.csv"))
+    tasks = [Task(index=0, kind="bytes"), Task(index=1, kind="bytes")]
+    results = {"t00000": _result("t00000", 1, "a,b\n"), "t00001": _result("t00001", 1, "a,c\n")}
+    with pytest.raises(ScoreError, match="different columns"):
+        merge_plan(tasks, results, layout, "csv")
+
+
+def test_merge_plan_refuses_a_missing_task(tmp_path: Path) -> None:
+    layout = JobLayout(str(tmp_path / "out.csv"))
+    with pytest.raises(ScoreError, match="no result"):
+        merge_plan([Task(index=0, kind="bytes")], {}, layout, "csv")
+
+
+def _plan(tmp_path: Path):
+    data = tmp_path / "in.txt"
+    data.write_text("".join(f"{i}\n" for i in range(100)))
+    spec = spec_from_dict({"name": "resume", "input": str(data), "format": "records",
+                           "record_pattern": "[0-9]+\\n", "runtime": "command", "scorer": "cat",
+                           "output": str(tmp_path / "out.txt"), "chunks": 3})
+    return make_plan(spec)
+
+
+def test_resume_keeps_verified_parts_and_redoes_tampered_ones(tmp_path: Path) -> None:
+    store = LocalStore()
+    plan = _plan(tmp_path)
+    layout = JobLayout(plan.spec.output)
+    first = load_state(store, layout, plan)
+    assert first.fresh and not first.results
+    for task in plan.tasks:
+        data = f"part {task.id}\n".encode()
+        store.write_bytes(layout.part(task.id), data)
+        store.write_bytes(layout.result(task.id), _result(task.id, 1, data=data).to_json().encode())
+        store.write_bytes(layout.task_log(task.id, 1), b"log")
+    # t00001: same size, different bytes -> the checksum catches it
+    store.write_bytes(layout.part("t00001"), b"part XXXXXX\n")
+    # t00002: its result is corrupt
+    store.write_bytes(layout.result("t00002"), b"{not json")
+    again = load_state(store, layout, plan)
+    assert not again.fresh
+    assert set(again.results) == {"t00000"}
+    assert again.attempts == {"t00000": 1, "t00001": 1, "t00002": 1}
+
+
+def test_resume_clears_the_state_of_another_version_of_the_job(tmp_path: Path) -> None:
+    store = LocalStore()
+    plan = _plan(tmp_path)
+    layout = JobLayout(plan.spec.output)
+    store.write_bytes(layout.job_file, json.dumps({"job_id": "resume-0000000000"}).encode())
+    store.write_bytes(layout.part("t00000"), b"old")
+    state = load_state(store, layout, plan)
+    assert state.discarded_stale and state.fresh
+    assert not store.exists(layout.part("t00000"))
+    assert json.loads(store.read_bytes(layout.job_file))["job_id"] == plan.job_id
+
+
+def test_the_job_id_changes_with_the_input_and_not_with_max_parallel(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    same = make_plan(plan.spec.model_copy(update={"max_parallel": 7, "retries": 0}))
+    assert same.job_id == plan.job_id
+    Path(plan.spec.input or "").write_text("changed\n" * 50)
+    assert make_plan(plan.spec).job_id != plan.job_id
