@@ -38,7 +38,7 @@ class PartWriter:
         elif columns != self.columns:
             raise ValueError(f"score columns changed between batches: {self.columns} then {columns}")
         if self._format == "csv":
-            self._write(frame.to_csv(index=False, header=False, lineterminator="\n").encode())
+            self._write(_csv(frame))
         elif self._format == "jsonl":
             self._write(_jsonl(frame))
         else:
@@ -94,3 +94,23 @@ def _jsonl(frame: Any) -> bytes:
 
     rows = frame.astype(object).where(pd.notna(frame), None).to_dict(orient="records")
     return "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows).encode()
+
+
+def _csv(frame: Any) -> bytes:
+    """CSV rows without a header. Arrow's writer is ~10x faster than pandas' to_csv and writes
+    the shortest text that reads back as the same double. Values are quoted only in a batch
+    where some string needs it (a comma, quote or line end): Arrow's "none" style refuses those,
+    and "needed" then quotes every string of that batch, which reads back the same."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    out = io.BytesIO()
+    try:
+        pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=False, quoting_style="none"))
+    except pa.ArrowInvalid:
+        out = io.BytesIO()
+        pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return out.getvalue()
