@@ -26,7 +26,6 @@ VENV_BIN = REPO_DIR / ".venv" / "bin"
 
 N_FEATURES = 10
 FEATURES = [f"f{i}" for i in range(N_FEATURES)]
-SCORING_COLUMNS = ["id", *FEATURES]
 TRAIN_ROWS = 100_000
 DEFAULT_ROWS = 1_000_000
 SEED = 20240611
@@ -87,6 +86,13 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
+def _write_bytes_atomically(path: Path, payload: bytes) -> None:
+    def write(target: Path) -> None:
+        target.write_bytes(payload)
+
+    _write_atomically(path, write)
+
+
 def scoring_csv(rows: int) -> Path:
     """CSV with ``id,f0..f9`` and ``rows`` rows; no label, since it is the scoring input."""
     path = DATA_DIR / f"scoring_{rows}.csv"
@@ -98,8 +104,27 @@ def scoring_csv(rows: int) -> Path:
     return path
 
 
+def split_csv(path: Path, parts: int) -> list[Path]:
+    """The CSV cut into ``parts`` files of whole rows, each with the header: the hand-made
+    split an ideal parallel run would start from (cut on line ends; the data has no quotes)."""
+    outs = [path.with_name(f"{path.stem}_part{i + 1}of{parts}.csv") for i in range(parts)]
+    if all(p.exists() for p in outs):
+        return outs
+    data = path.read_bytes()
+    header_end = data.index(b"\n") + 1
+    cuts = [header_end]
+    for i in range(1, parts):
+        guess = header_end + (len(data) - header_end) * i // parts
+        cuts.append(data.index(b"\n", guess) + 1)
+    cuts.append(len(data))
+    for out, a, b in zip(outs, cuts, cuts[1:], strict=False):
+        _write_bytes_atomically(out, data[:header_end] + data[a:b])
+    return outs
+
+
 def training_frame() -> pd.DataFrame:
-    """The labelled training subset: the first TRAIN_ROWS rows, with the label."""
+    """The labelled training subset: the first TRAIN_ROWS rows, with the label. They are also
+    the first rows scored; that only matters for accuracy, which no bench measures."""
     return generate_frame(TRAIN_ROWS, with_label=True)
 
 
@@ -148,17 +173,21 @@ def log(message: str) -> None:
 @dataclass
 class Timer:
     seconds: float = 0.0
+    # CPU time of this process only (not of children): for in-process work it tells what the
+    # code costs even when other load stretches the wall time.
+    cpu_seconds: float = 0.0
 
 
 @contextmanager
 def timed() -> Iterator[Timer]:
-    """Wall time of the block, with perf_counter (monotonic, sub-microsecond)."""
+    """Wall time of the block, with perf_counter (monotonic, sub-microsecond), and its CPU time."""
     timer = Timer()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield timer
     finally:
         timer.seconds = time.perf_counter() - start
+        timer.cpu_seconds = time.process_time() - cpu_start
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -176,7 +205,24 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def warn_if_busy() -> None:
+    """Figures taken while something else keeps the cores busy are not worth much; say so
+    rather than let a noisy run pass for a measurement."""
+    load1 = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    if load1 > 0.5:
+        log(
+            f"WARNING: load average {load1:.2f} on {cpus} CPU(s) before starting; "
+            "other processes will distort the timings"
+        )
 
 
 def format_table(headers: list[str], rows: list[list[str]], left: int = 2) -> str:
