@@ -63,6 +63,9 @@ def translate(err: AzureError, uri: str, action: str) -> ScoreError:
             f"{uri}: no Azure credential could be obtained while {action}",
             hint="Sign in (az login), run with a managed identity, or set "
                  "AZURE_STORAGE_CONNECTION_STRING / a SAS URL; [azure] storage_credential picks one.")
+    if isinstance(err, HttpResponseError) and err.status_code == 412:
+        return ScoreError(f"{uri}: it changed while {action} (etag no longer matches)",
+                          hint="Inputs and models must not change while a job runs; run it again.")
     if isinstance(err, HttpResponseError) and err.status_code in (500, 503):
         return ScoreError(
             f"{uri}: the storage service is busy ({_code(err) or err.status_code}) while {action}, "
