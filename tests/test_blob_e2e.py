@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from azurite import KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.azurite]

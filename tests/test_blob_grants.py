@@ -107,5 +107,5 @@ def test_sas_mode_needs_a_credential_that_can_sign(azurite, container) -> None:
     spec, _ = _job(azurite, container, worker_access="sas")
     sas_only = StoreConfig.from_env({"AZURE_STORAGE_SAS_TOKEN": "sv=x&sig=y"}, account="devstoreaccount1",
                                     endpoint=azurite.endpoint)
-    with pytest.raises(SpecError, match="worker_access.*sign"):
+    with pytest.raises(SpecError, match=r"worker_access.*sign"):
         WorkerAccess.decide(spec, sas_only)
