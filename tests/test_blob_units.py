@@ -232,3 +232,16 @@ def test_store_config_is_hashable_so_stores_are_reused() -> None:
     assert a == b and hash(a) == hash(b)
     assert a != StoreConfig.from_env({"AZURE_STORAGE_KEY": "other"}, account="acct01")
     assert "S3CR3T" not in repr(a)
+
+
+def test_worker_access_with_azure_ad_is_identity_unless_sas_is_asked_for() -> None:
+    from serverless_score.controller.access import WorkerAccess
+
+    config = StoreConfig(account="acct01", credential="default")  # DefaultAzureCredential: no I/O yet
+    assert WorkerAccess.decide(_spec(), config).mode == "identity"
+    assert WorkerAccess.decide(_spec(azure={"worker_access": "sas"}), config).mode == "sas"
+    keyed = StoreConfig(account="acct01", account_key=Secret("a2V5"))
+    assert WorkerAccess.decide(_spec(), keyed).mode == "sas"
+    local = spec_from_dict({"name": "local", "runtime": "command", "scorer": "cat",
+                            "input": "/tmp/in.jsonl", "output": "/tmp/out.txt"})
+    assert WorkerAccess.decide(local, keyed).mode == "none"

@@ -6,7 +6,9 @@
   an account key (key or connection string) or Azure AD (user delegation key).
 * ``identity``: workers use their own identity (managed identity on ACI; locally, this machine's
   credentials); the SAS tokens of URLs the job named are passed on as they are.
-* ``auto`` (default): ``sas`` when the controller can sign for every blob the job touches.
+* ``auto`` (default): ``sas`` when the controller holds the account key of every blob the job
+  touches; otherwise ``identity`` (a user delegation key needs the "Storage Blob Delegator" role,
+  which a job should not need unless it asks for ``sas``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ READ, WRITE = "r", "cw"
 class Grantor(Protocol):
     """A store that can hand out narrow, expiring access to one object (Blob: SAS)."""
 
-    def can_grant(self, uri: str) -> bool: ...
+    def signer(self, uri: str) -> str | None: ...
 
     def grant(self, uri: str, permission: str, lifetime: timedelta) -> Secret | None: ...
 
@@ -48,15 +50,17 @@ class WorkerAccess:
         if not remote:
             return cls("none", config, spec.model, spec.timeout)
         wanted = spec.azure.worker_access
-        signable = all(isinstance(store := get_store(u, config), Grantor) and store.can_grant(u)
-                       for u in remote)
-        if wanted == "sas" and not signable:
+        signers = [store.signer(u) if isinstance(store := get_store(u, config), Grantor) else None
+                   for u in remote]
+        if wanted == "sas" and None in signers:
             raise SpecError(
                 "azure.worker_access: \"sas\" needs a credential that can sign SAS URLs (an account "
                 "key, a connection string with a key, or Azure AD for user delegation); the job's "
                 "credential is a SAS, which cannot make narrower ones",
                 hint='Use worker_access = "identity", or another storage_credential.')
-        mode: Literal["sas", "identity"] = "sas" if wanted == "sas" or (wanted == "auto" and signable) else "identity"
+        with_keys = all(s == "key" for s in signers)
+        mode: Literal["sas", "identity"] = (
+            "sas" if wanted == "sas" or (wanted == "auto" and with_keys) else "identity")
         return cls(mode, config, spec.model, spec.timeout)
 
     def grants(self, orders: list[TaskOrder]) -> dict[str, Secret]:

@@ -154,11 +154,15 @@ class Clients:
         return self.config.endpoint or f"https://{account}.blob.core.windows.net"
 
     # -- SAS ------------------------------------------------------------------------------------
-    def can_sign(self, uri: str) -> bool:
+    def signer(self, uri: str) -> str | None:
+        """How SAS URLs for ``uri`` can be signed: ``"key"`` (account key), ``"delegation"``
+        (a user delegation key, with Azure AD), or None (a SAS cannot make a narrower one)."""
         if self.config.grants_only:
-            return False
+            return None
         account = self.account(self.path(uri))
-        return account.account_key is not None or account.token is not None
+        if account.account_key is not None:
+            return "key"
+        return "delegation" if account.token is not None else None
 
     def sas_url(self, uri: str, permission: str, lifetime: timedelta) -> Secret | None:
         """A URL of ``uri`` with a SAS allowing only ``permission`` (letters of ``rcwd``) for

@@ -156,8 +156,9 @@ class BlobStore:
         return compose(self, uri, parts, header=header, overwrite=overwrite)
 
     # -- beyond the protocol: least-privilege access for workers ---------------------------------
-    def can_grant(self, uri: str) -> bool:
-        return self.clients.can_sign(uri)
+    def signer(self, uri: str) -> str | None:
+        """``"key"``, ``"delegation"`` or None: see ``Clients.signer``."""
+        return self.clients.signer(uri)
 
     def grant(self, uri: str, permission: str, lifetime: timedelta) -> Secret | None:
         """A SAS URL for exactly ``uri`` with ``permission`` (``r``, ``cw``, ...) for ``lifetime``."""
