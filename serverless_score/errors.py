@@ -59,3 +59,25 @@ class BoundaryError(ScoreError):
     """Records could not be found where the format says they are (e.g. a regex that never matches)."""
 
     exit_code = 1
+
+
+class NotFoundError(InputError, FileNotFoundError):
+    """A blob, container or account that does not exist. Also a ``FileNotFoundError``, so code
+    that treats "missing" as "not there yet" (resume, manifests) works for every store."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        InputError.__init__(self, message, hint=hint, retryable=False)
+
+
+class AlreadyExistsError(ScoreError, FileExistsError):
+    """A conditional write found something already there (an output this job may not replace)."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        ScoreError.__init__(self, message, hint=hint, retryable=False)
+
+
+class AccessDeniedError(InputError, PermissionError):
+    """The credentials in use may not do this (403), or a SAS expired or is for something else."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        InputError.__init__(self, message, hint=hint, retryable=False)

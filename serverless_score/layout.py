@@ -14,7 +14,9 @@ For ``output = out/scores.csv``::
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,10 @@ class JobLayout:
     @property
     def groups_dir(self) -> str:
         return f"{self.work}/groups"
+
+    def local_state_dir(self, cache: Path) -> str:
+        """Where a backend keeps per-machine state (pid files, raw logs): beside a local output,
+        or, for a blob output, in ``cache`` under a name derived from the output URI."""
+        if "://" not in self.output or self.output.startswith("file://"):
+            return self.groups_dir.removeprefix("file://")
+        return str(cache / "jobs" / hashlib.sha256(self.output.encode()).hexdigest()[:16] / "groups")

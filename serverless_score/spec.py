@@ -7,6 +7,7 @@ allowed and what was found. Unknown keys are errors, never silently ignored.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -14,9 +15,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecError
+from .secrets import Secret, redact
+from .storage.uris import BlobUriError, is_blob_uri, parse_blob_uri, split_sas
 from .units import parse_duration, parse_size
 
 Format = Literal["csv", "jsonl", "parquet", "records"]
@@ -29,6 +40,9 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # written for them are understood and refused with a clear message rather than "unknown value".
 AVAILABLE_BACKENDS = ("local",)
 AVAILABLE_RUNTIMES = ("python", "command")
+StorageCredential = Literal["auto", "default", "connection_string", "key", "sas"]
+WorkerAccess = Literal["auto", "sas", "identity"]
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 
 
 class Resources(BaseModel):
@@ -38,6 +52,32 @@ class Resources(BaseModel):
 
     cpu: float = Field(default=1.0, gt=0, le=32)
     memory_gb: float = Field(default=1.5, gt=0, le=240)
+
+
+class AzureSettings(BaseModel):
+    """The ``[azure]`` table. Blob Storage keys start with ``storage_`` (README: Blob Storage)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage_account: str | None = None
+    storage_credential: StorageCredential = "auto"
+    storage_endpoint: str | None = None
+    worker_access: WorkerAccess = "auto"
+
+    @field_validator("storage_account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not _ACCOUNT.fullmatch(value):
+            raise ValueError(f"expected 3-24 lowercase letters and digits; got {value!r}")
+        return value
+
+    @field_validator("storage_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith(("https://", "http://")) or "?" in value):
+            raise ValueError("expected the account's blob endpoint, e.g. "
+                             f"https://ACCOUNT.blob.core.usgovcloudapi.net; got {value!r}")
+        return value.rstrip("/") if value else value
 
 
 class JobSpec(BaseModel):
@@ -66,6 +106,28 @@ class JobSpec(BaseModel):
     backend: BackendName = "local"
     overwrite: bool = False
     resources: Resources = Field(default_factory=Resources)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
+    # SAS tokens taken off the URLs of model/input/output (by container URI): kept out of the
+    # fields, so plans, logs, manifests and job ids never hold them (see spec_from_dict).
+    _sas: dict[str, Secret] = PrivateAttr(default_factory=dict)
+
+    @property
+    def sas_tokens(self) -> dict[str, Secret]:
+        return dict(self._sas)
+
+    @field_validator("model", "input", "output")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is None or not is_blob_uri(value):
+            return value
+        if split_sas(value)[1] is not None:
+            raise ValueError("a URL with a query string (SAS) must be given through the job file, "
+                             "--set or spec_from_dict, which keep the token out of the plan")
+        try:
+            parse_blob_uri(value)
+        except BlobUriError as err:
+            raise ValueError(str(err)) from None
+        return value
 
     @field_validator("name")
     @classmethod
@@ -200,7 +262,8 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
 def _format_error(error: dict[str, Any], source: str) -> str:
     loc = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        parent: type[BaseModel] = Resources if error["loc"][0] == "resources" else JobSpec
+        tables: dict[str, type[BaseModel]] = {"resources": Resources, "azure": AzureSettings}
+        parent = tables.get(str(error["loc"][0]), JobSpec) if len(error["loc"]) > 1 else JobSpec
         allowed = _allowed_keys(parent)
         key = str(error["loc"][-1])
         close = difflib.get_close_matches(key, allowed, n=1)
@@ -216,17 +279,37 @@ def _format_error(error: dict[str, Any], source: str) -> str:
         and f"got {error['input']!r}" not in message
     ):
         message = f"{message} (got {error['input']!r})"
+    message = redact(message)
     return f"{source}: {loc}: {message}" if loc else f"{source}: {message}"
+
+
+def _take_sas(raw: dict[str, Any]) -> dict[str, Secret]:
+    """Split SAS tokens off the model/input/output URLs, by container URI."""
+    tokens: dict[str, Secret] = {}
+    for key in _PATH_KEYS:
+        value = raw.get(key)
+        if not isinstance(value, str):
+            continue
+        base, token = split_sas(value)
+        if token is None:
+            continue
+        raw[key] = base
+        with contextlib.suppress(BlobUriError):  # validation reports a malformed URI (sans token)
+            tokens[parse_blob_uri(base).container_uri] = Secret(token)
+    return tokens
 
 
 def spec_from_dict(raw: dict[str, Any], *, base: Path | None = None, source: str = "job") -> JobSpec:
     """Validate a job given as a dict (the TOML document, an HTTP body, Python API keywords)."""
     raw = dict(raw)
+    tokens = _take_sas(raw)
     if base is not None:
         _resolve_paths(raw, base)
     _infer_format(raw)
     try:
-        return JobSpec.model_validate(raw)
+        spec = JobSpec.model_validate(raw)
+        spec._sas = tokens
+        return spec
     except ValidationError as err:
         messages = [_format_error(dict(e), source) for e in err.errors()]
         raise SpecError(

@@ -41,6 +41,8 @@ class GroupSpec:
     cpu: float = 1.0
     memory_gb: float = 1.5
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Secrets (SAS URLs) for the worker's environment: ACI secure values, never logged or shown.
+    secure_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class Backend(Protocol):

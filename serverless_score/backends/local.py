@@ -40,7 +40,7 @@ class LocalBackend:
     def begin_create_group(self, group: GroupSpec) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         threads = str(max(1, math.floor(group.cpu)))
-        env = {**os.environ, **group.env, "OMP_NUM_THREADS": threads,
+        env = {**os.environ, **group.env, **group.secure_env, "OMP_NUM_THREADS": threads,
                "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         with open(self.log_path(group.name), "wb") as log:
             proc = subprocess.Popen(

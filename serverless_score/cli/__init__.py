@@ -121,6 +121,15 @@ def version() -> None:
     print(__version__)
 
 
+def _add_subcommands() -> None:
+    from .models import app as models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_add_subcommands()
+
+
 def main() -> None:
     app(prog_name="serverless-score")
 

@@ -28,8 +28,11 @@ from ..planning.partition import Span, anchored_tasks, chain_breaks
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult, WorkOrder
 from ..spec import JobSpec
-from ..storage import get_store
+from ..storage import ComposeResult, StoreConfig, get_store
+from ..storage.config import cache_root
+from .access import WorkerAccess
 from .merge import merge, merge_plan
+from .model_info import ModelInfo, model_info
 from .state import load_state
 from .watch import Progress, Scheduler
 
@@ -93,12 +96,15 @@ class Job:
                  backend: Backend | None = None, poll_interval: float = 0.2) -> None:
         self.spec = spec
         self.layout = JobLayout(spec.output)
-        self.store = get_store(spec.output)
-        self.backend = backend or get_backend(spec.backend, state_dir=self.layout.groups_dir)
+        self.store_config = StoreConfig.from_spec(spec)
+        self.store = get_store(spec.output, self.store_config)
+        self.backend = backend or get_backend(
+            spec.backend, state_dir=self.layout.local_state_dir(cache_root()))
         self.progress: Progress = progress or _Quiet()
         self.poll_interval = poll_interval
         self._scheduler: Scheduler | None = None
         self.plan: Plan | None = None
+        self._replace_output = spec.overwrite  # may the merge replace an existing output?
 
     def __enter__(self) -> Job:
         return self
@@ -112,11 +118,13 @@ class Job:
     def run(self) -> JobResult:
         started = time.monotonic()
         timings: dict[str, float] = {}
-        plan = self.plan = make_plan(self.spec)
+        plan = self.plan = make_plan(self.spec, self.store_config)
+        access = WorkerAccess.decide(self.spec, self.store_config)
         timings["plan_s"] = round(time.monotonic() - started, 3)
         done = self._already_done(plan)
         if done is not None:
             return done
+        model = model_info(self.spec.model, self.store_config)
         state = load_state(self.store, self.layout, plan)
         orphans = self.backend.list_groups(plan.job_id)
         for name in orphans:  # an earlier controller's workers, still running after a crash
@@ -128,10 +136,11 @@ class Job:
             self.progress.task_done(tasks[task_id], result)
         scheduler = self._scheduler = Scheduler(
             job_id=plan.job_id, backend=self.backend, store=self.store, layout=self.layout,
-            work=self._work_order(plan), progress=self.progress,
+            work=self._work_order(plan, model), progress=self.progress,
             max_parallel=self.spec.max_parallel, retries=self.spec.retries,
             timeout=self.spec.timeout, cpu=self.spec.resources.cpu,
             memory_gb=self.spec.resources.memory_gb, poll_interval=self.poll_interval,
+            secure_env=access.secure_env,
         )
         run_started = time.monotonic()
         repaired = 0
@@ -160,7 +169,7 @@ class Job:
         self._check_accounting(plan, tasks, results)
         merge_started = time.monotonic()
         merged = merge_plan(list(tasks.values()), results, self.layout, plan.output_format)
-        checksum = merge(self.store, merged, self.spec.output, plan.output_format)
+        composed = self._merge(merged, plan)
         timings["merge_s"] = round(time.monotonic() - merge_started, 3)
         timings["total_s"] = round(time.monotonic() - started, 3)
         attempts_by_task = {t: r.attempts for t, r in scheduler.records.items()}
@@ -174,7 +183,8 @@ class Job:
             reused_tasks=len(state.results),
             repaired_boundaries=repaired + len(scheduler.repaired), timings=timings,
         )
-        self._write_manifest(plan, tasks, results, attempts_by_task, job_result, checksum)
+        self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
+                             model, access)
         for task in tasks.values():  # the parts now live in the output; logs and results stay
             self.store.delete(self.layout.part(task.id))
         return job_result
@@ -188,6 +198,7 @@ class Job:
         manifest = self._read_json(self.layout.manifest)
         if self.spec.overwrite:
             self.store.delete_prefix(self.layout.work)
+            self._replace_output = True
             return None
         if manifest.get("job_id") == plan.job_id:
             totals = manifest.get("totals", {})
@@ -199,6 +210,7 @@ class Job:
             )
         job = self._read_json(self.layout.job_file)
         if job.get("job_id") == plan.job_id and not manifest:
+            self._replace_output = True
             return None  # our own merge was cut off before the manifest: finish it
         raise ScoreError(
             f"output: {self.spec.output!r} already exists and was not written by this job",
@@ -218,12 +230,25 @@ class Job:
             return task.pinned(result.pinned_begin)
         return task
 
-    def _work_order(self, plan: Plan) -> WorkOrder:
+    def _merge(self, merged: Any, plan: Plan) -> ComposeResult:
+        try:
+            return merge(self.store, merged, self.spec.output, plan.output_format,
+                         overwrite=self._replace_output)
+        except FileExistsError:
+            raise ScoreError(
+                f"output: {self.spec.output!r} appeared while the job ran (another job?) and was "
+                "not overwritten; the finished parts are kept",
+                hint="Set overwrite = true (or --set overwrite=true) and run again to replace it.",
+            ) from None
+
+    def _work_order(self, plan: Plan, model: ModelInfo | None) -> WorkOrder:
         spec = self.spec
         return WorkOrder(
             job_id=plan.job_id, format=spec.format, record_pattern=spec.record_pattern,
             runtime=spec.runtime, scorer=spec.scorer, predict_method=spec.predict_method,
             id_columns=list(spec.id_columns), model=spec.model, output_format=plan.output_format,
+            storage=self.store_config.public(),
+            model_sha256=model.sha256 if model is not None else None,
         )
 
     @staticmethod
@@ -259,7 +284,8 @@ class Job:
         return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
 
     def _write_manifest(self, plan: Plan, tasks: dict[str, Task], results: dict[str, TaskResult],
-                        attempts: dict[str, int], result: JobResult, checksum: str) -> None:
+                        attempts: dict[str, int], result: JobResult, composed: ComposeResult,
+                        model: ModelInfo | None, access: WorkerAccess) -> None:
         ordered = sorted(tasks.values(), key=lambda t: t.index)
         manifest = {
             "job_id": plan.job_id,
@@ -269,9 +295,15 @@ class Job:
             "host": platform.node(),
             "backend": self.spec.backend,
             "spec": self.spec.model_dump(mode="json"),
-            "inputs": [{"path": f.path, "size": f.size} for f in plan.files],
+            "inputs": [{"path": f.path, "size": f.size, "version": f.version} for f in plan.files],
+            "model": model.to_dict() if model is not None else None,
+            # sha256 is null when the parts were composed server-side (never read here): the
+            # output is then header + parts in task order, each part checked by its part_sha256.
             "output": {"path": self.spec.output, "format": plan.output_format,
-                       "sha256": checksum, "rows": result.rows_out},
+                       "sha256": composed.sha256, "bytes": composed.size,
+                       "version": composed.version, "merge": composed.method,
+                       "blocks": composed.blocks, "rows": result.rows_out},
+            "storage": {"worker_access": access.mode},
             "totals": {"tasks": len(ordered), "records_in": result.rows_in,
                        "records_out": result.rows_out, "attempts": result.attempts,
                        "repaired_boundaries": result.repaired_boundaries},

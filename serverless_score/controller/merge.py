@@ -15,7 +15,7 @@ from ..errors import ScoreError
 from ..layout import JobLayout
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
-from ..storage import Store
+from ..storage import ComposeResult, Store
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,20 @@ def merge_plan(tasks: Sequence[Task], results: dict[str, TaskResult], layout: Jo
     return MergePlan(parts, header, sum(results[t.id].records_out for t in ordered))
 
 
-def merge(store: Store, plan: MergePlan, output: str, output_format: str) -> str:
-    """Write the output atomically; returns its sha256."""
+def merge(store: Store, plan: MergePlan, output: str, output_format: str, *,
+          overwrite: bool = True) -> ComposeResult:
+    """Write the output atomically (with ``overwrite=False``, only if nothing is there)."""
     if output_format == "parquet":
-        return _merge_parquet(store, plan, output)
-    return store.compose(output, plan.parts, header=plan.header)
+        return _merge_parquet(store, plan, output, overwrite)
+    return store.compose(output, plan.parts, header=plan.header, overwrite=overwrite)
 
 
-def _merge_parquet(store: Store, plan: MergePlan, output: str) -> str:
+def _merge_parquet(store: Store, plan: MergePlan, output: str, overwrite: bool) -> ComposeResult:
+    """Parquet parts cannot be concatenated: their row groups are rewritten into one file."""
     import pyarrow.parquet as pq
 
     writer = None
-    with store.open_atomic(output) as sink:
+    with store.open_atomic(output, overwrite=overwrite) as sink:
         for part in plan.parts:
             with store.open_read(part) as f:
                 parquet = pq.ParquetFile(f)
@@ -65,7 +67,10 @@ def _merge_parquet(store: Store, plan: MergePlan, output: str) -> str:
         if writer is not None:
             writer.close()
     digest = hashlib.sha256()
+    size = 0
     with store.open_read(output) as f:
         while block := f.read(8 * 1024 * 1024):
             digest.update(block)
-    return digest.hexdigest()
+            size += len(block)
+    return ComposeResult(size=size, sha256=digest.hexdigest(), version=store.info(output).version,
+                         method="rewrite")

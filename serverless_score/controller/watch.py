@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -94,7 +94,8 @@ class Scheduler:
                  work: WorkOrder, progress: Progress, max_parallel: int, retries: int,
                  timeout: float, cpu: float = 1.0, memory_gb: float = 1.5,
                  poll_interval: float = 0.2, retry_delay: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 secure_env: Callable[[list[TaskOrder]], Mapping[str, str]] | None = None) -> None:
         self.job_id = job_id
         self.backend = backend
         self.store = store
@@ -109,6 +110,9 @@ class Scheduler:
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
         self.clock = clock
+        # The secrets a group's worker gets (SAS URLs of exactly its tasks' blobs), made at launch
+        # so they expire with the group's deadline.
+        self.secure_env = secure_env
         self.records: dict[str, TaskRecord] = {}
         self._running: dict[str, _Running] = {}
         self._known: dict[str, TaskResult] = {}
@@ -172,6 +176,7 @@ class Scheduler:
                 name=name, job_id=self.job_id, task_ids=tuple(t.id for t in tasks),
                 env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
                 memory_gb=self.memory_gb, labels={"job": self.job_id},
+                secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
             )
             self.backend.begin_create_group(spec)
             self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import InputError
+from ..errors import InputError, SpecError
 from ..spec import JobSpec
+from ..storage import StoreConfig, get_store, is_local
+from ..storage.blocks import MAX_BLOCKS
 from .inputs import describe_inputs, fingerprint
 from .partition import plan_byte_tasks, plan_rowgroup_tasks, plan_shards
 from .tasks import InputFile, Shard, Task
@@ -47,33 +49,56 @@ def output_format(spec: JobSpec) -> OutputFormat:
     return {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(suffix, "csv")  # type: ignore[return-value]
 
 
-def _file_stamp(path: str | None) -> list[object]:
-    if not path or "://" in path or not os.path.exists(path):
+def _file_stamp(path: str | None, config: StoreConfig | None = None) -> list[object]:
+    if not path or (is_local(path) and not os.path.exists(path)):
         return [path]
-    st = os.stat(path)
-    return [path, st.st_size, st.st_mtime_ns]
+    info = get_store(path, config).info(path)
+    return [path, info.size, info.version]
 
 
-def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task]) -> str:
+def _check_model(spec: JobSpec, config: StoreConfig) -> None:
+    if spec.model is None:
+        return
+    if is_local(spec.model):
+        if not os.path.isfile(spec.model):
+            raise InputError(f"model: {spec.model!r} does not exist",
+                             hint="Train and save the model first, or fix the path in the job file.")
+        return
+    try:
+        get_store(spec.model, config).info(spec.model)
+    except FileNotFoundError as err:
+        raise InputError(f"model: {err}", hint=getattr(err, "hint", "")) from None
+
+
+def _check_blocks(spec: JobSpec, tasks: list[Task]) -> None:
+    """Each task's part is at least one block of the merged blob (plus the header's)."""
+    if not is_local(spec.output) and len(tasks) + 1 > MAX_BLOCKS:
+        raise SpecError(
+            f"chunks: {len(tasks)} tasks would need more than {MAX_BLOCKS} blocks to merge into the "
+            f"blob {spec.output}",
+            hint=f"Use at most {MAX_BLOCKS - 1} tasks (fewer chunks or a bigger chunk_size).")
+
+
+def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
+            config: StoreConfig | None = None) -> str:
     decisive = spec.model_dump(
         exclude={"max_parallel", "retries", "timeout", "overwrite", "backend", "resources"}
     )
     payload = {
         "spec": decisive,
         "input": fingerprint(files),
-        "model": _file_stamp(spec.model),
-        "scorer": _file_stamp(spec.scorer) if spec.scorer != "predict" else "predict",
+        "model": _file_stamp(spec.model, config),
+        "scorer": _file_stamp(spec.scorer) if spec.scorer not in ("predict",) and spec.runtime != "command" else spec.scorer,
         "tasks": [(t.path, t.start, t.end) for t in tasks] if files else len(tasks),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"{spec.name}-{digest[:10]}"
 
 
-def make_plan(spec: JobSpec) -> Plan:
+def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
     """List the input and split it into tasks (see ``partition`` for the rules)."""
-    if spec.model is not None and "://" not in spec.model and not os.path.isfile(spec.model):
-        raise InputError(f"model: {spec.model!r} does not exist",
-                         hint="Train and save the model first, or fix the path in the job file.")
+    config = config if config is not None else StoreConfig.from_spec(spec)
+    _check_model(spec, config)
     if spec.scorer != "predict" and spec.runtime != "command" and not os.path.isfile(spec.scorer):
         raise InputError(f"scorer: the script {spec.scorer!r} does not exist")
     files: list[InputFile] = []
@@ -81,14 +106,15 @@ def make_plan(spec: JobSpec) -> Plan:
         tasks = plan_shards(spec.shards, spec.bin_count)
     else:
         assert spec.input is not None
-        files = describe_inputs(spec.input, spec.effective_format)
+        files = describe_inputs(spec.input, spec.effective_format, config)
         planner = plan_rowgroup_tasks if spec.format == "parquet" else plan_byte_tasks
         tasks = planner(files, chunk_size=spec.chunk_size, chunks=spec.chunks,
                         max_parallel=spec.max_parallel)
         if not tasks:
             raise InputError(f"input: {spec.input!r} holds no data to score")
+    _check_blocks(spec, tasks)
     return Plan(
-        job_id=_job_id(spec, files, tasks),
+        job_id=_job_id(spec, files, tasks, config),
         spec=spec,
         tasks=tuple(tasks),
         files=tuple(files),

@@ -1,5 +1,6 @@
 """The I/O edge of planning: turn the job's ``input`` into a sorted list of files with sizes
-(and Parquet row-group sizes), so the planner itself can stay pure."""
+(and Parquet row-group sizes), so the planner itself can stay pure. Local paths are listed here;
+blob URIs through their store (a blob, a prefix, or a glob matched against blob names)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import glob
 import os
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, ScoreError
+from ..storage import StoreConfig, get_store, is_local
+from ..storage.uris import glob_prefix, glob_to_regex, has_glob, parse_blob_uri
 from .tasks import InputFile
 
 _GLOB_CHARS = set("*?[")
@@ -17,8 +20,37 @@ def _is_glob(value: str) -> bool:
     return any(c in value for c in _GLOB_CHARS)
 
 
-def list_input_paths(input_uri: str) -> list[str]:
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+def list_blob_paths(input_uri: str, config: StoreConfig | None = None) -> list[str]:
+    """One blob, every non-hidden blob under a prefix, or the blobs whose names match a glob."""
+    store = get_store(input_uri, config)
+    path = parse_blob_uri(input_uri)
+    if has_glob(path.name):
+        prefix = glob_prefix(path.name)
+        pattern = glob_to_regex(path.name)
+        found = [u for u in store.list(path.container_uri + prefix)
+                 if pattern.fullmatch(u[len(path.container_uri):])]
+        if not found:
+            raise InputError(f"input: the glob {input_uri!r} matches no blob",
+                             hint="Check the pattern; * stays within one '/' segment, ** crosses them.")
+        return sorted(found)
+    if path.name and not path.name.endswith("/") and store.exists(input_uri):
+        return [input_uri]
+    base = input_uri.rstrip("/")
+    found = sorted(u for u in store.list(base) if not _hidden(u[len(base) + 1:]))
+    if not found:
+        raise InputError(f"input: {input_uri!r} is neither a blob nor a prefix holding blobs",
+                         hint="Give a blob, a prefix (folder) or a glob such as az://container/data/*.csv.")
+    return found
+
+
+def list_input_paths(input_uri: str, config: StoreConfig | None = None) -> list[str]:
     """A file, every regular non-hidden file of a directory, or a glob; always in sorted order."""
+    if not is_local(input_uri):
+        return list_blob_paths(input_uri, config)
     path = input_uri.removeprefix("file://")
     if _is_glob(path):
         found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
@@ -40,47 +72,47 @@ def list_input_paths(input_uri: str) -> list[str]:
     return [path]
 
 
-def describe_inputs(input_uri: str, fmt: str) -> list[InputFile]:
+def describe_inputs(input_uri: str, fmt: str, config: StoreConfig | None = None) -> list[InputFile]:
     """List the input and read what planning needs: sizes, and Parquet footers."""
     files: list[InputFile] = []
-    for path in list_input_paths(input_uri):
+    for path in list_input_paths(input_uri, config):
         try:
-            size = os.path.getsize(path)
+            info = get_store(path, config).info(path)
+        except FileNotFoundError as err:
+            raise InputError(f"input: {path!r} disappeared while planning",
+                             hint=getattr(err, "hint", "")) from None
         except OSError as err:
             raise InputError(f"input: cannot read {path!r}: {err.strerror}") from None
         if fmt == "parquet":
-            files.append(_parquet_file(path, size))
+            files.append(_parquet_file(path, info.size, info.version, config))
         else:
-            files.append(InputFile(path=path, size=size))
+            files.append(InputFile(path=path, size=info.size, version=info.version))
     if sum(f.size for f in files) == 0:
         raise InputError(f"input: {input_uri!r} is empty (0 bytes)", hint="Nothing to score.")
     return files
 
 
-def _parquet_file(path: str, size: int) -> InputFile:
+def _parquet_file(path: str, size: int, version: str, config: StoreConfig | None) -> InputFile:
     import pyarrow.lib
     import pyarrow.parquet as pq
 
-    try:
-        meta = pq.ParquetFile(path).metadata
+    try:  # a blob's footer comes by ranged reads: the file is not downloaded
+        with get_store(path, config).open_read(path) as f:
+            meta = pq.ParquetFile(f).metadata
+    except ScoreError:
+        raise
     except (pyarrow.lib.ArrowInvalid, OSError) as err:
         raise InputError(f"input: {path!r} is not a readable Parquet file: {err}") from None
     groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
     return InputFile(
         path=path,
         size=size,
+        version=version,
         row_group_bytes=tuple(max(1, g.total_byte_size) for g in groups),
         row_group_rows=tuple(g.num_rows for g in groups),
     )
 
 
-def fingerprint(files: list[InputFile]) -> list[tuple[str, int, int]]:
-    """What identifies this version of the input: path, size and modification time."""
-    out = []
-    for f in files:
-        try:
-            mtime = os.stat(f.path).st_mtime_ns
-        except OSError:
-            mtime = 0
-        out.append((f.path, f.size, mtime))
-    return out
+def fingerprint(files: list[InputFile]) -> list[tuple[str, int, str]]:
+    """What identifies this version of the input: path, size and version (mtime, blob etag)."""
+    return [(f.path, f.size, f.version) for f in files]

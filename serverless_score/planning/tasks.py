@@ -18,6 +18,7 @@ class InputFile:
     size: int
     row_group_bytes: tuple[int, ...] | None = None
     row_group_rows: tuple[int, ...] | None = None
+    version: str = ""  # mtime_ns of a file, etag of a blob: what changes when the content does
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,21 @@ import time
 import traceback
 
 from ..errors import ScoreError
-from .contract import ENV_WORK, MARKER, WorkOrder
+from ..storage import StoreConfig
+from ..storage.config import SECRET_ENV
+from .contract import ENV_SECRETS, ENV_WORK, MARKER, WorkOrder
 from .execute import run_task
+
+
+def _store_config(work: WorkOrder) -> StoreConfig:
+    """Storage access of this worker. The secrets variable is taken out of the environment at
+    once, so a scoring command started later never sees it; a worker given per-task SAS URLs also
+    drops any account credentials it inherited (least privilege, even on the local backend)."""
+    config = StoreConfig.for_worker(work.storage, os.environ.pop(ENV_SECRETS, None))
+    if config.grants_only:
+        for name in SECRET_ENV:
+            os.environ.pop(name, None)
+    return config
 
 
 def _load_order(argv: list[str]) -> WorkOrder:
@@ -34,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError) as err:
         print(f"runner: malformed work order: {err}", file=sys.stderr)
         return 2
+    config = _store_config(work)
     failed = 0
     for order in work.orders:
         task_id = order.task.id
         print(f"{MARKER} {task_id} start attempt={order.attempt} {order.task.describe()}", flush=True)
         started = time.monotonic()
         try:
-            result = run_task(work, order)
+            result = run_task(work, order, config)
         except ScoreError as err:
             failed += 1
             hint = f" ({err.hint})" if err.hint else ""

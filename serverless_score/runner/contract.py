@@ -3,8 +3,10 @@ reports back. Plain JSON so it travels in a process's or a container's environme
 
 Environment of a runner::
 
-    SERVERLESS_SCORE_WORK  JSON of a WorkOrder (the job's scoring settings and one or more tasks)
-    SERVERLESS_SCORE_GROUP the group name (for logs and for finding orphans)
+    SERVERLESS_SCORE_WORK    JSON of a WorkOrder (the job's scoring settings and one or more tasks)
+    SERVERLESS_SCORE_GROUP   the group name (for logs and for finding orphans)
+    SERVERLESS_SCORE_SECRETS (secure) the SAS URLs of exactly what the tasks read and write, or the
+                             SAS tokens of the job's URLs; never logged (``StoreConfig.worker_secrets``)
 
 A runner writes, for each task it finishes, the part and then ``result.json`` (TaskResult).
 Its exit code is 0 when every task succeeded, 1 otherwise. On stdout it prints one marker line
@@ -21,6 +23,7 @@ from ..planning.tasks import Task
 
 ENV_WORK = "SERVERLESS_SCORE_WORK"
 ENV_GROUP = "SERVERLESS_SCORE_GROUP"
+ENV_SECRETS = "SERVERLESS_SCORE_SECRETS"
 MARKER = "::task"
 
 
@@ -52,6 +55,8 @@ class WorkOrder:
     model: str | None
     output_format: str
     orders: list[TaskOrder] = field(default_factory=list)
+    storage: dict[str, Any] = field(default_factory=dict)  # StoreConfig.public(): no secrets
+    model_sha256: str | None = None  # the runner refuses a model whose bytes do not match
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -14,8 +14,9 @@ from typing import Any, BinaryIO
 
 from ..errors import ScoreError
 from ..records import RangeReader, RecordFormat, read_header
-from ..storage import get_store
-from .contract import MARKER, TaskOrder, TaskResult, WorkOrder
+from ..storage import StoreConfig, get_store
+from .contract import ENV_SECRETS, MARKER, TaskOrder, TaskResult, WorkOrder
+from .models import fetch_model
 from .writers import PartWriter
 
 
@@ -32,6 +33,7 @@ def scorer_env(work: WorkOrder, order: TaskOrder, model_path: str | None) -> dic
     """What a scorer sees: the contract's environment variables on top of the runner's own."""
     env = dict(os.environ)
     env.pop("SERVERLESS_SCORE_WORK", None)
+    env.pop(ENV_SECRETS, None)
     env.update({
         "JOB_ID": work.job_id,
         "TASK_ID": order.task.id,
@@ -76,26 +78,26 @@ def _rowgroup_frames(f: BinaryIO, start: int, end: int) -> Iterator[Any]:
         yield parquet.read_row_group(index).to_pandas()
 
 
-def run_task(work: WorkOrder, order: TaskOrder) -> TaskResult:
+def run_task(work: WorkOrder, order: TaskOrder, config: StoreConfig | None = None) -> TaskResult:
     started = time.monotonic()
     task = order.task
-    store = get_store(order.part)
-    model_path = get_store(work.model).local_path(work.model) if work.model else None
+    store = get_store(order.part, config)
+    model_file = fetch_model(work.model, work.model_sha256, config) if work.model else None
     records_in: int | None = None
     begin = end = None
     with contextlib.ExitStack() as stack:
-        f = stack.enter_context(get_store(task.path).open_read(task.path)) if task.path else None
+        f = stack.enter_context(get_store(task.path, config).open_read(task.path)) if task.path else None
         out = stack.enter_context(store.open_atomic(order.part))
         writer = PartWriter(out, work.output_format)
         if work.runtime == "command":
-            records_in, begin, end = _run_command(work, order, f, writer, model_path)
+            records_in, begin, end = _run_command(work, order, f, writer, model_file)
         elif task.kind == "rowgroups":
             assert f is not None
-            records_in = _score_frames(work, model_path, writer,
+            records_in = _score_frames(work, model_file, writer,
                                        _rowgroup_frames(f, task.start, task.end))
         else:
             assert f is not None
-            records_in, begin, end = _score_range(work, order, f, writer, model_path)
+            records_in, begin, end = _score_range(work, order, f, writer, model_file)
         writer.close()
         if records_in is not None and writer.rows != records_in:
             raise ScoreError(
@@ -108,7 +110,7 @@ def run_task(work: WorkOrder, order: TaskOrder) -> TaskResult:
         columns=writer.columns, part_sha256=writer.sha256, part_bytes=writer.bytes,
         seconds=round(time.monotonic() - started, 3),
     )
-    get_store(order.result).write_bytes(order.result, result.to_json().encode())
+    get_store(order.result, config).write_bytes(order.result, result.to_json().encode())
     return result
 
 

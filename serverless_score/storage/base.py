@@ -6,9 +6,28 @@ so callers never import an SDK. Writes are atomic: nothing is visible at a URI u
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about an object without reading it."""
+
+    size: int
+    version: str  # changes whenever the content does: a blob's etag, a file's mtime in ns
+    sha256: str | None = None  # recorded at upload (``models push``), when the store keeps it
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    size: int
+    sha256: str | None  # None when the store composed without reading the bytes (server-side)
+    version: str | None = None
+    method: str = "local"  # local | server (blocks copied by the service) | download (fallback)
+    blocks: int = 0
 
 
 @runtime_checkable
@@ -19,6 +38,8 @@ class Store(Protocol):
 
     def size(self, uri: str) -> int: ...
 
+    def info(self, uri: str) -> ObjectInfo: ...
+
     def exists(self, uri: str) -> bool: ...
 
     def read_bytes(self, uri: str) -> bytes: ...
@@ -27,8 +48,11 @@ class Store(Protocol):
         """Write atomically (replaces an existing object)."""
         ...
 
-    def open_atomic(self, uri: str) -> AbstractContextManager[BinaryIO]:
-        """Write through the returned file; published only if the block exits without error."""
+    def open_atomic(self, uri: str, *, overwrite: bool = True,
+                    metadata: Mapping[str, str] | None = None) -> AbstractContextManager[BinaryIO]:
+        """Write through the returned file; published only if the block exits without error.
+        With ``overwrite=False`` an object already at ``uri`` makes it fail (FileExistsError) and
+        stays as it was. ``metadata`` is kept where the store can (blob metadata)."""
         ...
 
     def delete(self, uri: str) -> None:
@@ -43,6 +67,8 @@ class Store(Protocol):
         """A local file with the object's content (remote stores download and cache it)."""
         ...
 
-    def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"") -> str:
-        """Atomically write ``header`` + the parts, in order, to ``uri``; return its sha256."""
+    def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"",
+                overwrite: bool = True) -> ComposeResult:
+        """Atomically write ``header`` + the parts, in order, to ``uri`` (conditionally, as
+        ``open_atomic``), without reading them where the store allows it."""
         ...

@@ -7,9 +7,11 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+from .base import ComposeResult, ObjectInfo
 
 _COPY_BLOCK = 8 * 1024 * 1024
 
@@ -28,6 +30,10 @@ class LocalStore:
     def size(self, uri: str) -> int:
         return os.path.getsize(_path(uri))
 
+    def info(self, uri: str) -> ObjectInfo:
+        st = os.stat(_path(uri))
+        return ObjectInfo(size=st.st_size, version=str(st.st_mtime_ns))
+
     def exists(self, uri: str) -> bool:
         return os.path.exists(_path(uri))
 
@@ -39,7 +45,8 @@ class LocalStore:
             f.write(data)
 
     @contextlib.contextmanager
-    def open_atomic(self, uri: str) -> Iterator[BinaryIO]:
+    def open_atomic(self, uri: str, *, overwrite: bool = True,
+                    metadata: Mapping[str, str] | None = None) -> Iterator[BinaryIO]:
         target = Path(_path(uri))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -48,7 +55,11 @@ class LocalStore:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, target)
+            if overwrite:
+                os.replace(tmp, target)
+            else:  # a hard link publishes only if nothing is there, atomically
+                os.link(tmp, target)
+                os.unlink(tmp)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -69,13 +80,16 @@ class LocalStore:
     def local_path(self, uri: str) -> str:
         return _path(uri)
 
-    def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"") -> str:
+    def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"",
+                overwrite: bool = True) -> ComposeResult:
         digest = hashlib.sha256(header)
-        with self.open_atomic(uri) as out:
+        size = len(header)
+        with self.open_atomic(uri, overwrite=overwrite) as out:
             out.write(header)
             for part in parts:
                 with open(_path(part), "rb") as src:
                     while block := src.read(_COPY_BLOCK):
                         digest.update(block)
                         out.write(block)
-        return digest.hexdigest()
+                        size += len(block)
+        return ComposeResult(size=size, sha256=digest.hexdigest(), version=str(os.stat(_path(uri)).st_mtime_ns))

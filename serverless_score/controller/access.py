@@ -1,0 +1,94 @@
+"""What storage access each worker gets (``[azure] worker_access``).
+
+* ``sas``: each group gets SAS URLs for exactly its tasks' blobs: read on the model and on each
+  task's input blob, create/write on each task's part and result, expiring with the group's
+  deadline (timeout x tasks, plus a few minutes of clock skew). Needs a credential that can sign:
+  an account key (key or connection string) or Azure AD (user delegation key).
+* ``identity``: workers use their own identity (managed identity on ACI; locally, this machine's
+  credentials); the SAS tokens of URLs the job named are passed on as they are.
+* ``auto`` (default): ``sas`` when the controller holds the account key of every blob the job
+  touches; otherwise ``identity`` (a user delegation key needs the "Storage Blob Delegator" role,
+  which a job should not need unless it asks for ``sas``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal, Protocol, runtime_checkable
+
+from ..errors import SpecError
+from ..runner.contract import ENV_SECRETS, TaskOrder
+from ..secrets import Secret
+from ..spec import JobSpec
+from ..storage import StoreConfig, get_store, is_local
+
+SKEW = timedelta(minutes=5)
+READ, WRITE = "r", "cw"
+
+
+@runtime_checkable
+class Grantor(Protocol):
+    """A store that can hand out narrow, expiring access to one object (Blob: SAS)."""
+
+    def signer(self, uri: str) -> str | None: ...
+
+    def grant(self, uri: str, permission: str, lifetime: timedelta) -> Secret | None: ...
+
+
+@dataclass(frozen=True)
+class WorkerAccess:
+    mode: Literal["none", "sas", "identity"]
+    config: StoreConfig
+    model: str | None
+    timeout: float
+
+    @classmethod
+    def decide(cls, spec: JobSpec, config: StoreConfig) -> WorkerAccess:
+        remote = [u for u in (spec.model, spec.input, spec.output) if u and not is_local(u)]
+        if not remote:
+            return cls("none", config, spec.model, spec.timeout)
+        wanted = spec.azure.worker_access
+        signers = [store.signer(u) if isinstance(store := get_store(u, config), Grantor) else None
+                   for u in remote]
+        if wanted == "sas" and None in signers:
+            raise SpecError(
+                "azure.worker_access: \"sas\" needs a credential that can sign SAS URLs (an account "
+                "key, a connection string with a key, or Azure AD for user delegation); the job's "
+                "credential is a SAS, which cannot make narrower ones",
+                hint='Use worker_access = "identity", or another storage_credential.')
+        with_keys = all(s == "key" for s in signers)
+        mode: Literal["sas", "identity"] = (
+            "sas" if wanted == "sas" or (wanted == "auto" and with_keys) else "identity")
+        return cls(mode, config, spec.model, spec.timeout)
+
+    def grants(self, orders: list[TaskOrder]) -> dict[str, Secret]:
+        """The SAS URL of every blob the tasks of one group touch, with the least permission."""
+        wanted: dict[str, str] = {}
+        if self.model:
+            wanted[self.model] = READ
+        for order in orders:
+            if order.task.path:
+                wanted[order.task.path] = READ
+            wanted[order.part] = WRITE
+            wanted[order.result] = WRITE
+        lifetime = timedelta(seconds=self.timeout * max(1, len(orders))) + SKEW
+        out: dict[str, Secret] = {}
+        for uri, permission in wanted.items():
+            if is_local(uri):
+                continue
+            store = get_store(uri, self.config)
+            assert isinstance(store, Grantor)
+            url = store.grant(uri, permission, lifetime)
+            if url is None:  # decide() checked: this only happens if the credential changed
+                raise SpecError(f"{uri}: cannot sign a SAS for the workers any more")
+            out[uri] = url
+        return out
+
+    def secure_env(self, orders: list[TaskOrder]) -> Mapping[str, str]:
+        if self.mode == "sas":
+            return {ENV_SECRETS: self.config.worker_secrets(self.grants(orders))}
+        if self.mode == "identity" and self.config.sas:
+            return {ENV_SECRETS: self.config.worker_secrets(None)}
+        return {}
