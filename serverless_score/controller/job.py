@@ -224,6 +224,7 @@ class Job:
             job_id=plan.job_id, format=spec.format, record_pattern=spec.record_pattern,
             runtime=spec.runtime, scorer=spec.scorer, predict_method=spec.predict_method,
             id_columns=list(spec.id_columns), model=spec.model, output_format=plan.output_format,
+            predict_args=dict(spec.predict_args), on_unknown_level=spec.on_unknown_level,
         )
 
     @staticmethod

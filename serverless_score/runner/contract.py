@@ -52,6 +52,9 @@ class WorkOrder:
     model: str | None
     output_format: str
     orders: list[TaskOrder] = field(default_factory=list)
+    # runtime = "r" only: extra predict() arguments and what an unseen factor level does
+    predict_args: dict[str, Any] = field(default_factory=dict)
+    on_unknown_level: str = "error"
 
     def to_json(self) -> str:
         data = asdict(self)

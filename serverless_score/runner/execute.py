@@ -82,6 +82,9 @@ def run_task(work: WorkOrder, order: TaskOrder) -> TaskResult:
         writer = PartWriter(out, work.output_format)
         if work.runtime == "command":
             records_in, begin, end = _run_command(work, order, f, writer, model_path)
+        elif work.runtime == "r":
+            assert f is not None
+            records_in, begin, end = _score_with_r(work, order, f, writer, model_path)
         elif task.kind == "rowgroups":
             assert f is not None
             records_in = _score_frames(work, model_path, writer,
@@ -143,6 +146,16 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
                 f"found {batch.records} records (malformed {work.format}?)"
             )
         writer.write_frame(scorer.score_frame(frame))
+    reader = source.reader
+    return reader.records, reader.begin, reader.end_offset
+
+
+def _score_with_r(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
+                  model_path: str | None) -> tuple[int, int, int]:
+    from .r_scorer import score_with_r
+
+    source = _Input(work, order, f)
+    score_with_r(work, order, model_path, source.header, source.reader, writer)
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 
