@@ -89,6 +89,12 @@ class JobSpec(BaseModel):
         """They travel to R as JSON and become ``predict()`` arguments, so each key must be an R
         argument name and each value a string, number, boolean, array or table."""
         for key, item in value.items():
+            if isinstance(item, dict):  # almost always an unquoted R name with a dot
+                inner = next(iter(item), "x")
+                raise ValueError(
+                    f"{key}: a table; R argument names with a dot must be quoted in TOML, "
+                    f'e.g. {{ "{key}.{inner}" = ... }}'
+                )
             if not _R_NAME.fullmatch(key):
                 raise ValueError(f"{key!r} is not an R argument name")
             try:

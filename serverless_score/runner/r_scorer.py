@@ -51,10 +51,11 @@ def script_path() -> str:
 
 
 def find_rscript() -> str:
-    rscript = os.environ.get(ENV_RSCRIPT) or shutil.which("Rscript")
-    if not rscript:
-        raise ScoreError("R is not installed here: there is no Rscript on PATH",
-                         hint=INSTALL_HINT, retryable=False)
+    chosen = os.environ.get(ENV_RSCRIPT)
+    rscript = chosen or shutil.which("Rscript")
+    if not rscript or not os.access(rscript, os.X_OK):
+        where = f"{ENV_RSCRIPT}={chosen} is not an executable" if chosen else "no Rscript on PATH"
+        raise ScoreError(f"R is not installed here: {where}", hint=INSTALL_HINT, retryable=False)
     return rscript
 
 

@@ -119,10 +119,21 @@ load_model_packages <- function(model) {
   pkgs
 }
 
-has_predict_method <- function(model) {
-  if (isS4(model)) return(methods::hasMethod("predict", class(model)))
-  any(vapply(class(model), function(cl) !is.null(utils::getS3method("predict", cl, optional = TRUE)),
-             logical(1)))
+predict_method <- function(model) {
+  if (isS4(model)) return(if (methods::hasMethod("predict", class(model))) function(object, newdata, ...) NULL)
+  for (cl in class(model)) {
+    method <- utils::getS3method("predict", cl, optional = TRUE)
+    if (!is.null(method)) return(method)
+  }
+  NULL
+}
+
+# The argument that takes the new data: newdata for most methods, newx for glmnet (a matrix),
+# data for ranger.
+data_argument <- function(method) {
+  formals <- names(formals(method))
+  for (arg in c("newdata", "newx", "data", "x")) if (arg %in% formals) return(arg)
+  "newdata"
 }
 
 read_model <- function(path, user) {
@@ -195,7 +206,8 @@ start_session <- function() {
   user <- if (scorer != "predict") load_user_scorer(scorer) else NULL
   model <- read_model(Sys.getenv("MODEL_PATH"), user)
   packages <- load_model_packages(model)
-  if (is.null(user) && !has_predict_method(model)) {
+  method <- predict_method(model)
+  if (is.null(user) && is.null(method)) {
     fail(sprintf("predict: there is no predict() method for a model of class '%s'",
                  paste(class(model), collapse = "', '")),
          "Write a score.R that loads the model's package (library(pkg)) and calls its predict().")
@@ -203,6 +215,7 @@ start_session <- function() {
   policy <- Sys.getenv("ON_UNKNOWN_LEVEL", "error")
   args <- jsonlite::fromJSON(Sys.getenv("PREDICT_ARGS", "{}"), simplifyVector = TRUE)
   list(model = model, user = user, columns = model_columns(model), packages = packages,
+       data_arg = if (is.null(method)) "newdata" else data_argument(method),
        id_columns = as.character(jsonlite::fromJSON(Sys.getenv("ID_COLUMNS", "[]"))),
        predict_args = if (length(args)) args else list(), policy = policy)
 }
@@ -240,6 +253,13 @@ read_rows <- function(session, task, payload) {
     colClasses = if (length(text)) list(character = text) else NULL,
     na.strings = c("", "NA"), showProgress = FALSE, data.table = FALSE
   )
+  # fread (1.14) keeps the doubled quotes of a quoted field ("say ""hi""" gives say ""hi"");
+  # a bare field cannot hold a quote in valid CSV, so un-doubling every text column is safe.
+  for (name in names(data)[vapply(data, is.character, logical(1))]) {
+    values <- data[[name]]
+    doubled <- grepl("\"\"", values, fixed = TRUE)
+    if (any(doubled)) data[[name]][doubled] <- gsub("\"\"", "\"", values[doubled], fixed = TRUE)
+  }
   data
 }
 
@@ -352,11 +372,12 @@ predict_rows <- function(session, data, unknown) {
   env <- new.env()
   env$model <- session$model
   env$newdata <- if (is.null(session$columns$matrix)) newdata else glmnet_matrix(session, newdata)
-  arg <- if (is.null(session$columns$matrix)) "newdata" else "newx"
+  arg <- session$data_arg
   call <- as.call(c(list(as.name("predict"), quote(model)),
                     stats::setNames(list(quote(newdata)), arg), session$predict_args))
   result <- tryCatch(eval(call, env), score_error = function(e) stop(e), error = function(e) {
-    fail(sprintf("predict() failed: %s", conditionMessage(e)),
+    fail(sprintf("%s failed: %s", paste(deparse(call, width.cutoff = 200L), collapse = " "),
+                 conditionMessage(e)),
          "Check that the input has the columns and types the model was trained with.")
   })
   out <- as_columns(result, nrow(newdata), "prediction", "predict()")
@@ -369,7 +390,9 @@ predict_rows <- function(session, data, unknown) {
 }
 
 score_user <- function(session, data) {
-  result <- tryCatch(session$user$score(session$model, data), error = function(e) {
+  score <- session$user$score  # so that R's message says score(model, data)
+  model <- session$model
+  result <- tryCatch(score(model, data), error = function(e) {
     hint <- if (inherits(e, "packageNotFoundError")) install_hint(e$package) else
       sprintf("The error was raised by score() in %s.", session$user$path)
     call <- conditionCall(e)

@@ -1,0 +1,247 @@
+"""Shared fixtures of the end-to-end tests: a job directory, a tiny trained model, a job-file
+writer and a way to run the ``serverless-score`` console script as a subprocess.
+
+Heavy imports (scikit-learn, pandas) happen inside fixtures, so collecting the fast unit tests
+does not pay for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CLI = Path(sys.executable).parent / "serverless-score"
+FEATURES = ["a", "b", "c"]
+GROUP_ENV = b"SERVERLESS_SCORE_GROUP="
+
+
+# -- running the CLI -------------------------------------------------------------------------
+@dataclass(repr=False)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+    json: dict[str, Any] | None
+
+    @property
+    def flat_stderr(self) -> str:
+        """stderr with whitespace collapsed (the console may wrap long messages)."""
+        return " ".join(self.stderr.split())
+
+    def __repr__(self) -> str:  # shown in full by pytest when an assertion about it fails
+        return f"exit {self.code}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["COLUMNS"] = "300"  # keep rich from wrapping messages mid-word
+    env.pop("SERVERLESS_SCORE_WORK", None)
+    env.pop("SERVERLESS_SCORE_GROUP", None)
+    env.update(extra or {})
+    return env
+
+
+def parse_json(stdout: str) -> dict[str, Any] | None:
+    """The last stdout line that is a JSON object (``--json`` prints exactly one)."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> CliResult:
+    """Run ``serverless-score ARGS...`` and wait for it."""
+    proc = subprocess.run(
+        [str(CLI), *map(str, args)], cwd=cwd, env=cli_env(env), capture_output=True,
+        text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, parse_json(proc.stdout))
+
+
+def start_cli(*args: str | Path, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``serverless-score ARGS...`` without waiting (for signal tests)."""
+    return subprocess.Popen(
+        [str(CLI), *map(str, args)], cwd=cwd, env=cli_env(env), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def cli() -> Callable[..., CliResult]:
+    return run_cli
+
+
+# -- job files -------------------------------------------------------------------------------
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_job(directory: Path, filename: str = "job.toml", **keys: Any) -> Path:
+    """Write a job file; ``resources={...}`` becomes a [resources] table. Defaults keep jobs small
+    and quick: ``max_parallel = 2``, ``retries = 0``, ``timeout = "60s"``."""
+    keys = {"max_parallel": 2, "retries": 0, "timeout": "60s", **keys}
+    tables = {k: keys.pop(k) for k in list(keys) if isinstance(keys[k], dict)}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in keys.items() if value is not None]
+    for table, values in tables.items():
+        lines.append(f"\n[{table}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    path = directory / filename
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def job_dir(tmp_path: Path) -> Path:
+    """An empty directory for a job's file, data and output."""
+    path = tmp_path / "job"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_job() -> Callable[..., Path]:
+    return write_job
+
+
+# -- a tiny trained model --------------------------------------------------------------------
+def feature_frame(rows: int, seed: int) -> Any:
+    """Deterministic rows: an ``id`` column and the model's features."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "id": [f"r{seed}-{i:04d}" for i in range(rows)],
+        "a": rng.normal(0, 1, rows).round(3),
+        "b": rng.integers(0, 10, rows),
+        "c": rng.uniform(-2, 2, rows).round(2),
+    })
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    path: Path
+    model: Any
+
+    def proba(self, frame: Any) -> Any:
+        return self.model.predict_proba(frame[FEATURES])
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """LogisticRegression on a few hundred deterministic rows, saved with joblib."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    train = feature_frame(400, seed=1)
+    label = ((train.a + 0.2 * train.b - 0.5 * train.c) > 0.9).astype(int)
+    model = LogisticRegression(max_iter=500).fit(train[FEATURES], label)
+    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    joblib.dump(model, path)
+    return TrainedModel(path, joblib.load(path))
+
+
+# -- processes of a job ----------------------------------------------------------------------
+def job_processes(job_id: str) -> list[int]:
+    """Pids of live processes (workers and their children) started for ``job_id``: every group
+    name is ``<job_id>-<task>-<attempt>`` and is in the SERVERLESS_SCORE_GROUP variable."""
+    prefix = GROUP_ENV + job_id.encode() + b"-"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(v.startswith(prefix) for v in environ.split(b"\0")):
+            found.append(int(entry.name))
+    return found
+
+
+def process_names(pids: list[int]) -> list[str]:
+    """The command names (``/proc/PID/comm``) of the pids still alive."""
+    names = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+    return names
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll ``condition`` until it returns something truthy; return it (or the last falsy value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture
+def procs() -> Iterator[Any]:
+    """Process helpers for signal and crash tests. Controllers started through ``procs.start`` and
+    every process of a job registered with ``procs.watch(job_id)`` are SIGKILLed when the test
+    ends, so a failing test leaves no sleeping workers behind."""
+    started: list[subprocess.Popen[str]] = []
+    job_ids: list[str] = []
+
+    class _Procs:
+        of_job = staticmethod(job_processes)
+        wait_for = staticmethod(wait_for)
+
+        @staticmethod
+        def names_of_job(job_id: str) -> list[str]:
+            return process_names(job_processes(job_id))
+
+        @staticmethod
+        def start(*args: str | Path, cwd: Path | None = None) -> subprocess.Popen[str]:
+            proc = start_cli(*args, cwd=cwd)
+            started.append(proc)
+            return proc
+
+        @staticmethod
+        def watch(job_id: str) -> None:
+            job_ids.append(job_id)
+
+    yield _Procs()
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    for job_id in job_ids:
+        for pid in job_processes(job_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def make_frame() -> Callable[[int, int], Any]:
+    """``make_frame(rows, seed)``: deterministic rows with an ``id`` and the model's features."""
+    return feature_frame
