@@ -367,7 +367,9 @@ as_columns <- function(x, n, name, what) {
 
 predict_rows <- function(session, data, unknown) {
   keep <- !unknown
-  newdata <- data[keep, setdiff(names(data), session$id_columns), drop = FALSE]
+  # Every column goes to predict(): R models pick their variables by name, and a formula may
+  # name an id column (churn ~ . - customer_id).
+  newdata <- if (all(keep)) data else data[keep, , drop = FALSE]
   # The call names its arguments by symbol: an error message then quotes `newdata`, not the data.
   env <- new.env()
   env$model <- session$model
