@@ -128,7 +128,7 @@ def push_model(
     if as_json:
         print(json.dumps(stored))
     else:
-        Console().print(f"stored {stored['bytes']:,} bytes at {escape(stored['uri'])}", highlight=False)
+        Console().print(f"stored {stored['bytes']:,} bytes at {escape(str(stored['uri']))}", highlight=False)
 
 
 @app.command()

@@ -15,7 +15,6 @@ import traceback
 
 from ..errors import ScoreError
 from .contract import ENV_WORK, MARKER, WorkOrder
-from .execute import run_task
 
 
 def _load_order(argv: list[str]) -> WorkOrder:
@@ -34,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError) as err:
         print(f"runner: malformed work order: {err}", file=sys.stderr)
         return 2
+    if work.runtime == "r" and work.model and "://" not in work.model:
+        # R and the model load (about a second) while this process imports what it needs.
+        from .r_scorer import SESSIONS
+
+        SESSIONS.start(work, work.model)
+    from .execute import run_task
+
     failed = 0
     for order in work.orders:
         task_id = order.task.id

@@ -89,7 +89,8 @@ class RSession:
     """A running ``score.R`` that has loaded the model."""
 
     def __init__(self, work: WorkOrder, model_path: str) -> None:
-        started = time.monotonic()
+        """Start R; it reads the model while the runner gets on with its own start-up."""
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [find_rscript(), script_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=sys.stderr.fileno(), env=r_env(work, model_path),
@@ -97,6 +98,14 @@ class RSession:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
         self.stdout = self.proc.stdout
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for R's REDY (the model is loaded), or raise R's reason it could not load it."""
+        if self.ready:
+            return
+        import pyarrow.csv  # noqa: F401  # imported while R still loads: it writes the scores
+
         frame = self._next_frame("starting R")
         if frame.verb == "FAIL":
             self.kill()
@@ -106,7 +115,8 @@ class RSession:
         info = json.loads(frame.payload)
         print(f"R {info.get('r')}: model {info.get('model_class')} loaded "
               f"(packages: {', '.join(info.get('packages') or []) or 'none'}) in "
-              f"{time.monotonic() - started:.2f}s", file=sys.stderr, flush=True)
+              f"{time.monotonic() - self.started:.2f}s", file=sys.stderr, flush=True)
+        self.ready = True
 
     @property
     def alive(self) -> bool:
@@ -219,16 +229,27 @@ class _Sessions:
         self.session: RSession | None = None
         self.load_error: ScoreError | None = None
 
+    def start(self, work: WorkOrder, model_path: str) -> None:
+        """Start R early (the runner calls this before its own imports); a failure to start is
+        left for the first task to report."""
+        with contextlib.suppress(ScoreError, OSError):
+            self.session = RSession(work, model_path)
+
     def get(self, work: WorkOrder, model_path: str) -> RSession:
         if self.load_error is not None:
             raise self.load_error  # the model did not load: it will not load the next time
-        if self.session is None or not self.session.alive:
-            try:
+        try:
+            if self.session is None or not (self.session.ready or self.session.alive):
                 self.session = RSession(work, model_path)
-            except ScoreError as err:
-                if not err.retryable:
-                    self.load_error = err
-                raise
+            self.session.wait_ready()
+        except ScoreError as err:
+            self.session = None
+            if not err.retryable:
+                self.load_error = err
+            raise
+        if not self.session.alive:  # R died after an earlier task: a fresh one for this task
+            self.session = RSession(work, model_path)
+            self.session.wait_ready()
         return self.session
 
     def close(self) -> None:
