@@ -22,6 +22,13 @@ from serverless_score.runner.r_protocol import (
 )
 
 
+def strings(values: list[str | None]) -> bytes:
+    """A string column as score.R writes it: NA flags, byte lengths, then the text."""
+    text = [(v or "").encode() for v in values]
+    return (bytes(v is None for v in values) + np.array([len(t) for t in text], "<i4").tobytes()
+            + b"".join(text))
+
+
 def cols_frame(rows: int, columns: list[tuple[str, str, bytes]]) -> Frame:
     meta = json.dumps({"rows": rows, "columns": [
         {"name": n, "type": t, "bytes": len(b)} for n, t, b in columns]}).encode()
@@ -46,9 +53,8 @@ def test_stray_output_on_stdout_is_reported_not_parsed() -> None:
 
 def test_doubles_are_written_as_the_shortest_text_that_reads_back_exactly() -> None:
     values = np.array([1 / 3, 0.1, 0.42613804124007443, 1e-300, 123456789.0, 2.0**60, np.nan])
-    ids = ["a", "b", "c", "d", "e", "f", "g"]
-    flags_and_ids = bytes(7) + b"".join(i.encode() + b"\0" for i in ids)
-    scores = decode_columns(cols_frame(7, [("id", "string", flags_and_ids),
+    ids: list[str | None] = ["a", "b", "c", "d", "e", "f", "g"]
+    scores = decode_columns(cols_frame(7, [("id", "string", strings(ids)),
                                            ("p", "double", values.astype("<f8").tobytes())]))
     lines = scores_csv(scores).decode().splitlines()
     assert lines[0] == "a,0.3333333333333333"
@@ -59,20 +65,23 @@ def test_doubles_are_written_as_the_shortest_text_that_reads_back_exactly() -> N
 
 
 def test_text_is_quoted_only_when_it_must_be_and_na_is_empty() -> None:
-    names = ["plain", 'say "hi"', "a,b", "two\nlines", ""]
-    blob = bytes([0, 0, 0, 0, 1]) + b"".join(n.encode() + b"\0" for n in names[:4]) + b"NA\0"
+    names: list[str | None] = ["plain", 'say "hi"', "a,b", "two\nlines", None]
     ints = np.array([1, INT_NA, 3, 4, 5], dtype="<i4").tobytes()
-    scores = decode_columns(cols_frame(5, [("label", "string", blob), ("n", "integer", ints)]))
-    assert scores.columns[0] == ["plain", 'say "hi"', "a,b", "two\nlines", None]
+    scores = decode_columns(cols_frame(5, [("label", "string", strings(names)),
+                                           ("n", "integer", ints)]))
+    assert scores.columns[0].to_pylist() == names
+    assert scores.columns[1].to_pylist() == [1, None, 3, 4, 5]
     text = scores_csv(scores).decode()
     assert text == '"plain",1\n"say ""hi""",\n"a,b",3\n"two\nlines",4\n,5\n'
-    plain = decode_columns(cols_frame(2, [("label", "string", bytes(2) + b"x\0y\0")]))
-    assert scores_csv(plain) == b"x\ny\n"
+    plain = decode_columns(cols_frame(3, [("label", "string", strings(["x", "é", ""]))]))
+    assert scores_csv(plain).decode() == "x\né\n\n"
 
 
 def test_header_is_csv_and_columns_must_match_their_row_count() -> None:
     assert header_line(["id", "p,1", "no"]) == 'id,"p,1",no\n'
     with pytest.raises(ProtocolError, match="column 'p': 1 values for 2 rows"):
         decode_columns(cols_frame(2, [("p", "double", struct.pack("<d", 1.0))]))
+    with pytest.raises(ProtocolError, match="string lengths do not match its 2 rows"):
+        decode_columns(cols_frame(2, [("s", "string", strings(["ab", "c"])[:-1])]))
     with pytest.raises(ProtocolError, match="unknown type 'complex'"):
         decode_columns(cols_frame(1, [("p", "complex", b"")]))

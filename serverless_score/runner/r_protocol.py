@@ -17,7 +17,8 @@ R -> runner::
     REDY 0 n   JSON: the model was loaded (R version, model class, packages loaded)
     COLS m n   the scores of one ROWS frame: m bytes of JSON (rows, columns: name, type, bytes),
                then each column's bytes: ``double`` little-endian IEEE 754, ``integer`` int32
-               (NA = INT_MIN), ``string`` one NA flag byte per row then NUL-terminated UTF-8
+               (NA = INT_MIN), ``string`` one NA flag byte per row, the int32 byte length of each
+               string, then the strings' UTF-8 bytes back to back
     FAIL 0 n   JSON: message, hint, permanent (running again cannot help)
     DONE 0 0   end of the task (always sent, also after a FAIL, so both sides stay in step)
 
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
+
+from ..errors import ScoreError
 
 HEADER_BYTES = 32
 INT_NA = -(2**31)
@@ -90,11 +93,11 @@ def read_frame(stream: IO[bytes]) -> Frame | None:
 
 @dataclass(frozen=True)
 class Scores:
-    """The decoded scores of one batch: column names and values (numpy arrays / lists)."""
+    """The decoded scores of one batch: column names and Arrow arrays (no copies of R's bytes)."""
 
     rows: int
     names: list[str]
-    columns: list[Any]  # float64 or int32 arrays with a null mask, or lists of str | None
+    columns: list[Any]  # pyarrow arrays
 
 
 def decode_columns(frame: Frame) -> Scores:
@@ -103,9 +106,10 @@ def decode_columns(frame: Frame) -> Scores:
     offset = frame.count
     names: list[str] = []
     columns: list[Any] = []
+    view = memoryview(frame.payload)
     for column in meta["columns"]:
         size = int(column["bytes"])
-        blob = frame.payload[offset: offset + size]
+        blob = view[offset: offset + size]
         offset += size
         names.append(str(column["name"]))
         columns.append(_decode_column(column["type"], blob, rows, column["name"]))
@@ -114,23 +118,38 @@ def decode_columns(frame: Frame) -> Scores:
     return Scores(rows, names, columns)
 
 
-def _decode_column(kind: str, blob: bytes, rows: int, name: str) -> Any:
+def _decode_column(kind: str, blob: memoryview, rows: int, name: str) -> Any:
+    import pyarrow as pa
+
     if kind == "double":
         values = np.frombuffer(blob, dtype="<f8")
+        array = pa.array(values, from_pandas=True)  # NaN (R's NA too) -> null
     elif kind == "integer":
         values = np.frombuffer(blob, dtype="<i4")
+        array = pa.array(values, mask=values == INT_NA)
     elif kind == "string":
-        flags, text = blob[:rows], blob[rows:]
-        items = text.split(b"\0")[:-1]  # every string is NUL-terminated
-        if len(items) != rows:
-            raise ProtocolError(f"column {name!r}: {len(items)} strings for {rows} rows")
-        return [None if flag else item.decode("utf-8", "replace")
-                for flag, item in zip(flags, items, strict=True)]
+        # one NA flag byte per row, each string's length in bytes (int32), then the UTF-8 text
+        flags = np.frombuffer(blob[:rows], dtype=np.uint8)
+        lengths = np.frombuffer(blob[rows: 5 * rows], dtype="<i4")
+        text = blob[5 * rows:]
+        if len(lengths) != rows or int(lengths.sum()) != len(text):
+            raise ProtocolError(f"column {name!r}: string lengths do not match its {rows} rows")
+        offsets = np.zeros(rows + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        valid = pa.py_buffer(np.packbits(flags == 0, bitorder="little")) if flags.any() else None
+        array = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(text),
+                                                 valid)
+        try:
+            array.validate(full=True)  # invalid UTF-8 is refused here, not written
+        except pa.ArrowInvalid:
+            raise ScoreError(f"score column {name!r} is not valid UTF-8 text",
+                             hint="Write the input CSV in UTF-8 (R: fwrite / write.csv with "
+                                  "fileEncoding = \"UTF-8\").", retryable=False) from None
     else:
         raise ProtocolError(f"column {name!r}: unknown type {kind!r}")
-    if len(values) != rows:
-        raise ProtocolError(f"column {name!r}: {len(values)} values for {rows} rows")
-    return values
+    if len(array) != rows:
+        raise ProtocolError(f"column {name!r}: {len(array)} values for {rows} rows")
+    return array
 
 
 def header_line(names: list[str]) -> str:
@@ -146,21 +165,16 @@ def scores_csv(scores: Scores) -> bytes:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    arrays = []
-    for values in scores.columns:
-        if isinstance(values, list):
-            arrays.append(pa.array(values, type=pa.string()))
-        elif values.dtype.kind == "f":
-            arrays.append(pa.array(values, from_pandas=True))  # NaN (R's NA too) -> null
-        else:
-            arrays.append(pa.array(values, mask=values == INT_NA))
-    table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
+    table = pa.Table.from_arrays(scores.columns, names=[f"c{i}" for i in range(len(scores.columns))])
+    batch = max(1, scores.rows)  # one batch: Arrow's default of 1,024 rows costs twice the time
     sink = io.BytesIO()
     try:
         # Arrow's "needed" style quotes every string; "none" writes them bare and refuses a value
         # that would need quotes, in which case the whole batch is written the quoting way.
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, batch_size=batch,
+                                                        quoting_style="none"))
     except pa.ArrowInvalid:
         sink = io.BytesIO()
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, batch_size=batch,
+                                                        quoting_style="needed"))
     return sink.getvalue()

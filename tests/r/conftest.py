@@ -29,7 +29,10 @@ def r_job(job_dir: Path, cli: Callable[..., Any], make_job: Callable[..., Path])
     ``--json``; returns the CliResult. Output goes to ``job_dir/out/scores.csv``."""
 
     def run(**keys: Any) -> Any:
-        keys = {"name": "rjob", "runtime": "r", "output": "out/scores.csv", "chunks": 3, **keys}
+        # Two tasks in one worker by default: one R start per job keeps the suite quick, and
+        # the worker's R process serves both tasks (tests that need two workers say so).
+        keys = {"name": "rjob", "runtime": "r", "output": "out/scores.csv", "chunks": 2,
+                "max_parallel": 1, **keys}
         job = make_job(job_dir, **keys)
         return cli("run", job, "--json", "--quiet", timeout=180)
 

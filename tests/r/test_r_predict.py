@@ -21,7 +21,8 @@ def assert_close(got: list[str], expected: list[str], *, exact: bool = False) ->
 
 
 def test_lm_scores_every_row_in_order_with_the_exact_doubles(r_models: RModels, r_job, job_dir: Path) -> None:
-    result = r_job(model=r_models.model("lm"), input=r_models.data, id_columns=["id"], chunks=4)
+    result = r_job(model=r_models.model("lm"), input=r_models.data, id_columns=["id"], chunks=4,
+                   max_parallel=2)
     assert result.code == 0, result
     assert result.json["status"] == "succeeded" and result.json["rows_out"] == 3000
     rows = read_rows(job_dir / "out/scores.csv")
@@ -96,7 +97,7 @@ def test_glmnet_scores_its_matrix_columns_with_s_and_type(r_models: RModels, r_j
 
 def test_glmnet_without_its_matrix_columns_says_how_to_write_the_input(r_models: RModels, r_job) -> None:
     result = r_job(model=r_models.model("glmnet"), input=r_models.data, id_columns=["id"],
-                   predict_args={"s": 0.01})
+                   predict_args={"s": 0.01}, chunks=1)
     assert result.code == 1
     message = result.json["error"]["message"]
     assert "the input lacks regionnorth, regionsouth, regionwest" in message

@@ -414,7 +414,12 @@ encode_column <- function(x, name) {
   } else if (is.integer(x)) {
     list(type = "integer", blob = writeBin(as.vector(x), raw(), size = 4L, endian = "little"))
   } else if (is.character(x)) {
-    list(type = "string", blob = c(as.raw(is.na(x)), writeBin(enc2utf8(as.vector(x)), raw())))
+    x <- enc2utf8(as.vector(x))
+    na <- is.na(x)
+    x[na] <- ""
+    list(type = "string", blob = c(as.raw(na),
+                                   writeBin(nchar(x, type = "bytes"), raw(), size = 4L, endian = "little"),
+                                   charToRaw(paste0(x, collapse = ""))))
   } else {
     fail(sprintf("score column '%s' is a %s, which cannot be written; return numbers, text, factors or logicals",
                  name, class(x)[1L]))

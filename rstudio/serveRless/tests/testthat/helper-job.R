@@ -11,10 +11,10 @@ make_job <- function(dir = tempfile("serveRless-"), scorer = NULL, extra = chara
   model <- glm(y ~ x + group, data = train, family = binomial)
   saveRDS(model, file.path(dir, "model.rds"))
   lines <- c('name = "testthat-job"', 'runtime = "r"', 'model = "model.rds"', 'input = "data.csv"',
-             'output = "out/scores.csv"', 'id_columns = ["id"]', "chunks = 3", "max_parallel = 2",
+             'output = "out/scores.csv"', 'id_columns = ["id"]', "max_parallel = 2",
              "retries = 0",
              if (is.null(scorer)) 'predict_args = { type = "response" }' else sprintf('scorer = "%s"', scorer),
-             extra)
+             if (!any(startsWith(extra, "chunks"))) "chunks = 3", extra)
   writeLines(lines, file.path(dir, "score.toml"))
   list(dir = dir, job = file.path(dir, "score.toml"), model = model, rows = rows)
 }

@@ -14,7 +14,7 @@ test_that("the addin is registered and runs the job file of the project", {
   expect_equal(unname(dcf[1, "Binding"]), "run_job_addin")
   expect_equal(unname(dcf[1, "Name"]), "Run batch scoring job")
 
-  job <- make_job()
+  job <- make_job(extra = "chunks = 1")
   expect_message(result <- run_job_addin(job$dir), "running .*score.toml")
   expect_equal(result$status, "succeeded")
   expect_equal(result$rows_out, 600)

@@ -20,10 +20,18 @@ test_that("score_job runs a real job, streams progress and returns its result", 
   expect_equal(again$status, "up-to-date")
 })
 
-test_that("overrides become --set and a bad value is reported with the key", {
+test_that("submit_job, job_status and wait_job follow a job; overrides become --set", {
   job <- make_job()
-  result <- score_job(job$job, chunks = 2, quiet = TRUE)
-  expect_equal(result$tasks, 2)
+  handle <- score_job(job$job, wait = FALSE, chunks = 2)
+  expect_s3_class(handle, "serverless_score_job")
+  expect_true(job_status(handle)$status %in% c("running", "succeeded"))
+  result <- wait_job(handle, quiet = TRUE)
+  expect_equal(result$status, "succeeded")
+  expect_equal(result$tasks, 2)  # chunks = 2 reached the CLI as --set chunks=2
+  status <- job_status(handle)
+  expect_equal(status$status, "succeeded")
+  expect_equal(status$rows_out, 600)
+  expect_equal(nrow(read_scores(handle)), 600)
   expect_error(score_job(job$job, backend = "aci", quiet = TRUE),
                "backend: 'aci' is not available in this version", class = "serverless_score_job_error")
 })
@@ -38,18 +46,6 @@ test_that("a failing job shows the failing task and its log tail", {
   expect_match(conditionMessage(err), "-- last lines of the log of task t0000[0-2] --")
   expect_match(err$task_id, "^t0000[0-2]$")
   expect_equal(err$result$status, "failed")
-})
-
-test_that("submit_job and job_status follow a job without blocking", {
-  job <- make_job()
-  handle <- score_job(job$job, wait = FALSE)
-  expect_s3_class(handle, "serverless_score_job")
-  first <- job_status(handle)
-  expect_true(first$status %in% c("running", "succeeded"))
-  result <- wait_job(handle, quiet = TRUE)
-  expect_equal(result$status, "succeeded")
-  expect_equal(job_status(handle)$rows_out, 600)
-  expect_equal(nrow(read_scores(handle)), 600)
 })
 
 test_that("a missing CLI says how to install it", {
