@@ -23,10 +23,9 @@ from serverless_score.runner.r_protocol import (
 
 
 def strings(values: list[str | None]) -> bytes:
-    """A string column as score.R writes it: NA flags, byte lengths, then the text."""
-    text = [(v or "").encode() for v in values]
-    return (bytes(v is None for v in values) + np.array([len(t) for t in text], "<i4").tobytes()
-            + b"".join(text))
+    """A string column as score.R writes it: NA flags, then NUL-terminated text."""
+    return bytes(v is None for v in values) + b"".join(
+        ("NA" if v is None else v).encode() + b"\0" for v in values)
 
 
 def cols_frame(rows: int, columns: list[tuple[str, str, bytes]]) -> Frame:
@@ -81,7 +80,7 @@ def test_header_is_csv_and_columns_must_match_their_row_count() -> None:
     assert header_line(["id", "p,1", "no"]) == 'id,"p,1",no\n'
     with pytest.raises(ProtocolError, match="column 'p': 1 values for 2 rows"):
         decode_columns(cols_frame(2, [("p", "double", struct.pack("<d", 1.0))]))
-    with pytest.raises(ProtocolError, match="string lengths do not match its 2 rows"):
+    with pytest.raises(ProtocolError, match="column 's': 1 strings for 2 rows"):
         decode_columns(cols_frame(2, [("s", "string", strings(["ab", "c"])[:-1])]))
     with pytest.raises(ProtocolError, match="unknown type 'complex'"):
         decode_columns(cols_frame(1, [("p", "complex", b"")]))

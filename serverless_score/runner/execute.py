@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ..errors import ScoreError
-from ..records import RangeReader, RecordFormat, read_header
+from ..records import DEFAULT_BLOCK, RangeReader, RecordFormat, read_header
 from ..storage import get_store
 from .contract import TaskOrder, TaskResult, WorkOrder
 from .writers import PartWriter
@@ -51,13 +51,14 @@ def scorer_env(work: WorkOrder, order: TaskOrder, model_path: str | None) -> dic
 class _Input:
     """The task's records, opened once: header (CSV) and a range reader."""
 
-    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO) -> None:
+    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO,
+                 block_size: int = DEFAULT_BLOCK) -> None:
         task = order.task
         self.fmt = _record_format(work)
         self.header = read_header(f, task.file_size) if self.fmt.has_header else b""
         self.reader = RangeReader(
             f, self.fmt, start=task.start, end=task.end, file_size=task.file_size,
-            header_end=len(self.header), pinned_begin=task.pinned_begin,
+            header_end=len(self.header), pinned_begin=task.pinned_begin, block_size=block_size,
         )
 
 
@@ -152,9 +153,9 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
 
 def _score_with_r(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
                   model_path: str | None) -> tuple[int, int, int]:
-    from .r_scorer import score_with_r
+    from .r_scorer import R_BATCH_BYTES, score_with_r
 
-    source = _Input(work, order, f)
+    source = _Input(work, order, f, block_size=R_BATCH_BYTES)
     score_with_r(work, order, model_path, source.header, source.reader, writer)
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset

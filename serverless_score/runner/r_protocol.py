@@ -17,8 +17,8 @@ R -> runner::
     REDY 0 n   JSON: the model was loaded (R version, model class, packages loaded)
     COLS m n   the scores of one ROWS frame: m bytes of JSON (rows, columns: name, type, bytes),
                then each column's bytes: ``double`` little-endian IEEE 754, ``integer`` int32
-               (NA = INT_MIN), ``string`` one NA flag byte per row, the int32 byte length of each
-               string, then the strings' UTF-8 bytes back to back
+               (NA = INT_MIN), ``string`` one NA flag byte per row, then every string as
+               NUL-terminated UTF-8
     FAIL 0 n   JSON: message, hint, permanent (running again cannot help)
     DONE 0 0   end of the task (always sent, also after a FAIL, so both sides stay in step)
 
@@ -128,17 +128,17 @@ def _decode_column(kind: str, blob: memoryview, rows: int, name: str) -> Any:
         values = np.frombuffer(blob, dtype="<i4")
         array = pa.array(values, mask=values == INT_NA)
     elif kind == "string":
-        # one NA flag byte per row, each string's length in bytes (int32), then the UTF-8 text
+        # one NA flag byte per row, then each string NUL-terminated (R's writeBin of text)
         flags = np.frombuffer(blob[:rows], dtype=np.uint8)
-        lengths = np.frombuffer(blob[rows: 5 * rows], dtype="<i4")
-        text = blob[5 * rows:]
-        if len(lengths) != rows or int(lengths.sum()) != len(text):
-            raise ProtocolError(f"column {name!r}: string lengths do not match its {rows} rows")
+        text = np.frombuffer(blob[rows:], dtype=np.uint8)
+        ends = np.flatnonzero(text == 0)
+        if len(flags) != rows or len(ends) != rows or (rows and ends[-1] != len(text) - 1):
+            raise ProtocolError(f"column {name!r}: {len(ends)} strings for {rows} rows")
         offsets = np.zeros(rows + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets[1:] = ends - np.arange(rows)  # where each string ends once the NULs are gone
         valid = pa.py_buffer(np.packbits(flags == 0, bitorder="little")) if flags.any() else None
-        array = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(text),
-                                                 valid)
+        array = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets),
+                                                 pa.py_buffer(text[text != 0]), valid)
         try:
             array.validate(full=True)  # invalid UTF-8 is refused here, not written
         except pa.ArrowInvalid:
