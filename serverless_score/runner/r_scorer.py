@@ -26,10 +26,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ScoreError
 from ..records import Batch
-from .contract import TaskOrder, WorkOrder
 from .r_protocol import (
     Frame,
     ProtocolError,
@@ -40,6 +40,25 @@ from .r_protocol import (
     scores_csv,
 )
 from .writers import PartWriter
+
+if TYPE_CHECKING:
+    from .contract import TaskOrder, WorkOrder
+
+
+class RWork(Protocol):
+    """What starting R needs from a work order (the runner has these before it has imported
+    the rest of itself: see ``runner.__main__``)."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def scorer(self) -> str: ...
+    @property
+    def id_columns(self) -> list[str]: ...
+    @property
+    def predict_args(self) -> dict[str, Any]: ...
+    @property
+    def on_unknown_level(self) -> str: ...
 
 ENV_RSCRIPT = "SERVERLESS_SCORE_RSCRIPT"  # another Rscript than the one on PATH
 # Records per message to R: each fread() call costs ~30 ms of set-up whatever its size, so R
@@ -62,7 +81,7 @@ def find_rscript() -> str:
     return rscript
 
 
-def r_env(work: WorkOrder, model_path: str) -> dict[str, str]:
+def r_env(work: RWork, model_path: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("SERVERLESS_SCORE_WORK", None)
     env.update({
@@ -91,7 +110,7 @@ def _error_from(frame: Frame) -> ScoreError:
 class RSession:
     """A running ``score.R`` that has loaded the model."""
 
-    def __init__(self, work: WorkOrder, model_path: str) -> None:
+    def __init__(self, work: RWork, model_path: str) -> None:
         """Start R; it reads the model while the runner gets on with its own start-up."""
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -232,13 +251,13 @@ class _Sessions:
         self.session: RSession | None = None
         self.load_error: ScoreError | None = None
 
-    def start(self, work: WorkOrder, model_path: str) -> None:
+    def start(self, work: RWork, model_path: str) -> None:
         """Start R early (the runner calls this before its own imports); a failure to start is
         left for the first task to report."""
         with contextlib.suppress(ScoreError, OSError):
             self.session = RSession(work, model_path)
 
-    def get(self, work: WorkOrder, model_path: str) -> RSession:
+    def get(self, work: RWork, model_path: str) -> RSession:
         if self.load_error is not None:
             raise self.load_error  # the model did not load: it will not load the next time
         try:
