@@ -247,12 +247,16 @@ new_task <- function(session, payload) {
 }
 
 # The batch goes through a file in memory (tmpfs): fread(text = rawToChar(...)) costs ~3x more,
-# rawToChar alone ~80 ms per 8 MB.
+# rawToChar alone ~80 ms per 8 MB. The file is removed as soon as it is read; one left by an R
+# that was killed while reading (a timeout) is removed by the next R that starts here.
 batch_file <- local({
   dir <- if (dir.exists("/dev/shm") && file.access("/dev/shm", 2L) == 0L) "/dev/shm" else tempdir()
-  path <- tempfile("serverless-score-batch-", tmpdir = dir, fileext = ".csv")
-  reg.finalizer(environment(), function(e) unlink(path), onexit = TRUE)
-  path
+  if (dir.exists("/proc/self")) {
+    stale <- list.files(dir, pattern = "^serverless-score-batch-[0-9]+[.]csv$", full.names = TRUE)
+    pids <- sub("^serverless-score-batch-([0-9]+)[.]csv$", "\\1", basename(stale))
+    unlink(stale[!dir.exists(file.path("/proc", pids))])
+  }
+  file.path(dir, sprintf("serverless-score-batch-%d.csv", Sys.getpid()))
 })
 
 read_rows <- function(session, task, payload) {
