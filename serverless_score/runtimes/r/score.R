@@ -17,6 +17,10 @@
 # (JSON object of extra predict() arguments); ON_UNKNOWN_LEVEL ("error" or "na").
 # Per task, TASK_ID, TASK_INDEX, ATTEMPT and INPUT_PATH are set before the user's code runs.
 
+# The byte-code JIT would compile this script's functions as they are first called: ~0.4 s of a
+# worker's start-up, for glue whose work happens in C (fread, predict, writeBin).
+invisible(compiler::enableJIT(0L))
+
 # -- errors ---------------------------------------------------------------------------------
 # A score_error is what the user sees: a message naming what is wrong, a hint, and whether running
 # the task again could help (a missing package or an unseen factor level cannot heal).
@@ -348,13 +352,23 @@ glmnet_matrix <- function(session, data) {
   as.matrix(data[vars])
 }
 
-# One data.frame column per score, one row per input row: vectors become `name`, matrices and
+# A score column as a plain vector. Vectors from predict() carry row names ("1", "2", ...):
+# as.vector() would duplicate those before dropping them (a third of a glm's scoring time),
+# c(use.names = FALSE) copies only the values.
+plain <- function(v) {
+  if (is.factor(v)) return(as.character(v))
+  if (inherits(v, c("Date", "POSIXt"))) return(format(v))
+  if (is.atomic(v)) return(c(v, use.names = FALSE))
+  v
+}
+
+# A named list of score columns, one value per input row: vectors become `name`, matrices and
 # data.frames keep their column names; lists from predict() give their predictions / fit.
 as_columns <- function(x, n, name, what) {
   if (inherits(x, "ranger.prediction")) x <- x$predictions
   if (is.list(x) && !is.data.frame(x) && !is.null(x$fit)) {
     fit <- as_columns(x$fit, n, "fit", what)
-    if (!is.null(x$se.fit)) fit$se.fit <- as.numeric(x$se.fit)
+    if (!is.null(x$se.fit)) fit$se.fit <- plain(x$se.fit)
     return(fit)
   }
   if (is.array(x) && length(dim(x)) == 3L) {
@@ -362,24 +376,27 @@ as_columns <- function(x, n, name, what) {
       fail(sprintf("%s returned a %s array; pick one slice (e.g. predict_args = { s = 0.01 })",
                    what, paste(dim(x), collapse = " x ")))
     }
-    x <- matrix(x, nrow = dim(x)[1L], dimnames = dimnames(x)[1:2])
+    x <- matrix(x, nrow = dim(x)[1L], dimnames = list(NULL, dimnames(x)[[2L]]))
   }
   if (is.data.frame(x)) {
-    out <- as.data.frame(x, stringsAsFactors = FALSE)
+    out <- lapply(x, plain)
   } else if (is.matrix(x)) {
     labels <- colnames(x)
     if (is.null(labels)) labels <- if (ncol(x) == 1L) name else paste0(name, "_", seq_len(ncol(x)))
-    out <- as.data.frame(x, stringsAsFactors = FALSE)
+    dimnames(x) <- NULL
+    out <- lapply(seq_len(ncol(x)), function(j) plain(x[, j]))
     names(out) <- labels
   } else if (is.atomic(x) || is.factor(x)) {
-    out <- data.frame(seq_along(x))
-    out[[1L]] <- if (is.factor(x)) as.character(x) else as.vector(x)
-    names(out) <- name
+    out <- stats::setNames(list(plain(x)), name)
   } else {
     fail(sprintf("%s returned a %s; return a vector, matrix or data.frame with one row per input row",
                  what, class(x)[1L]))
   }
-  if (nrow(out) != n) fail(sprintf("%s returned %d rows for %d input rows", what, nrow(out), n))
+  rows <- unique(vapply(out, length, 0))
+  if (length(out) == 0L) fail(sprintf("%s returned no columns", what))
+  if (length(rows) != 1L || rows != n) {
+    fail(sprintf("%s returned %s rows for %d input rows", what, paste(rows, collapse = "/"), n))
+  }
   out
 }
 
@@ -404,7 +421,7 @@ predict_rows <- function(session, data, unknown) {
   if (!all(keep)) {  # rows with an unseen level: NA in every score column
     index <- rep(NA_integer_, length(keep))
     index[keep] <- seq_len(sum(keep))
-    out <- out[index, , drop = FALSE]
+    out <- lapply(out, `[`, index)
   }
   out
 }
@@ -462,7 +479,7 @@ score_rows <- function(session, task, payload, count) {
   clash <- intersect(session$id_columns, names(scores))
   if (length(clash)) fail(sprintf("score columns %s clash with id_columns; rename them",
                                   paste(clash, collapse = ", ")))
-  columns <- c(as.list(data[session$id_columns]), as.list(scores))
+  columns <- c(lapply(data[session$id_columns], plain), scores)
   names(columns) <- make.unique(c(session$id_columns, names(scores)))
   encoded <- Map(encode_column, columns, names(columns))
   task$rows_done <- task$rows_done + count
