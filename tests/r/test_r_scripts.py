@@ -78,3 +78,36 @@ def test_a_script_without_score_is_named(r_models: RModels, r_job, job_dir: Path
     result = r_job(model=r_models.model("lm"), input=r_models.data, scorer="score.R", chunks=1)
     assert result.code == 1
     assert "defines no function score(model, data)" in result.json["error"]["message"]
+
+
+def test_a_task_after_a_failed_one_is_scored_by_the_same_r(r_models: RModels, r_job, job_dir: Path) -> None:
+    # The first task fails inside R; R skips to the task's end and scores the next task.
+    (job_dir / "score.R").write_text(
+        "score <- function(model, data) {\n"
+        "  if (Sys.getenv('TASK_ID') == 't00000') stop('bad batch')\n"
+        "  predict(model, newdata = data)\n"
+        "}\n"
+    )
+    result = r_job(model=r_models.model("lm"), input=r_models.data, scorer="score.R")
+    assert result.code == 1
+    group_log = next((job_dir / "out/scores.csv.work/groups").glob("*-t00000-1.log")).read_text()
+    assert "::task t00000 failed: R error in score(model, data): bad batch" in group_log
+    assert "::task t00001 ok records_in=1500 records_out=1500" in group_log
+    assert group_log.count("model lm loaded") == 1
+
+
+def test_r_dying_mid_task_is_retried_with_a_new_r(r_models: RModels, r_job, job_dir: Path) -> None:
+    (job_dir / "score.R").write_text(
+        "score <- function(model, data) {\n"
+        "  if (Sys.getenv('ATTEMPT') == '1') tools::pskill(Sys.getpid(), tools::SIGKILL)\n"
+        "  predict(model, newdata = data)\n"
+        "}\n"
+    )
+    result = r_job(model=r_models.model("lm"), input=r_models.data, scorer="score.R", retries=1,
+                   chunks=1)
+    assert result.code == 0, result
+    assert result.json["retried_tasks"] == ["t00000"]
+    first = (job_dir / "out/scores.csv.work/tasks/t00000/attempt-1.log").read_text()
+    assert "R exited (code -9) while scoring task t00000" in first
+    rows = read_rows(job_dir / "out/scores.csv")
+    assert [float(r["score"]) for r in rows] == [float(r["lm"]) for r in r_models.reference()]
