@@ -152,7 +152,8 @@ class RSession:
         frame = read_frame(self.stdout)
         if frame is None:
             code = self.proc.wait()
-            raise ScoreError(f"R exited (code {code}) while {doing}",
+            how = f"was killed by signal {-code}" if code < 0 else f"exited (code {code})"
+            raise ScoreError(f"R {how} while {doing}",
                              hint="R's messages are in the task log above; a crash or the memory "
                                   "limit can cause this.")
         return frame
@@ -170,7 +171,7 @@ class RSession:
             try:
                 info = {"task_id": task.id, "task_index": task.index, "attempt": order.attempt,
                         "input_path": task.path or "",
-                        "header": header.decode("utf-8").rstrip("\r\n")}
+                        "header": header.decode("utf-8", "replace").rstrip("\r\n")}
                 self.stdin.write(encode_frame("TASK", json.dumps(info).encode()))
                 for batch in batches:
                     if stop.is_set():

@@ -108,6 +108,6 @@ def test_r_dying_mid_task_is_retried_with_a_new_r(r_models: RModels, r_job, job_
     assert result.code == 0, result
     assert result.json["retried_tasks"] == ["t00000"]
     first = (job_dir / "out/scores.csv.work/tasks/t00000/attempt-1.log").read_text()
-    assert "R exited (code -9) while scoring task t00000" in first
+    assert "R was killed by signal 9 while scoring task t00000" in first
     rows = read_rows(job_dir / "out/scores.csv")
     assert [float(r["score"]) for r in rows] == [float(r["lm"]) for r in r_models.reference()]
