@@ -87,7 +87,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _predict_args(cls, value: dict[str, Any]) -> dict[str, Any]:
         """They travel to R as JSON and become ``predict()`` arguments, so each key must be an R
-        argument name and each value a string, number, boolean, array or table."""
+        argument name and each value a string, number, boolean or array."""
         for key, item in value.items():
             if isinstance(item, dict):  # almost always an unquoted R name with a dot
                 inner = next(iter(item), "x")
@@ -101,7 +101,7 @@ class JobSpec(BaseModel):
                 json.dumps(item, allow_nan=False)
             except (TypeError, ValueError):
                 raise ValueError(f"{key}: {item!r} cannot be passed to R (use a string, number, "
-                                 "boolean, array or table)") from None
+                                 "boolean or array)") from None
         return value
 
     @field_validator("chunk_size", mode="before")
