@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -43,6 +44,8 @@ def test_an_r_job_with_predict_args_and_na_levels() -> None:
     ({"runtime": "r", "model": "m.rds", "predict_args": {"2x": 1}}, "'2x' is not an R argument name"),
     ({"runtime": "r", "model": "m.rds", "predict_args": {"num": {"threads": 1}}},
      'R argument names with a dot must be quoted in TOML, e.g. { "num.threads" = ... }'),
+    ({"runtime": "r", "model": "m.rds", "predict_args": {"when": datetime.date(2026, 1, 1)}},
+     "when: datetime.date(2026, 1, 1) cannot be passed to R"),
     ({"model": "m.joblib", "predict_args": {"type": "prob"}}, 'predict_args: only used with runtime = "r"'),
     ({"model": "m.joblib", "on_unknown_level": "na"}, 'on_unknown_level: only used with runtime = "r"'),
     ({"model": "m.rds"}, "'m.rds' is an R model; set runtime = \"r\""),
