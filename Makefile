@@ -4,10 +4,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup azurite demo test lint bench clean
+.PHONY: setup r-setup azurite demo test lint bench bench-r clean
 
-## setup: create .venv and install the package with its test tools (idempotent)
-setup: $(STAMP)
+## setup: create .venv and install the package with its test tools, and R (idempotent)
+setup: $(STAMP) r-setup
+
+## r-setup: R and the R packages of the R runtime, tests and examples (Debian packages; quick no-op when present)
+r-setup:
+	scripts/install-r.sh
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,18 +23,23 @@ $(STAMP): pyproject.toml
 azurite:
 	bash scripts/ensure-azurite.sh
 
-## demo: train the example model, score 200,000 customers, print where the scores are
+## demo: train the example models, score them (R forest first, then R glm, then Python), print where the scores are
 demo: setup
+	test -f examples/r-churn-forest/model/churn-forest.rds || Rscript examples/r-churn-forest/prepare.R
+	$(BIN)/serverless-score run examples/r-churn-forest/job.toml
+	test -f examples/r-glm/model/default-glm.rds || Rscript examples/r-glm/prepare.R
+	$(BIN)/serverless-score run examples/r-glm/job.toml
 	test -f examples/python-churn/model/churn.joblib || $(BIN)/python examples/python-churn/prepare.py
 	$(BIN)/serverless-score run examples/python-churn/job.toml
 
 ## lint: ruff and mypy
-lint: setup
+lint: $(STAMP)
 	$(BIN)/ruff check serverless_score tests bench examples
 	$(BIN)/mypy
 
-## test: lint, then the whole test suite (blob tests start Azurite on a free port, then stop it)
-test: lint azurite
+## test: lint, then the whole test suite (R and blob tests included: r-setup installs R from
+## Debian packages; the blob tests start Azurite on a free port, then stop it)
+test: lint r-setup azurite
 	$(BIN)/pytest
 
 ## bench: the benchmarks of bench/README.md (installs lithops for the comparison)
@@ -38,6 +47,10 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_healing.py
+
+## bench-r: R randomForest and glm, the tool vs a bare Rscript (fread/predict/fwrite); see bench/RESULTS.md
+bench-r: setup
+	$(BIN)/python bench/bench_r.py
 
 clean:
 	rm -rf examples/*/out examples/*/data examples/*/model

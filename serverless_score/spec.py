@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -35,14 +36,18 @@ Runtime = Literal["python", "r", "command"]
 BackendName = Literal["local", "docker", "aci"]
 
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_R_NAME = re.compile(r"[A-Za-z.][A-Za-z0-9._]*")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # Backends that exist in this version; the spec already names the later ones so job files
 # written for them are understood and refused with a clear message rather than "unknown value".
 AVAILABLE_BACKENDS = ("local",)
-AVAILABLE_RUNTIMES = ("python", "command")
+AVAILABLE_RUNTIMES = ("python", "r", "command")
 StorageCredential = Literal["auto", "default", "connection_string", "key", "sas"]
 WorkerAccess = Literal["auto", "sas", "identity"]
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+UnknownLevel = Literal["error", "na"]
+# R-only keys: set with another runtime they would be silently ignored, so they are refused.
+_R_ONLY_KEYS = ("predict_args", "on_unknown_level")
 
 
 class Resources(BaseModel):
@@ -94,6 +99,8 @@ class JobSpec(BaseModel):
     runtime: Runtime = "python"
     scorer: str = "predict"
     predict_method: str = "auto"
+    predict_args: dict[str, Any] = Field(default_factory=dict)
+    on_unknown_level: UnknownLevel = "error"
     id_columns: list[str] = Field(default_factory=list)
     chunk_size: int | None = None
     chunks: int | None = Field(default=None, ge=1, le=100_000, strict=True)
@@ -137,6 +144,27 @@ class JobSpec(BaseModel):
                 "expected 1-40 lowercase letters, digits or '-', starting with a letter or digit "
                 f"(it becomes part of container group names); got {value!r}"
             )
+        return value
+
+    @field_validator("predict_args")
+    @classmethod
+    def _predict_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """They travel to R as JSON and become ``predict()`` arguments, so each key must be an R
+        argument name and each value a string, number, boolean or array."""
+        for key, item in value.items():
+            if isinstance(item, dict):  # almost always an unquoted R name with a dot
+                inner = next(iter(item), "x")
+                raise ValueError(
+                    f"{key}: a table; R argument names with a dot must be quoted in TOML, "
+                    f'e.g. {{ "{key}.{inner}" = ... }}'
+                )
+            if not _R_NAME.fullmatch(key):
+                raise ValueError(f"{key!r} is not an R argument name")
+            try:
+                json.dumps(item, allow_nan=False)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}: {item!r} cannot be passed to R (use a string, number, "
+                                 "boolean or array)") from None
         return value
 
     @field_validator("chunk_size", mode="before")
@@ -189,13 +217,45 @@ class JobSpec(BaseModel):
             raise ValueError('scorer: with runtime = "command" set it to the shell command to run')
         if self.runtime == "python" and self.model is None:
             raise ValueError("model: required for runtime = \"python\" (path to a joblib/pickle file)")
+        if self.runtime == "r":
+            self._check_r()
+        else:
+            self._check_not_r()
         if self.format == "records" and self.runtime == "python" and self.scorer == "predict":
             raise ValueError('scorer: format "records" needs a scoring script or a command, not "predict"')
         if self.runtime not in AVAILABLE_RUNTIMES:
-            raise ValueError(f"runtime: {self.runtime!r} is not available in this version; use python or command")
+            raise ValueError(f"runtime: {self.runtime!r} is not available in this version; use python, r or command")
         if self.backend not in AVAILABLE_BACKENDS:
             raise ValueError(f"backend: {self.backend!r} is not available in this version; use local")
         return self
+
+    def _check_r(self) -> None:
+        if self.model is None:
+            raise ValueError('model: required for runtime = "r" (an .rds file written by saveRDS)')
+        if self.format not in (None, "csv"):
+            raise ValueError(f'format: runtime = "r" reads csv input; got {self.format!r}')
+        if Path(self.output).suffix.lower() not in ("", ".csv"):
+            raise ValueError(f'output: runtime = "r" writes csv; got {self.output!r} (use a .csv name)')
+        if self.scorer != "predict" and not self.scorer.lower().endswith(".r"):
+            raise ValueError(
+                f'scorer: with runtime = "r" use "predict" or an R script (.R) that defines '
+                f"score(model, data); got {self.scorer!r}"
+            )
+        if self.predict_args and self.scorer != "predict":
+            raise ValueError('predict_args: only used with scorer = "predict" (a score.R calls '
+                             "predict itself)")
+        if "predict_method" in self.model_fields_set:
+            raise ValueError('predict_method: Python only; with runtime = "r" use predict_args, '
+                             'e.g. predict_args = { type = "prob" }')
+
+    def _check_not_r(self) -> None:
+        for key in _R_ONLY_KEYS:
+            if key in self.model_fields_set:
+                raise ValueError(f'{key}: only used with runtime = "r"')
+        if self.runtime == "python" and self.model and self.model.lower().endswith(".rds"):
+            raise ValueError(f'model: {self.model!r} is an R model; set runtime = "r"')
+        if self.runtime == "python" and self.scorer.lower().endswith(".r"):
+            raise ValueError(f'scorer: {self.scorer!r} is an R script; set runtime = "r"')
 
     @property
     def bin_count(self) -> int:

@@ -50,6 +50,14 @@ class RichProgress:
     def task_done(self, task: Task, result: TaskResult) -> None:
         self.rows += result.records_out
         self._bar.update(self._id, advance=1, rows=self.rows)
+        if not self.console.is_terminal:
+            # No live bar without a terminal (CI logs, the R package reading stderr): one line
+            # per finished task instead, so progress still shows while the job runs.
+            done = int(self._bar.tasks[0].completed)
+            total = int(self._bar.tasks[0].total or 0)
+            self.console.print(f"task {task.id} done: {result.records_out:,} rows in "
+                               f"{result.seconds:.1f}s ({done}/{total} tasks, {self.rows:,} rows)",
+                               highlight=False)
 
     def task_retry(self, task: Task, attempt: int, reason: str) -> None:
         self.console.print(f"[yellow]retrying[/] {task.id} (attempt {attempt} failed: {escape(reason)})")

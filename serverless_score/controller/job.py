@@ -249,6 +249,7 @@ class Job:
             id_columns=list(spec.id_columns), model=spec.model, output_format=plan.output_format,
             storage=self.store_config.public(),
             model_sha256=model.sha256 if model is not None else None,
+            predict_args=dict(spec.predict_args), on_unknown_level=spec.on_unknown_level,
         )
 
     @staticmethod

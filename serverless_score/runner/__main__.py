@@ -8,22 +8,63 @@ only what failed. Exit code: 0 if every task succeeded, 1 otherwise, 2 for a bad
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-from ..errors import ScoreError
-from ..storage import StoreConfig
-from ..storage.config import SECRET_ENV
-from .contract import ENV_SECRETS, ENV_WORK, MARKER, WorkOrder
-from .execute import run_task
+if TYPE_CHECKING:
+    from ..storage import StoreConfig
+    from .contract import WorkOrder
+
+# contract.ENV_WORK, not imported from there: the contract pulls in the planner and pydantic,
+# and an R worker starts R before paying for those imports.
+_ENV_WORK = "SERVERLESS_SCORE_WORK"
+
+
+def _order_text(argv: list[str]) -> str:
+    if len(argv) == 2 and argv[0] == "--work":
+        with open(argv[1], encoding="utf-8") as f:
+            return f.read()
+    text = os.environ.get(_ENV_WORK)
+    if not text:
+        raise SystemExit(f"runner: no work order: set {_ENV_WORK} or pass --work FILE")
+    return text
+
+
+def _start_r_early(text: str) -> None:
+    """R and the model take about a second to load: start them now, while this process imports
+    the rest of itself (the first task waits for R only if it is not ready by then)."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return  # reported below, with the other malformed work orders
+    if not isinstance(raw, dict) or raw.get("runtime") != "r":
+        return
+    model = raw.get("model")
+    if not isinstance(model, str) or "://" in model:
+        return
+    from .r_scorer import SESSIONS
+
+    settings = SimpleNamespace(
+        job_id=raw.get("job_id", ""), scorer=raw.get("scorer", "predict"),
+        id_columns=raw.get("id_columns", []), predict_args=raw.get("predict_args", {}),
+        on_unknown_level=raw.get("on_unknown_level", "error"),
+    )
+    SESSIONS.start(settings, model)
 
 
 def _store_config(work: WorkOrder) -> StoreConfig:
     """Storage access of this worker. The secrets variable is taken out of the environment at
     once, so a scoring command started later never sees it; a worker given per-task SAS URLs also
     drops any account credentials it inherited (least privilege, even on the local backend)."""
+    from ..storage import StoreConfig
+    from ..storage.config import SECRET_ENV
+    from .contract import ENV_SECRETS
+
     config = StoreConfig.for_worker(work.storage, os.environ.pop(ENV_SECRETS, None))
     if config.grants_only:
         for name in SECRET_ENV:
@@ -31,22 +72,24 @@ def _store_config(work: WorkOrder) -> StoreConfig:
     return config
 
 
-def _load_order(argv: list[str]) -> WorkOrder:
-    if len(argv) == 2 and argv[0] == "--work":
-        with open(argv[1], encoding="utf-8") as f:
-            return WorkOrder.from_json(f.read())
-    text = os.environ.get(ENV_WORK)
-    if not text:
-        raise SystemExit(f"runner: no work order: set {ENV_WORK} or pass --work FILE")
+def _load_order(text: str) -> WorkOrder:
+    from .contract import WorkOrder
+
     return WorkOrder.from_json(text)
 
 
 def main(argv: list[str] | None = None) -> int:
+    text = _order_text(sys.argv[1:] if argv is None else argv)
+    _start_r_early(text)
     try:
-        work = _load_order(sys.argv[1:] if argv is None else argv)
+        work = _load_order(text)
     except (ValueError, TypeError, KeyError) as err:
         print(f"runner: malformed work order: {err}", file=sys.stderr)
         return 2
+    from ..errors import ScoreError
+    from .contract import MARKER
+    from .execute import run_task
+
     config = _store_config(work)
     failed = 0
     for order in work.orders:

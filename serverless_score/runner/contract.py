@@ -57,6 +57,9 @@ class WorkOrder:
     orders: list[TaskOrder] = field(default_factory=list)
     storage: dict[str, Any] = field(default_factory=dict)  # StoreConfig.public(): no secrets
     model_sha256: str | None = None  # the runner refuses a model whose bytes do not match
+    # runtime = "r" only: extra predict() arguments and what an unseen factor level does
+    predict_args: dict[str, Any] = field(default_factory=dict)
+    on_unknown_level: str = "error"
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from ..errors import ScoreError
-from ..records import RangeReader, RecordFormat, read_header
+from ..records import DEFAULT_BLOCK, RangeReader, RecordFormat, read_header
 from ..storage import StoreConfig, get_store
 from .contract import ENV_SECRETS, MARKER, TaskOrder, TaskResult, WorkOrder
 from .models import fetch_model
@@ -53,7 +53,8 @@ def scorer_env(work: WorkOrder, order: TaskOrder, model_path: str | None) -> dic
 class _Input:
     """The task's records, opened once: header (CSV) and a range reader."""
 
-    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO) -> None:
+    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO,
+                 block_size: int = DEFAULT_BLOCK) -> None:
         task = order.task
         self.fmt = _record_format(work)
         self.header = read_header(f, task.file_size) if self.fmt.has_header else b""
@@ -63,7 +64,7 @@ class _Input:
                              retryable=False)
         self.reader = RangeReader(
             f, self.fmt, start=task.start, end=task.end, file_size=task.file_size,
-            header_end=len(self.header), pinned_begin=task.pinned_begin,
+            header_end=len(self.header), pinned_begin=task.pinned_begin, block_size=block_size,
         )
         # Said before scoring, so that if scoring fails the controller still knows where this
         # task believed its records begin (and whether a wrong guess can be the cause).
@@ -91,6 +92,9 @@ def run_task(work: WorkOrder, order: TaskOrder, config: StoreConfig | None = Non
         writer = PartWriter(out, work.output_format)
         if work.runtime == "command":
             records_in, begin, end = _run_command(work, order, f, writer, model_file)
+        elif work.runtime == "r":
+            assert f is not None
+            records_in, begin, end = _score_with_r(work, order, f, writer, model_file)
         elif task.kind == "rowgroups":
             assert f is not None
             records_in = _score_frames(work, model_file, writer,
@@ -152,6 +156,16 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
                 f"found {batch.records} records (malformed {work.format}?)"
             )
         writer.write_frame(scorer.score_frame(frame))
+    reader = source.reader
+    return reader.records, reader.begin, reader.end_offset
+
+
+def _score_with_r(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
+                  model_path: str | None) -> tuple[int, int, int]:
+    from .r_scorer import R_BATCH_BYTES, score_with_r
+
+    source = _Input(work, order, f, block_size=R_BATCH_BYTES)
+    score_with_r(work, order, model_path, source.header, source.reader, writer)
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 

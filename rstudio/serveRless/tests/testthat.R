@@ -1,0 +1,3 @@
+library(testthat)
+library(serveRless)
+test_check("serveRless")

@@ -1,0 +1,301 @@
+"""Scoring with R (``runtime = "r"``): one ``Rscript runtimes/r/score.R`` per runner process.
+
+Why one R process per runner (i.e. per group of tasks) and not per task: reading a model is the
+expensive part of starting (a 100-tree random forest is tens of MB of RDS), and a group runs its
+tasks one after another, so R reads the model once and scores every task of the group. A task
+that fails leaves the R process usable (the protocol resynchronises at the task's DONE); an R
+process that dies is started again for the next task; a model that cannot be loaded fails every
+later task at once with the same message instead of reading it again.
+
+Records stream through: a feeder thread sends the task's batches (a few MB each, as the range
+reader yields them) while this thread turns R's answers into the part, so R never holds more
+than one batch and the pipes can never deadlock. See ``r_protocol`` for the frames.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ScoreError
+from ..records import Batch
+from .r_protocol import (
+    Frame,
+    ProtocolError,
+    decode_columns,
+    encode_frame,
+    header_line,
+    read_frame,
+    scores_csv,
+)
+from .writers import PartWriter
+
+if TYPE_CHECKING:
+    from .contract import TaskOrder, WorkOrder
+
+
+class RWork(Protocol):
+    """What starting R needs from a work order (the runner has these before it has imported
+    the rest of itself: see ``runner.__main__``)."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def scorer(self) -> str: ...
+    @property
+    def id_columns(self) -> list[str]: ...
+    @property
+    def predict_args(self) -> dict[str, Any]: ...
+    @property
+    def on_unknown_level(self) -> str: ...
+
+ENV_RSCRIPT = "SERVERLESS_SCORE_RSCRIPT"  # another Rscript than the one on PATH
+# Records per message to R: each fread() call costs ~30 ms of set-up whatever its size, so R
+# gets bigger batches than the in-process Python scorer (R holds one batch: ~3x its CSV size).
+R_BATCH_BYTES = 32 * 1024 * 1024
+INSTALL_HINT = ("Install R: `make setup` does it on Debian/Ubuntu, or apt-get install r-base-core "
+                "r-cran-data.table r-cran-jsonlite (plus the model's package, e.g. r-cran-randomforest).")
+
+
+def script_path() -> str:
+    return str(resources.files("serverless_score") / "runtimes" / "r" / "score.R")
+
+
+def find_rscript() -> str:
+    chosen = os.environ.get(ENV_RSCRIPT)
+    rscript = chosen or shutil.which("Rscript")
+    if not rscript or not os.access(rscript, os.X_OK):
+        where = f"{ENV_RSCRIPT}={chosen} is not an executable" if chosen else "no Rscript on PATH"
+        raise ScoreError(f"R is not installed here: {where}", hint=INSTALL_HINT, retryable=False)
+    return rscript
+
+
+def r_env(work: RWork, model_path: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SERVERLESS_SCORE_WORK", None)
+    env.update({
+        "JOB_ID": work.job_id,
+        "MODEL_PATH": model_path,
+        "SCORER": work.scorer,
+        "ID_COLUMNS": json.dumps(work.id_columns),
+        "PREDICT_ARGS": json.dumps(work.predict_args),
+        "ON_UNKNOWN_LEVEL": work.on_unknown_level,
+    })
+    # Each batch allocates a batch's worth of vectors; with R's default heap growth the garbage
+    # collector ran after nearly every one (a third of a glm's scoring time). A user's own
+    # setting wins.
+    env.setdefault("R_GC_MEM_GROW", "3")
+    return env
+
+
+def _error_from(frame: Frame) -> ScoreError:
+    """R's error as the runner reports it (the marker line adds the task id)."""
+    try:
+        info = json.loads(frame.payload)
+    except ValueError:
+        info = {"message": frame.payload.decode("utf-8", "replace")}
+    # The marker line that carries the reason is one line: R messages can span several.
+    message = " ".join(str(info.get("message", "")).split()) or "R reported an error"
+    return ScoreError(message, hint=str(info.get("hint", "")),
+                      retryable=not info.get("permanent", False))
+
+
+class RSession:
+    """A running ``score.R`` that has loaded the model."""
+
+    def __init__(self, work: RWork, model_path: str) -> None:
+        """Start R; it reads the model while the runner gets on with its own start-up."""
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [find_rscript(), script_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=sys.stderr.fileno(), env=r_env(work, model_path),
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin = self.proc.stdin
+        self.stdout = self.proc.stdout
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for R's REDY (the model is loaded), or raise R's reason it could not load it."""
+        if self.ready:
+            return
+        import pyarrow.csv  # noqa: F401  # imported while R still loads: it writes the scores
+
+        frame = self._next_frame("starting R")
+        if frame.verb == "FAIL":
+            self.kill()
+            raise _error_from(frame)
+        if frame.verb != "REDY":
+            raise ProtocolError(f"R said {frame.verb} before REDY")
+        info = json.loads(frame.payload)
+        print(f"R {info.get('r')}: model {info.get('model_class')} loaded "
+              f"(packages: {', '.join(info.get('packages') or []) or 'none'}) in "
+              f"{time.monotonic() - self.started:.2f}s", file=sys.stderr, flush=True)
+        self.ready = True
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _next_frame(self, doing: str) -> Frame:
+        frame = read_frame(self.stdout)
+        if frame is None:
+            code = self.proc.wait()
+            how = f"was killed by signal {-code}" if code < 0 else f"exited (code {code})"
+            raise ScoreError(f"R {how} while {doing}",
+                             hint="R's messages are in the task log above; a crash or the memory "
+                                  "limit can cause this.")
+        return frame
+
+    def score_task(self, order: TaskOrder, header: bytes, batches: Iterable[Batch],
+                   writer: PartWriter) -> int:
+        """Send the task's records, write R's scores into ``writer``; return the records sent."""
+        task = order.task
+        sent: deque[int] = deque()  # record counts of the batches R has not answered yet
+        stop = threading.Event()
+        feed_error: list[BaseException] = []
+        total = [0]
+
+        def feed() -> None:
+            try:
+                info = {"task_id": task.id, "task_index": task.index, "attempt": order.attempt,
+                        "input_path": task.path or "",
+                        "header": header.decode("utf-8", "replace").rstrip("\r\n")}
+                self.stdin.write(encode_frame("TASK", json.dumps(info).encode()))
+                for batch in batches:
+                    if stop.is_set():
+                        break
+                    if batch.records:
+                        sent.append(batch.records)
+                        total[0] += batch.records
+                        self.stdin.write(encode_frame("ROWS", batch.data, batch.records))
+                self.stdin.write(encode_frame("DONE"))
+                self.stdin.flush()
+            except BrokenPipeError:
+                pass  # R is gone; the reading side reports it
+            except BaseException as err:  # e.g. a boundary error of the range reader
+                feed_error.append(err)
+                with contextlib.suppress(BrokenPipeError):
+                    self.stdin.write(encode_frame("DONE"))
+                    self.stdin.flush()
+
+        feeder = threading.Thread(target=feed, name="feed-r", daemon=True)
+        feeder.start()
+        failure: ScoreError | None = None
+        try:
+            while True:
+                frame = self._next_frame(f"scoring task {task.id}")
+                if frame.verb == "DONE":
+                    break
+                if frame.verb == "FAIL":
+                    failure = failure or _error_from(frame)
+                    stop.set()
+                elif frame.verb == "COLS" and failure is None:
+                    self._write(frame, sent.popleft() if sent else 0, writer, task.id)
+        except BaseException:
+            stop.set()
+            self.kill()  # out of step with R (or interrupted): never reuse this process
+            raise
+        finally:
+            feeder.join(timeout=30)
+        if feed_error:
+            raise feed_error[0]
+        if failure is not None:
+            raise failure
+        return total[0]
+
+    @staticmethod
+    def _write(frame: Frame, expected: int, writer: PartWriter, task_id: str) -> None:
+        scores = decode_columns(frame)
+        if scores.rows != expected:
+            raise ScoreError(f"task {task_id}: R returned {scores.rows} scores for a batch of "
+                             f"{expected} records", retryable=False)
+        if not writer.columns:
+            writer.columns = scores.names
+            writer.header = header_line(scores.names)
+        elif scores.names != writer.columns:
+            raise ScoreError(f"task {task_id}: the score columns changed between batches: "
+                             f"{writer.columns} then {scores.names}",
+                             hint="score() must return the same columns for every batch.",
+                             retryable=False)
+        writer.write_lines(scores_csv(scores), scores.rows)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def close(self) -> None:
+        """Ask R to exit; kill it if it does not."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+                self.stdin.write(encode_frame("QUIT"))
+                self.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class _Sessions:
+    """The runner's R process, started on first use and kept for the next tasks."""
+
+    def __init__(self) -> None:
+        self.session: RSession | None = None
+        self.load_error: ScoreError | None = None
+
+    def start(self, work: RWork, model_path: str) -> None:
+        """Start R early (the runner calls this before its own imports); a failure to start is
+        left for the first task to report."""
+        with contextlib.suppress(ScoreError, OSError):
+            self.session = RSession(work, model_path)
+
+    def get(self, work: RWork, model_path: str) -> RSession:
+        if self.load_error is not None:
+            raise self.load_error  # the model did not load: it will not load the next time
+        try:
+            if self.session is None or not (self.session.ready or self.session.alive):
+                self.session = RSession(work, model_path)
+            self.session.wait_ready()
+        except ScoreError as err:
+            self.session = None
+            if not err.retryable:
+                self.load_error = err
+            raise
+        if not self.session.alive:  # R died after an earlier task: a fresh one for this task
+            self.session = RSession(work, model_path)
+            self.session.wait_ready()
+        return self.session
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+SESSIONS = _Sessions()
+atexit.register(SESSIONS.close)
+
+
+def score_with_r(work: WorkOrder, order: TaskOrder, model_path: str | None, header: bytes,
+                 batches: Iterable[Batch], writer: PartWriter) -> int:
+    if not model_path:
+        raise ScoreError('model: required for runtime = "r"', retryable=False)
+    try:
+        return SESSIONS.get(work, model_path).score_task(order, header, batches, writer)
+    except ProtocolError as err:
+        SESSIONS.close()
+        raise ScoreError(f"task {order.task.id}: {err}") from None
+

@@ -1,0 +1,551 @@
+# serverless-score's R scorer: scores CSV records with an R model for the Python runner.
+#
+# The runner starts it once per worker (`Rscript score.R`), so the model is read once and every
+# task of the worker is scored by the same R process. Runner and R talk in frames on stdin/stdout
+# (serverless_score/runner/r_protocol.py describes them):
+#   runner -> R:  TASK (task id, CSV header) . ROWS (whole CSV records) ... . DONE . QUIT
+#   R -> runner:  REDY (model loaded) . COLS (scores of one ROWS, column by column) .
+#                 FAIL (message, hint, permanent) . DONE (end of task, also after a FAIL)
+# Scores go back as binary columns, doubles as their 8 IEEE bytes: fwrite() keeps only 15
+# significant digits and sprintf("%.17g") costs more than a glm's whole prediction, while the
+# runner writes each double as the shortest text that reads back to the same double.
+# Everything R prints (print, cat, message, warnings) goes to stderr, which is the task log, so a
+# user's score() cannot corrupt the frames on stdout.
+#
+# Environment: MODEL_PATH; SCORER ("predict" or the path of a score.R defining
+# score(model, data) and optionally load_model(path)); ID_COLUMNS (JSON array); PREDICT_ARGS
+# (JSON object of extra predict() arguments); ON_UNKNOWN_LEVEL ("error" or "na").
+# Per task, TASK_ID, TASK_INDEX, ATTEMPT and INPUT_PATH are set before the user's code runs.
+
+# The byte-code JIT would compile this script's functions as they are first called: ~0.4 s of a
+# worker's start-up, for glue whose work happens in C (fread, predict, writeBin).
+invisible(compiler::enableJIT(0L))
+
+# -- errors ---------------------------------------------------------------------------------
+# A score_error is what the user sees: a message naming what is wrong, a hint, and whether running
+# the task again could help (a missing package or an unseen factor level cannot heal).
+score_error <- function(message, hint = "", permanent = TRUE) {
+  structure(class = c("score_error", "error", "condition"),
+            list(message = message, call = NULL, hint = hint, permanent = permanent))
+}
+
+fail <- function(message, hint = "", permanent = TRUE) {
+  stop(score_error(message, hint, permanent))
+}
+
+install_hint <- function(pkg) {
+  sprintf(paste0("Install it: apt-get install r-cran-%s (Debian/Ubuntu) or ",
+                 "install.packages(\"%s\") in R, on every machine that scores."), tolower(pkg), pkg)
+}
+
+# jsonlite may be the package that is missing, so error frames are written without it.
+json_string <- function(x) {
+  x <- enc2utf8(as.character(x))
+  x <- gsub("\\", "\\\\", x, fixed = TRUE)
+  x <- gsub("\"", "\\\"", x, fixed = TRUE)
+  x <- gsub("\n", "\\n", x, fixed = TRUE)
+  x <- gsub("\r", "\\r", x, fixed = TRUE)
+  x <- gsub("\t", "\\t", x, fixed = TRUE)
+  x <- gsub("[[:cntrl:]]", " ", x)
+  paste0("\"", x, "\"")
+}
+
+json_array <- function(x) paste0("[", paste(vapply(x, json_string, ""), collapse = ","), "]")
+
+# -- frames -----------------------------------------------------------------------------------
+HEADER_BYTES <- 32L
+
+read_exactly <- function(con, n) {
+  if (n == 0) return(raw(0))
+  parts <- list()
+  got <- 0
+  while (got < n) {
+    block <- readBin(con, "raw", n - got)
+    if (length(block) == 0L) stop("the runner closed stdin in the middle of a frame")
+    parts[[length(parts) + 1L]] <- block
+    got <- got + length(block)
+  }
+  if (length(parts) == 1L) parts[[1L]] else do.call(c, parts)
+}
+
+read_frame <- function(con) {
+  head <- readBin(con, "raw", HEADER_BYTES)
+  if (length(head) == 0L) return(list(verb = "QUIT"))  # the runner went away: exit quietly
+  if (length(head) < HEADER_BYTES) head <- c(head, read_exactly(con, HEADER_BYTES - length(head)))
+  fields <- strsplit(trimws(rawToChar(head)), " +")[[1L]]
+  list(verb = fields[1L], count = as.numeric(fields[2L]),
+       payload = read_exactly(con, as.numeric(fields[3L])))
+}
+
+write_frame <- function(con, verb, blobs = list(), count = 0) {
+  size <- sum(vapply(blobs, length, 0))
+  writeBin(charToRaw(sprintf("%-4s %12.0f %13.0f\n", verb, count, size)), con)
+  for (blob in blobs) writeBin(blob, con)
+  flush(con)
+}
+
+send_fail <- function(con, err) {
+  permanent <- if (is.null(err$permanent)) TRUE else isTRUE(err$permanent)
+  hint <- if (is.null(err$hint)) "" else err$hint
+  message("serverless-score: ", conditionMessage(err), if (nzchar(hint)) paste0("\n  hint: ", hint))
+  body <- sprintf("{\"message\":%s,\"hint\":%s,\"permanent\":%s}", json_string(conditionMessage(err)),
+                  json_string(hint), if (permanent) "true" else "false")
+  write_frame(con, "FAIL", list(charToRaw(enc2utf8(body))))
+}
+
+# -- the model ------------------------------------------------------------------------------------
+# S3 classes do not record their package, so predict() would not find predict.randomForest after a
+# bare readRDS(). Known classes map to their package; S4 classes carry it in attr(class, "package").
+CLASS_PACKAGES <- c(
+  randomForest = "randomForest", ranger = "ranger", glmnet = "glmnet", cv.glmnet = "glmnet",
+  elnet = "glmnet", lognet = "glmnet", multnet = "glmnet", fishnet = "glmnet", coxnet = "glmnet",
+  mrelnet = "glmnet", gbm = "gbm", svm = "e1071", naiveBayes = "e1071", xgb.Booster = "xgboost",
+  lgb.Booster = "lightgbm", train = "caret", rpart = "rpart", nnet = "nnet", multinom = "nnet",
+  gam = "mgcv", bam = "mgcv", earth = "earth", ksvm = "kernlab", lda = "MASS", qda = "MASS",
+  polr = "MASS", glm.nb = "MASS", rlm = "MASS", coxph = "survival", survreg = "survival",
+  lmerMod = "lme4", glmerMod = "lme4", model_fit = "parsnip", workflow = "workflows"
+)
+
+model_packages <- function(model) {
+  cls <- class(model)
+  pkgs <- c(attr(cls, "package"), unname(CLASS_PACKAGES[intersect(cls, names(CLASS_PACKAGES))]))
+  setdiff(unique(pkgs), c(".GlobalEnv", "base", "stats"))
+}
+
+load_model_packages <- function(model) {
+  pkgs <- model_packages(model)
+  for (pkg in pkgs) {
+    if (!requireNamespace(pkg, quietly = TRUE)) {
+      fail(sprintf("the model is a '%s' object, which needs the R package '%s'; it is not installed",
+                   class(model)[1L], pkg), install_hint(pkg))
+    }
+  }
+  pkgs
+}
+
+predict_method <- function(model) {
+  if (isS4(model)) return(if (methods::hasMethod("predict", class(model))) function(object, newdata, ...) NULL)
+  for (cl in class(model)) {
+    method <- utils::getS3method("predict", cl, optional = TRUE)
+    if (!is.null(method)) return(method)
+  }
+  NULL
+}
+
+# The argument that takes the new data: newdata for most methods, newx for glmnet (a matrix),
+# data for ranger.
+data_argument <- function(method) {
+  formals <- names(formals(method))
+  for (arg in c("newdata", "newx", "data", "x")) if (arg %in% formals) return(arg)
+  "newdata"
+}
+
+read_model <- function(path, user) {
+  if (!nzchar(path) || !file.exists(path)) fail(sprintf("model: '%s' does not exist", path))
+  if (!is.null(user$load_model)) {
+    return(tryCatch(user$load_model(path), error = function(e) {
+      fail(sprintf("load_model('%s') in %s failed: %s", path, user$path, conditionMessage(e)),
+           if (inherits(e, "packageNotFoundError")) install_hint(e$package) else "")
+    }))
+  }
+  tryCatch(readRDS(path), error = function(e) {
+    fail(sprintf("model: cannot read '%s' as an R object (readRDS: %s)", path, conditionMessage(e)),
+         "Save the model with saveRDS(model, \"model.rds\") and check the file was copied whole.")
+  })
+}
+
+# What the model knows about its columns: factor levels seen in training, which columns are
+# numbers, and for glmnet the columns of its matrix. Unknown model kinds give empty answers.
+model_columns <- function(model) {
+  info <- list(levels = list(), ordered = character(0), numeric = character(0), matrix = NULL)
+  if (!is.list(model)) return(info)
+  if (inherits(model, "randomForest") && !is.null(model$forest$ncat)) {
+    ncat <- model$forest$ncat
+    info$levels <- model$forest$xlevels[ncat > 1]
+    info$numeric <- names(ncat)[ncat == 1]
+  } else if (inherits(model, "ranger")) {
+    levels <- model$forest$covariate.levels
+    info$levels <- levels[!vapply(levels, is.null, logical(1))]
+    info$ranger_vars <- model$forest$independent.variable.names
+  } else if (inherits(model, c("glmnet", "cv.glmnet"))) {
+    fit <- if (inherits(model, "cv.glmnet")) model$glmnet.fit else model
+    beta <- if (is.list(fit$beta)) fit$beta[[1L]] else fit$beta  # multinomial: one per class
+    info$matrix <- rownames(beta)
+  }
+  if (is.list(model$xlevels)) info$levels <- model$xlevels  # lm, glm and most stats-like models
+  classes <- attr(model$terms, "dataClasses")
+  if (!is.null(classes)) {
+    info$numeric <- union(info$numeric, names(classes)[classes == "numeric"])
+    info$ordered <- names(classes)[classes == "ordered"]
+  }
+  info
+}
+
+# -- the user's scorer ------------------------------------------------------------------------------
+load_user_scorer <- function(path) {
+  env <- new.env(parent = globalenv())
+  tryCatch(sys.source(path, envir = env, keep.source = FALSE), error = function(e) {
+    fail(sprintf("scorer: %s failed while loading: %s", path, conditionMessage(e)),
+         if (inherits(e, "packageNotFoundError")) install_hint(e$package) else "")
+  })
+  if (!is.function(env$score)) {
+    fail(sprintf("scorer: %s defines no function score(model, data)", path),
+         "Define score <- function(model, data) returning one value or row per row of data.")
+  }
+  load <- if (is.function(env$load_model)) env$load_model else NULL
+  list(path = path, score = env$score, load_model = load)
+}
+
+# -- one session: the model and the settings ---------------------------------------------------------
+start_session <- function() {
+  for (pkg in c("data.table", "jsonlite")) {
+    if (!requireNamespace(pkg, quietly = TRUE)) {
+      fail(sprintf("the R package '%s' is not installed (the R scorer of serverless-score needs it)",
+                   pkg), install_hint(pkg))
+    }
+  }
+  threads <- suppressWarnings(as.integer(Sys.getenv("OMP_NUM_THREADS", "")))
+  if (!is.na(threads) && threads > 0) data.table::setDTthreads(threads)
+  scorer <- Sys.getenv("SCORER", "predict")
+  user <- if (scorer != "predict") load_user_scorer(scorer) else NULL
+  model <- read_model(Sys.getenv("MODEL_PATH"), user)
+  packages <- load_model_packages(model)
+  method <- predict_method(model)
+  if (is.null(user) && is.null(method)) {
+    fail(sprintf("predict: there is no predict() method for a model of class '%s'",
+                 paste(class(model), collapse = "', '")),
+         "Write a score.R that loads the model's package (library(pkg)) and calls its predict().")
+  }
+  policy <- Sys.getenv("ON_UNKNOWN_LEVEL", "error")
+  args <- jsonlite::fromJSON(Sys.getenv("PREDICT_ARGS", "{}"), simplifyVector = TRUE)
+  list(model = model, user = user, columns = model_columns(model), packages = packages,
+       data_arg = if (is.null(method)) "newdata" else data_argument(method),
+       id_columns = as.character(jsonlite::fromJSON(Sys.getenv("ID_COLUMNS", "[]"))),
+       predict_args = if (length(args)) args else list(), policy = policy)
+}
+
+ready_info <- function(session) {
+  sprintf("{\"r\":%s,\"model_class\":%s,\"packages\":%s}",
+          json_string(paste(R.version$major, R.version$minor, sep = ".")),
+          json_string(class(session$model)[1L]), json_array(session$packages))
+}
+
+# -- one task ----------------------------------------------------------------------------------------
+new_task <- function(session, payload) {
+  info <- jsonlite::fromJSON(rawToChar(payload))
+  Sys.setenv(TASK_ID = info$task_id, TASK_INDEX = info$task_index, ATTEMPT = info$attempt,
+             INPUT_PATH = info$input_path)
+  task <- new.env()
+  task$id <- info$task_id
+  task$header <- charToRaw(paste0(info$header, "\n"))
+  task$names <- names(data.table::fread(text = paste0(info$header, "\n"), header = TRUE, nrows = 0L))
+  task$rows_done <- 0
+  task$failed <- FALSE
+  missing <- setdiff(session$id_columns, task$names)
+  if (length(missing)) {
+    task$setup_error <- score_error(
+      sprintf("id_columns: %s not in the input's columns (%s)", paste(missing, collapse = ", "),
+              paste(task$names, collapse = ", ")))
+  }
+  task
+}
+
+# The batch goes through a file in memory (tmpfs): fread(text = rawToChar(...)) costs ~3x more,
+# rawToChar alone ~80 ms per 8 MB. The file is removed as soon as it is read; one left by an R
+# that was killed while reading (a timeout) is removed by the next R that starts here.
+batch_file <- local({
+  dir <- if (dir.exists("/dev/shm") && file.access("/dev/shm", 2L) == 0L) "/dev/shm" else tempdir()
+  if (dir.exists("/proc/self")) {
+    stale <- list.files(dir, pattern = "^serverless-score-batch-[0-9]+[.]csv$", full.names = TRUE)
+    pids <- sub("^serverless-score-batch-([0-9]+)[.]csv$", "\\1", basename(stale))
+    unlink(stale[!dir.exists(file.path("/proc", pids))])
+  }
+  file.path(dir, sprintf("serverless-score-batch-%d.csv", Sys.getpid()))
+})
+
+read_rows <- function(session, task, payload) {
+  text <- intersect(c(session$id_columns, names(session$columns$levels)), task$names)
+  con <- file(batch_file, "wb")
+  writeBin(task$header, con)
+  writeBin(payload, con)
+  close(con)
+  on.exit(unlink(batch_file), add = TRUE)
+  data <- data.table::fread(
+    batch_file, header = TRUE, sep = ",",
+    colClasses = if (length(text)) list(character = text) else NULL,
+    na.strings = c("", "NA"), showProgress = FALSE, data.table = FALSE
+  )
+  # fread (1.14) keeps the doubled quotes of a quoted field ("say ""hi""" gives say ""hi"");
+  # a bare field cannot hold a quote in valid CSV, so un-doubling every text column is safe.
+  for (name in names(data)[vapply(data, is.character, logical(1))]) {
+    values <- data[[name]]
+    doubled <- grepl("\"\"", values, fixed = TRUE)
+    if (any(doubled)) data[[name]][doubled] <- gsub("\"\"", "\"", values[doubled], fixed = TRUE)
+  }
+  data
+}
+
+record_of <- function(task, row) format(task$rows_done + row, scientific = FALSE)
+
+# Factor columns get exactly the model's training levels (a level never seen in training is an
+# error, or NA with on_unknown_level = "na"); columns the model saw as numbers become numbers.
+conform <- function(session, task, data) {
+  info <- session$columns
+  unknown <- logical(nrow(data))
+  for (name in intersect(names(info$levels), names(data))) {
+    values <- as.character(data[[name]])
+    known <- info$levels[[name]]
+    bad <- !is.na(values) & !(values %in% known)
+    if (any(bad)) {
+      if (session$policy != "na") {
+        unseen <- unique(values[bad])
+        fail(sprintf(paste0("column '%s': level %s (%d row(s), first at record %s of task %s) ",
+                            "was not seen when the model was trained; known levels: %s"),
+                     name, paste0("'", head(unseen, 5L), "'", collapse = ", "), sum(bad),
+                     record_of(task, which(bad)[1L]), task$id,
+                     paste(head(known, 20L), collapse = ", ")),
+             "Fix the input, or set on_unknown_level = \"na\" to score such rows as NA.")
+      }
+      values[bad] <- NA
+      unknown <- unknown | bad
+    }
+    data[[name]] <- factor(values, levels = known, ordered = name %in% info$ordered)
+  }
+  for (name in intersect(info$numeric, names(data))) {
+    values <- data[[name]]
+    if (is.numeric(values)) next
+    numbers <- suppressWarnings(as.numeric(as.character(values)))
+    bad <- is.na(numbers) & !is.na(values)
+    if (any(bad)) {
+      fail(sprintf("column '%s': the model was trained on numbers but record %s of task %s has '%s'",
+                   name, record_of(task, which(bad)[1L]), task$id, values[which(bad)[1L]]))
+    }
+    data[[name]] <- numbers
+  }
+  if (inherits(session$model, "ranger") && length(info$levels) == 0L) {
+    text <- intersect(info$ranger_vars, names(data)[vapply(data, is.character, logical(1))])
+    if (length(text)) {
+      fail(sprintf(paste0("column '%s' is text, but this ranger model does not record its factor ",
+                          "levels, so ranger would number the levels by what each batch holds"),
+                   text[1L]),
+           "Train with ranger(..., respect.unordered.factors = \"order\"), or encode it as numbers.")
+    }
+  }
+  list(data = data, unknown = unknown)
+}
+
+glmnet_matrix <- function(session, data) {
+  vars <- session$columns$matrix
+  missing <- setdiff(vars, names(data))
+  if (length(missing)) {
+    fail(sprintf("input: the glmnet model takes a matrix with columns %s; the input lacks %s",
+                 paste(head(vars, 10L), collapse = ", "), paste(head(missing, 10L), collapse = ", ")),
+         paste0("glmnet scores a numeric matrix: write one CSV column per column of the training ",
+                "matrix, named as colnames(x) (V1, V2, ... if x had none); expand factors with ",
+                "model.matrix() before writing the CSV."))
+  }
+  text <- vars[!vapply(data[vars], function(v) is.numeric(v) || is.logical(v), logical(1))]
+  if (length(text)) {
+    fail(sprintf("input: glmnet needs numbers, but column '%s' holds text", text[1L]),
+         "Expand factors into 0/1 columns (model.matrix) as for training.")
+  }
+  as.matrix(data[vars])
+}
+
+# A score column as a plain vector. Vectors from predict() carry row names ("1", "2", ...):
+# as.vector() would duplicate those before dropping them (a third of a glm's scoring time),
+# c(use.names = FALSE) copies only the values.
+plain <- function(v) {
+  if (is.factor(v)) return(as.character(v))
+  if (inherits(v, c("Date", "POSIXt"))) return(format(v))
+  if (is.atomic(v)) return(c(v, use.names = FALSE))
+  v
+}
+
+# A named list of score columns, one value per input row: vectors become `name`, matrices and
+# data.frames keep their column names; lists from predict() give their predictions / fit.
+as_columns <- function(x, n, name, what) {
+  if (inherits(x, "ranger.prediction")) x <- x$predictions
+  if (is.list(x) && !is.data.frame(x) && !is.null(x$fit)) {
+    fit <- as_columns(x$fit, n, "fit", what)
+    if (!is.null(x$se.fit)) fit$se.fit <- plain(x$se.fit)
+    return(fit)
+  }
+  if (is.array(x) && length(dim(x)) == 3L) {
+    if (dim(x)[3L] != 1L) {
+      fail(sprintf("%s returned a %s array; pick one slice (e.g. predict_args = { s = 0.01 })",
+                   what, paste(dim(x), collapse = " x ")))
+    }
+    x <- matrix(x, nrow = dim(x)[1L], dimnames = list(NULL, dimnames(x)[[2L]]))
+  }
+  if (is.data.frame(x)) {
+    out <- lapply(x, plain)
+  } else if (is.matrix(x)) {
+    labels <- colnames(x)
+    if (is.null(labels)) labels <- if (ncol(x) == 1L) name else paste0(name, "_", seq_len(ncol(x)))
+    dimnames(x) <- NULL
+    out <- lapply(seq_len(ncol(x)), function(j) plain(x[, j]))
+    names(out) <- labels
+  } else if (is.atomic(x) || is.factor(x)) {
+    out <- stats::setNames(list(plain(x)), name)
+  } else {
+    fail(sprintf("%s returned a %s; return a vector, matrix or data.frame with one row per input row",
+                 what, class(x)[1L]))
+  }
+  rows <- unique(vapply(out, length, 0))
+  if (length(out) == 0L) fail(sprintf("%s returned no columns", what))
+  if (length(rows) != 1L || rows != n) {
+    fail(sprintf("%s returned %s rows for %d input rows", what, paste(rows, collapse = "/"), n))
+  }
+  out
+}
+
+predict_rows <- function(session, data, unknown) {
+  keep <- !unknown
+  # Every column goes to predict(): R models pick their variables by name, and a formula may
+  # name an id column (churn ~ . - customer_id).
+  newdata <- if (all(keep)) data else data[keep, , drop = FALSE]
+  # The call names its arguments by symbol: an error message then quotes `newdata`, not the data.
+  env <- new.env()
+  env$model <- session$model
+  env$newdata <- if (is.null(session$columns$matrix)) newdata else glmnet_matrix(session, newdata)
+  arg <- session$data_arg
+  call <- as.call(c(list(as.name("predict"), quote(model)),
+                    stats::setNames(list(quote(newdata)), arg), session$predict_args))
+  result <- tryCatch(eval(call, env), score_error = function(e) stop(e), error = function(e) {
+    fail(sprintf("%s failed: %s", paste(deparse(call, width.cutoff = 200L), collapse = " "),
+                 conditionMessage(e)),
+         "Check that the input has the columns and types the model was trained with.")
+  })
+  out <- as_columns(result, nrow(newdata), "prediction", "predict()")
+  if (!all(keep)) {  # rows with an unseen level: NA in every score column
+    index <- rep(NA_integer_, length(keep))
+    index[keep] <- seq_len(sum(keep))
+    out <- lapply(out, `[`, index)
+  }
+  out
+}
+
+score_user <- function(session, data) {
+  score <- session$user$score  # so that R's message says score(model, data)
+  model <- session$model
+  result <- tryCatch(score(model, data), error = function(e) {
+    hint <- if (inherits(e, "packageNotFoundError")) install_hint(e$package) else
+      sprintf("The error was raised by score() in %s.", session$user$path)
+    call <- conditionCall(e)
+    where <- if (is.null(call)) "score()" else deparse(call, nlines = 1L)[1L]
+    fail(sprintf("R error in %s: %s", where, conditionMessage(e)), hint,
+         permanent = inherits(e, "packageNotFoundError"))
+  })
+  as_columns(result, nrow(data), "score", "score()")
+}
+
+encode_column <- function(x, name) {
+  if (is.factor(x)) x <- as.character(x)
+  if (inherits(x, c("Date", "POSIXt"))) x <- format(x)
+  if (is.logical(x)) x <- ifelse(x, "TRUE", "FALSE")
+  if (is.double(x)) {
+    list(type = "double", blob = writeBin(as.double(x), raw(), size = 8L, endian = "little"))
+  } else if (is.integer(x)) {
+    list(type = "integer", blob = writeBin(as.vector(x), raw(), size = 4L, endian = "little"))
+  } else if (is.character(x)) {
+    # NUL-terminated, as writeBin writes text (fast, in C); NA travels as a flag
+    list(type = "string", blob = c(as.raw(is.na(x)), writeBin(enc2utf8(as.vector(x)), raw())))
+  } else {
+    fail(sprintf("score column '%s' is a %s, which cannot be written; return numbers, text, factors or logicals",
+                 name, class(x)[1L]))
+  }
+}
+
+# SERVERLESS_SCORE_R_TIMING=1 logs where each batch's time goes (read / score / encode).
+TIMING <- nzchar(Sys.getenv("SERVERLESS_SCORE_R_TIMING"))
+clock <- function() proc.time()[["elapsed"]]
+
+score_rows <- function(session, task, payload, count) {
+  started <- clock()
+  data <- read_rows(session, task, payload)
+  read_at <- clock()
+  if (nrow(data) != count) {
+    fail(sprintf("task %s: R read %d rows where the runner sent %d records (malformed CSV?)",
+                 task$id, nrow(data), count))
+  }
+  conformed <- conform(session, task, data)
+  scores <- if (is.null(session$user)) {
+    predict_rows(session, conformed$data, conformed$unknown)
+  } else {
+    score_user(session, conformed$data)
+  }
+  scored_at <- clock()
+  clash <- intersect(session$id_columns, names(scores))
+  if (length(clash)) fail(sprintf("score columns %s clash with id_columns; rename them",
+                                  paste(clash, collapse = ", ")))
+  columns <- c(lapply(data[session$id_columns], plain), scores)
+  names(columns) <- make.unique(c(session$id_columns, names(scores)))
+  encoded <- Map(encode_column, columns, names(columns))
+  task$rows_done <- task$rows_done + count
+  meta <- sprintf("{\"rows\":%d,\"columns\":[%s]}", nrow(data), paste(vapply(names(encoded), function(n) {
+    sprintf("{\"name\":%s,\"type\":\"%s\",\"bytes\":%.0f}", json_string(n), encoded[[n]]$type,
+            length(encoded[[n]]$blob))
+  }, ""), collapse = ","))
+  meta <- charToRaw(enc2utf8(meta))
+  if (TIMING) {
+    message(sprintf("R batch of %d rows: read %.3fs, score %.3fs, encode %.3fs", nrow(data),
+                    read_at - started, scored_at - read_at, clock() - scored_at))
+  }
+  list(meta = meta, blobs = c(list(meta), lapply(encoded, `[[`, "blob")))
+}
+
+# Warnings (rank-deficient fits, coercions...) go to the task log and never stop scoring.
+log_warnings <- function(expr) {
+  withCallingHandlers(expr, warning = function(w) {
+    message("R warning: ", conditionMessage(w))
+    invokeRestart("muffleWarning")
+  })
+}
+
+# -- main loop -----------------------------------------------------------------------------------------
+main <- function() {
+  input <- file("stdin", open = "rb")
+  output <- file("/dev/stdout", open = "wb", raw = TRUE)
+  sink(stderr())  # from here on, anything printed goes to the log, never into the frames
+  session <- tryCatch(log_warnings(start_session()), error = function(e) {
+    send_fail(output, e)
+    NULL
+  })
+  if (is.null(session)) return(invisible())
+  write_frame(output, "REDY", list(charToRaw(enc2utf8(ready_info(session)))))
+  task <- NULL
+  repeat {
+    frame <- read_frame(input)
+    if (frame$verb == "QUIT") break
+    if (frame$verb == "TASK") {
+      task <- tryCatch(new_task(session, frame$payload), error = function(e) {
+        failed <- new.env()
+        failed$setup_error <- e
+        failed
+      })
+      if (!is.null(task$setup_error)) {
+        send_fail(output, task$setup_error)
+        task$failed <- TRUE
+      }
+    } else if (frame$verb == "ROWS") {
+      if (task$failed) next  # the task already failed: skip its records until DONE
+      answer <- tryCatch(log_warnings(score_rows(session, task, frame$payload, frame$count)),
+                         error = function(e) e)
+      if (inherits(answer, "error")) {
+        send_fail(output, answer)
+        task$failed <- TRUE
+      } else {
+        write_frame(output, "COLS", answer$blobs, count = length(answer$meta))
+      }
+    } else if (frame$verb == "DONE") {
+      write_frame(output, "DONE")
+      task <- NULL
+    } else {
+      stop("unexpected frame from the runner: ", frame$verb)
+    }
+  }
+  invisible()
+}
+
+main()
