@@ -224,3 +224,36 @@ def test_a_failed_blob_job_resumes_keeping_verified_parts(
     assert resumed["attempts"] == 2  # t00001: its failed attempt and this one
     local = b"".join((job_dir / "data" / f"part-{i}.jsonl").read_bytes() for i in range(2))
     assert _blob(azurite, container, "out/r.txt") == local
+
+
+@pytest.fixture(scope="module")
+def r_forest_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of examples/r-churn-forest with its data and model made by its own prepare.R."""
+    folder = tmp_path_factory.mktemp("r-churn-forest")
+    for name in ("job.toml", "prepare.R"):
+        shutil.copy(ROOT / "examples" / "r-churn-forest" / name, folder / name)
+    subprocess.run(["Rscript", str(folder / "prepare.R"), "3000"], check=True,
+                   capture_output=True, timeout=300, cwd=folder)
+    return folder
+
+
+def test_r_forest_example_in_azurite_equals_the_local_run(
+        r_forest_example, blob_env, azurite, container, cli) -> None:
+    """The R example with its .rds model, input and output all in Azurite: the merged blob is the
+    local run's output byte for byte."""
+    folder = r_forest_example
+    job = folder / "job.toml"
+    pushed = cli("models", "push", folder / "model" / "churn-forest.rds", f"az://{container}/models/forest")
+    assert pushed.code == 0, pushed
+    model_uri = pushed.stdout.strip()
+    data = (folder / "data" / "customers.csv").read_bytes()
+    azurite.service().get_blob_client(container, "in/customers.csv").upload_blob(data)
+
+    local = _ok(cli("run", job, "--json", "-q", "--set", "chunks=3", "--set", "output=\"out/local.csv\""))
+    remote = _ok(cli("run", job, "--json", "-q", "--set", f'model="{model_uri}"',
+                     "--set", f'input="az://{container}/in/customers.csv"',
+                     "--set", f'output="az://{container}/scores/forest.csv"', "--set", "chunks=3"))
+    assert remote["status"] == "succeeded" and remote["rows_out"] == local["rows_out"] == 3000
+    assert _blob(azurite, container, "scores/forest.csv") == (folder / "out" / "local.csv").read_bytes()
+    manifest = json.loads(_blob(azurite, container, "scores/forest.csv.manifest.json"))
+    assert manifest["model"]["uri"] == model_uri
