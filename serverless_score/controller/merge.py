@@ -7,7 +7,6 @@ server-side block copies).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from ..layout import JobLayout
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
 from ..storage import ComposeResult, Store
+from ..storage.base import hash_stream
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,7 @@ def _merge_parquet(store: Store, plan: MergePlan, output: str, overwrite: bool) 
                     writer.write_table(table.cast(writer.schema))
         if writer is not None:
             writer.close()
-    digest = hashlib.sha256()
-    size = 0
     with store.open_read(output) as f:
-        while block := f.read(8 * 1024 * 1024):
-            digest.update(block)
-            size += len(block)
-    return ComposeResult(size=size, sha256=digest.hexdigest(), version=store.info(output).version,
+        size, sha256 = hash_stream(f)
+    return ComposeResult(size=size, sha256=sha256, version=store.info(output).version,
                          method="rewrite")

@@ -3,7 +3,6 @@ same job again after a crash (even ``kill -9``) resumes: verified parts are kept
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from ..planning import Plan
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
 from ..storage import Store
+from ..storage.base import hash_stream
 
 _ATTEMPT_LOG = re.compile(r"attempt-(\d+)\.log$")
 
@@ -26,11 +26,8 @@ class ResumeState:
 
 
 def part_checksum(store: Store, uri: str) -> str:
-    digest = hashlib.sha256()
     with store.open_read(uri) as f:
-        while block := f.read(8 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
+        return hash_stream(f)[1]
 
 
 def load_state(store: Store, layout: JobLayout, plan: Plan) -> ResumeState:

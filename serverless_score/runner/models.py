@@ -4,20 +4,17 @@ job was planned is refused instead of silently scoring with other weights."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 
 from ..errors import ScoreError
 from ..storage import StoreConfig, get_store
+from ..storage.base import hash_stream
 
 
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(8 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
+        return hash_stream(f)[1]
 
 
 @lru_cache(maxsize=8)

@@ -6,6 +6,7 @@ so callers never import an SDK. Writes are atomic: nothing is visible at a URI u
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -72,3 +73,14 @@ class Store(Protocol):
         """Atomically write ``header`` + the parts, in order, to ``uri`` (conditionally, as
         ``open_atomic``), without reading them where the store allows it."""
         ...
+
+
+def hash_stream(f: BinaryIO, block_size: int = 8 * 1024 * 1024) -> tuple[int, str]:
+    """(size, sha256) of what is left to read in ``f``, read in blocks: memory stays bounded
+    whatever the object's size."""
+    digest = hashlib.sha256()
+    size = 0
+    while block := f.read(block_size):
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
