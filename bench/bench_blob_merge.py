@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from azurite import running
 
 from serverless_score.storage import StoreConfig
+from serverless_score.storage.base import hash_stream
 from serverless_score.storage.blob import BlobStore
 
 MB = 1_000_000
@@ -98,11 +99,8 @@ def _part(index: int, size: int) -> bytes:
 
 
 def _digest(store: BlobStore, uri: str) -> str:
-    digest = hashlib.sha256()
     with store.open_read(uri) as f:
-        while block := f.read(8 * 1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
+        return hash_stream(f)[1]
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from ..backends import Backend, get_backend
 from ..errors import JobInterrupted, ScoreError
 from ..layout import JobLayout
 from ..planning import Plan, make_plan
-from ..planning.partition import Span, anchored_tasks, chain_breaks
+from ..planning.partition import chain_breaks
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult, WorkOrder
 from ..spec import JobSpec
@@ -34,7 +34,7 @@ from .access import WorkerAccess
 from .merge import merge, merge_plan
 from .model_info import ModelInfo, model_info
 from .state import load_state
-from .watch import Progress, Scheduler
+from .watch import Progress, Scheduler, chain_of
 
 log = logging.getLogger(__name__)
 
@@ -254,12 +254,8 @@ class Job:
 
     @staticmethod
     def _boundary_breaks(tasks: dict[str, Task], results: dict[str, TaskResult]) -> list[tuple[str, int]]:
-        byte_tasks = [t for t in tasks.values() if t.kind == "bytes"]
-        spans = [Span(t.index, t.file_index, results[t.id].begin or 0, results[t.id].end or 0)
-                 for t in byte_tasks]
-        pinned = {t.index for t in byte_tasks if t.pinned_begin is not None}
-        by_index = {t.index: t.id for t in byte_tasks}
-        anchored = anchored_tasks(spans, pinned)
+        spans, anchored = chain_of(list(tasks.values()), results)
+        by_index = {t.index: t.id for t in tasks.values()}
         return [(by_index[i], begin) for i, begin in chain_breaks(spans, anchored)]
 
     @staticmethod

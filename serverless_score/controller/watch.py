@@ -74,6 +74,17 @@ def failure_reason(task_log: str, group: GroupState | None) -> tuple[str, bool]:
     return "the task wrote no result", True
 
 
+def chain_of(tasks: Sequence[Task], done: dict[str, TaskResult]) -> tuple[list[Span], set[int]]:
+    """The finished byte tasks' spans, and which of them are anchored (begin known to be right):
+    what both the scheduler's repairs and the job's final chain check reason about. A task is
+    pinned when its result says so."""
+    finished = [t for t in tasks if t.kind == "bytes" and t.id in done]
+    spans = [Span(t.index, t.file_index, done[t.id].begin or 0, done[t.id].end or 0)
+             for t in finished]
+    pinned = {t.index for t in finished if done[t.id].pinned_begin is not None}
+    return spans, anchored_tasks(spans, pinned)
+
+
 def reported_begin(task_log: str) -> int | None:
     """The offset where the runner said the task's records begin (``::task <id> begin=N``)."""
     for line in task_log.splitlines():
@@ -233,11 +244,8 @@ class Scheduler:
         done = {**self._known, **results}
         if previous.id not in done:
             return "wait"
-        spans = [Span(t.index, t.file_index, done[t.id].begin or 0, done[t.id].end or 0)
-                 for t in self._chain.values() if t.id in done]
-        pinned = {t.index for t in self._chain.values()
-                  if t.id in done and done[t.id].pinned_begin is not None}
-        if previous.index not in anchored_tasks(spans, pinned):
+        _, anchored = chain_of(list(self._chain.values()), done)
+        if previous.index not in anchored:
             return "wait"
         return done[previous.id].end
 
