@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .backends.registry import BACKENDS
 from .errors import SpecError
 from .secrets import Secret, redact
 from .storage.uris import BlobUriError, is_blob_uri, parse_blob_uri, split_sas
@@ -38,9 +39,6 @@ BackendName = Literal["local", "docker", "aci"]
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _R_NAME = re.compile(r"[A-Za-z.][A-Za-z0-9._]*")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-# Backends that exist in this version; the spec already names the later ones so job files
-# written for them are understood and refused with a clear message rather than "unknown value".
-AVAILABLE_BACKENDS = ("local",)
 AVAILABLE_RUNTIMES = ("python", "r", "command")
 StorageCredential = Literal["auto", "default", "connection_string", "key", "sas"]
 WorkerAccess = Literal["auto", "sas", "identity"]
@@ -68,6 +66,18 @@ class AzureSettings(BaseModel):
     storage_credential: StorageCredential = "auto"
     storage_endpoint: str | None = None
     worker_access: WorkerAccess = "auto"
+    # Compute (backend = "aci"): where container groups are created and what they run as.
+    # Each falls back to an environment variable (README: ACI backend), so one job file
+    # serves several subscriptions.
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    # Resource id of a user-assigned managed identity: blob access and ACR pull from the group.
+    identity: str | None = None
+    # Registry login server the images come from, e.g. myregistry.azurecr.io.
+    registry: str | None = None
+    # Creations per minute: ACI allows 100 creates per 5 minutes per subscription and region.
+    creates_per_minute: int = Field(default=15, ge=1, le=100, strict=True)
 
     @field_validator("storage_account")
     @classmethod
@@ -111,6 +121,11 @@ class JobSpec(BaseModel):
     retries: int = Field(default=2, ge=0, le=20, strict=True)
     timeout: float = 3600.0
     backend: BackendName = "local"
+    # The container image (docker / aci backends). Unset: the built-in runner image of the
+    # runtime (README: Images). Any image with the runner installed works.
+    image: str | None = None
+    # Refuse to start when the plan's cost estimate (USD) is above this.
+    max_cost: float | None = Field(default=None, gt=0)
     overwrite: bool = False
     resources: Resources = Field(default_factory=Resources)
     azure: AzureSettings = Field(default_factory=AzureSettings)
@@ -225,8 +240,9 @@ class JobSpec(BaseModel):
             raise ValueError('scorer: format "records" needs a scoring script or a command, not "predict"')
         if self.runtime not in AVAILABLE_RUNTIMES:
             raise ValueError(f"runtime: {self.runtime!r} is not available in this version; use python, r or command")
-        if self.backend not in AVAILABLE_BACKENDS:
-            raise ValueError(f"backend: {self.backend!r} is not available in this version; use local")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend: {self.backend!r} is not available in this version; use "
+                             f"{' or '.join(BACKENDS)}")
         return self
 
     def _check_r(self) -> None:

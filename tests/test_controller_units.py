@@ -131,3 +131,19 @@ def test_the_job_id_changes_with_the_input_and_not_with_max_parallel(tmp_path: P
     assert same.job_id == plan.job_id
     Path(plan.spec.input or "").write_text("changed\n" * 50)
     assert make_plan(plan.spec).job_id != plan.job_id
+
+
+def test_group_labels_name_the_job_tasks_and_expiry() -> None:
+    from datetime import UTC, datetime
+
+    from serverless_score.controller.watch import group_labels
+    from serverless_score.planning.tasks import Shard, Task
+
+    tasks = [Task(index=i, kind="shard", shard=Shard(i, 400, i, i))
+             for i in range(400)]
+    labels = group_labels("churn-abc", tasks[:2], lifetime=60)
+    assert labels["job"] == "churn-abc" and labels["tasks"] == "t00000,t00001"
+    expires = datetime.fromisoformat(labels["expires"].replace("Z", "+00:00"))
+    assert 60 + 590 < (expires - datetime.now(UTC)).total_seconds() <= 60 + 600
+    long = group_labels("churn-abc", tasks, lifetime=60)["tasks"]
+    assert long == "t00000..t00399" and len(long) <= 256

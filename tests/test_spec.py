@@ -149,6 +149,10 @@ def test_unknown_key_without_a_close_match() -> None:
         ("backend", "lambda", ["backend:", "got 'lambda'"]),
         ("resources", {"cpu": 0}, ["resources.cpu:", "greater than 0"]),
         ("max_parallel", 2.5, ["max_parallel:", "got 2.5"]),
+        ("max_cost", 0, ["max_cost:", "greater than 0"]),
+        ("azure", {"creates_per_minute": 500}, ["azure.creates_per_minute:", "less than or equal to 100"]),
+        ("azure", {"subscripton_id": "x"}, ["unknown key 'azure.subscripton_id'",
+                                            "did you mean 'subscription_id'?"]),
     ],
 )
 def test_bad_values_name_the_key_and_what_was_found(key: str, value: Any,

@@ -7,18 +7,19 @@ from typing import Any
 
 from ..errors import SpecError
 from .base import Backend, GroupSpec, GroupState, Phase
-
-BACKENDS = {
-    "local": "serverless_score.backends.local:LocalBackend",
-}
+from .registry import BACKENDS
 
 __all__ = ["BACKENDS", "Backend", "GroupSpec", "GroupState", "Phase", "get_backend"]
 
 
-def get_backend(name: str, **options: Any) -> Backend:
+def get_backend(name: str, *, spec: Any = None, **options: Any) -> Backend:
+    """The backend called ``name``. With a job ``spec``, the backend class's ``from_spec(spec,
+    **options)`` builds it (image, resources, Azure settings come from the job); without one
+    the class is called with ``options`` (tests, tools)."""
     target = BACKENDS.get(name)
     if target is None:
         raise SpecError(f"backend: {name!r} is not available; choose one of {', '.join(BACKENDS)}")
-    module, _, cls = target.partition(":")
-    backend: Backend = getattr(importlib.import_module(module), cls)(**options)
+    module, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    backend: Backend = cls.from_spec(spec, **options) if spec is not None else cls(**options)
     return backend

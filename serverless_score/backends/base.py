@@ -30,6 +30,24 @@ class GroupState:
     detail: str = ""  # why it failed, in words a user can act on
 
 
+# Labels / tags every group carries, so any controller (or `cleanup`) can find it again.
+LABEL_JOB, LABEL_TASKS, LABEL_EXPIRES = "job", "tasks", "expires"
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """A group found by its labels: what ``cleanup`` and ``status`` need to know about it."""
+
+    name: str
+    job_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def expires(self) -> str | None:
+        """ISO 8601 UTC time after which no controller should still be watching it."""
+        return self.labels.get(LABEL_EXPIRES)
+
+
 @dataclass(frozen=True)
 class GroupSpec:
     """One container group (locally: one worker process) running ``task_ids`` one after another."""
@@ -71,4 +89,8 @@ class Backend(Protocol):
 
     def list_groups(self, job_id: str) -> list[str]:
         """Groups of this job that still exist (orphans of an earlier controller included)."""
+        ...
+
+    def list_all_groups(self) -> list[GroupInfo]:
+        """Every group this tool created that still exists, of any job (``cleanup``)."""
         ...

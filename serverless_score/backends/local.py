@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import GroupSpec, GroupState, Phase
+from .base import LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
 
 _GRACE_SECONDS = 3.0
 
@@ -26,6 +26,10 @@ class LocalBackend:
     def __init__(self, state_dir: str) -> None:
         self._dir = Path(state_dir)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @classmethod
+    def from_spec(cls, spec: object, *, state_dir: str) -> LocalBackend:
+        return cls(state_dir)  # a process needs no image or cloud settings
 
     def tasks_per_group(self, pending: int, max_parallel: int) -> int:
         # One long-lived worker per slot: Python and the model load once per worker, not per task.
@@ -82,6 +86,9 @@ class LocalBackend:
         self._pid_file(name).unlink(missing_ok=True)
 
     def list_groups(self, job_id: str) -> list[str]:
+        return [info.name for info in self.list_all_groups() if info.job_id == job_id]
+
+    def list_all_groups(self) -> list[GroupInfo]:
         found = []
         for pid_file in sorted(self._dir.glob("*.pid")):
             name = pid_file.stem
@@ -90,8 +97,7 @@ class LocalBackend:
             except ValueError:
                 continue
             if name in self._procs or _is_our_runner(int(pid_text), name):
-                if owner == job_id:
-                    found.append(name)
+                found.append(GroupInfo(name, owner, {LABEL_JOB: owner}))
             else:
                 pid_file.unlink(missing_ok=True)  # its worker ended on its own: nothing to stop
         return found

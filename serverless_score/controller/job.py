@@ -99,7 +99,7 @@ class Job:
         self.store_config = StoreConfig.from_spec(spec)
         self.store = get_store(spec.output, self.store_config)
         self.backend = backend or get_backend(
-            spec.backend, state_dir=self.layout.local_state_dir(cache_root()))
+            spec.backend, spec=spec, state_dir=self.layout.local_state_dir(cache_root()))
         self.progress: Progress = progress or _Quiet()
         self.poll_interval = poll_interval
         self._scheduler: Scheduler | None = None

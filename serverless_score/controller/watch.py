@@ -14,9 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ..backends import Backend, GroupSpec, GroupState, Phase
+from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS
 from ..errors import TaskFailed
 from ..layout import JobLayout
 from ..planning.partition import Span, anchored_tasks, pack_groups
@@ -47,6 +49,18 @@ class _Running:
     tasks: list[Task]
     attempts: dict[str, int]
     deadline: float
+
+
+def group_labels(job_id: str, tasks: Sequence[Task], lifetime: float) -> dict[str, str]:
+    """Tags of a group: its job, its tasks and when it should be gone (its deadline plus a grace
+    period), so ``cleanup --expired`` can delete what a dead controller left behind. ACI tag
+    values hold 256 characters: a long task list keeps its first and last id."""
+    ids = ",".join(t.id for t in tasks)
+    if len(ids) > 256:
+        ids = f"{tasks[0].id}..{tasks[-1].id}"
+    expires = datetime.now(UTC) + timedelta(seconds=lifetime) + timedelta(minutes=10)
+    return {LABEL_JOB: job_id, LABEL_TASKS: ids,
+            LABEL_EXPIRES: expires.replace(microsecond=0).isoformat().replace("+00:00", "Z")}
 
 
 def split_log(log_text: str) -> dict[str, str]:
@@ -186,7 +200,8 @@ class Scheduler:
             spec = GroupSpec(
                 name=name, job_id=self.job_id, task_ids=tuple(t.id for t in tasks),
                 env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
-                memory_gb=self.memory_gb, labels={"job": self.job_id},
+                memory_gb=self.memory_gb,
+                labels=group_labels(self.job_id, tasks, self.timeout * len(tasks)),
                 secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
             )
             self.backend.begin_create_group(spec)
