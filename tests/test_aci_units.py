@@ -5,6 +5,7 @@ budget, the quota check and the packing decision."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def test_an_image_or_a_registry_is_needed_and_identity_must_be_a_resource_id() -
            "SERVERLESS_SCORE_AZURE_LOCATION": "westeurope"}
     with pytest.raises(SpecError, match="needs an image"):
         AciSettings.resolve(_job(), env, "1")
-    with pytest.raises(SpecError, match="azure.identity"):
+    with pytest.raises(SpecError, match=r"azure\.identity"):
         AciSettings.resolve(_job(image=IMAGE, azure={"identity": "scorer"}), env, "1")
 
 
@@ -274,7 +275,7 @@ def test_polling_grows_with_age_and_not_with_polls() -> None:
         clock.now += 0.2
     assert gets[0] == pytest.approx(2.0, abs=0.2)
     assert 20 <= len(gets) <= 45, len(gets)  # instead of 3000 GETs
-    gaps = [b - a for a, b in zip(gets, gets[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(gets)]
     assert gaps[-1] == pytest.approx(30.0, abs=0.3) and gaps[2] < 2.0
 
 

@@ -60,6 +60,9 @@ class _Group:
 
 class AciBackend:
     name = "aci"
+    # Containers on Azure cannot read this machine's files: the job ships a local scorer script
+    # beside the output (controller/job.py), and settings refuse local model/input/output.
+    sees_local_files = False
 
     def __init__(self, settings: AciSettings, *, client: AciClient | None = None,
                  credential: Any = None, schedule: PollSchedule | None = None,
