@@ -230,7 +230,10 @@ class AciClient:
 
 
 def _scope(endpoint: str) -> str:
-    """The token scope of an ARM endpoint: the public cloud's, or the sovereign cloud's own."""
-    if endpoint.startswith("http://"):
-        return "https://management.azure.com/.default"  # an emulator accepts any token
+    """The token scope of an ARM endpoint: a sovereign cloud's own (its endpoint), the public
+    cloud's for the public endpoint and for a local emulator (which stands in for it)."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+        return "https://management.azure.com/.default"
     return endpoint.rstrip("/") + "/.default"
