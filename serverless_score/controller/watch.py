@@ -204,8 +204,10 @@ class Scheduler:
                 labels=group_labels(self.job_id, tasks, self.timeout * len(tasks)),
                 secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
             )
-            self.backend.begin_create_group(spec)
+            # Known before it is asked for: a Ctrl-C while the create call is in flight (the
+            # group may exist on the far side already) still finds it in stop_all.
             self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))
+            self.backend.begin_create_group(spec)
 
     def _collect(self, queue: deque[tuple[float, list[Task]]],
                  results: dict[str, TaskResult]) -> None:
