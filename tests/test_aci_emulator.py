@@ -86,21 +86,31 @@ def test_a_zero_exit_is_completed_and_the_group_succeeded(aci_emulator: Any) -> 
     assert (state.exit_code, state.detail_status) == (0, "Completed")
 
 
-def test_states_move_pending_running_terminated(aci_emulator: Any) -> None:
-    emu, client = aci_emulator, aci_emulator.client()
-    emu.slow_provisioning(0.6)
-    poller = client.container_groups.begin_create_or_update(
-        emu.resource_group, "slow", group(emu, container(command=sh("sleep 0.7"))), **FAST)
-    early = client.container_groups.get(emu.resource_group, "slow")
-    assert early.provisioning_state in ("Pending", "Creating")
-    assert early.instance_view.state == "Pending"
-    assert early.containers[0].instance_view.current_state.state == "Waiting"
-    assert not poller.done()
-    assert poller.result().provisioning_state == "Succeeded"
-    running = client.container_groups.get(emu.resource_group, "slow")
-    assert running.instance_view.state == "Running"
-    assert running.containers[0].instance_view.current_state.state == "Running"
-    assert wait_finished(emu, client, "slow").instance_view.state == "Succeeded"
+def test_states_move_pending_running_terminated(tmp_path: Path) -> None:
+    from aci_emulator import AciEmulator
+
+    with AciEmulator(work_dir=tmp_path / "emu", pending_seconds=0.4) as emu:
+        client = emu.client()
+        emu.slow_provisioning(0.6)
+        poller = client.container_groups.begin_create_or_update(
+            emu.resource_group, "slow", group(emu, container(command=sh("sleep 0.7"))), **FAST)
+        seen = []
+        while True:
+            got = client.container_groups.get(emu.resource_group, "slow")
+            view = got.instance_view
+            cview = got.containers[0].instance_view
+            seen.append((got.provisioning_state, view and view.state,
+                         cview and cview.current_state.state))
+            if view is not None and view.state == "Succeeded":
+                break
+            time.sleep(0.03)
+        assert poller.done() and poller.result().provisioning_state == "Succeeded"
+    phases = list(dict.fromkeys(seen))  # distinct, in order of first sight
+    # Just after the PUT there is no instance view at all; then Waiting while the image is
+    # pulled and the platform provisions; Running; Terminated.
+    assert phases == [("Pending", None, None), ("Creating", "Pending", "Waiting"),
+                      ("Succeeded", "Running", "Running"),
+                      ("Succeeded", "Succeeded", "Terminated")]
 
 
 def test_secure_values_reach_the_process_but_never_come_back(aci_emulator: Any) -> None:
@@ -472,6 +482,9 @@ def test_provisioning_failure_leaves_the_state_pending(aci_emulator: Any) -> Non
     got = client.container_groups.get(emu.resource_group, "doomed-1")
     assert got.provisioning_state == "Failed"
     assert got.instance_view.state == "Pending"  # a watcher waiting on state alone hangs
+    assert got.containers[0].instance_view.current_state.state == "Waiting"
+    assert [e.name for e in got.containers[0].instance_view.events] == ["Pulling", "Pulled"]
+    assert "not available" in got.instance_view.events[0].message
     assert emu.live_pids() == []
     create(emu, client, "doomed-2", group(emu))  # only the next one failed
 

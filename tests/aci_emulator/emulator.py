@@ -209,6 +209,13 @@ class AciEmulator:
     def reset_calls(self) -> None:
         with self.api.mutex:
             self.api.calls.clear()
+            self.api.log.clear()
+
+    @property
+    def requests(self) -> list[tuple[float, str, str, str, int]]:
+        """Every ARM request: (``time.monotonic()``, method, kind, path, status)."""
+        with self.api.mutex:
+            return list(self.api.log)
 
     @property
     def token_resources(self) -> list[str]:

@@ -114,6 +114,7 @@ class ContainerRun:
             for var in props.get("environmentVariables") or []
         ]
         props.setdefault("ports", [])
+        props.setdefault("command", [])
         if instance_view:
             view: dict[str, Any] = {"restartCount": self.restart_count,
                                     "currentState": dict(self.current),
@@ -197,6 +198,9 @@ class Group:
     def to_json(self, instance_view: bool) -> dict[str, Any]:
         body = copy.deepcopy(self.body)
         props = body.get("properties") or {}
+        # Right after the PUT, before the platform has scheduled anything, ARM shows no instance
+        # view at all (the SDK gives ``instance_view is None``): watchers must cope with that.
+        instance_view = instance_view and self.provisioning != "Pending"
         props["containers"] = [c.to_json(instance_view) for c in self.containers]
         props["provisioningState"] = self.provisioning
         props.setdefault("osType", "Linux")

@@ -156,13 +156,6 @@ class Engine:
         with self.lock:
             if group.deleted.is_set():
                 return
-            if failure is not None:
-                # Provisioning failed before anything ran: the group's state stays Pending (the
-                # trap a watcher must not wait on forever).
-                group.provisioning = "Failed"
-                group.operation.finish("Failed", {"code": failure.code, "message": failure.message})
-                add_event(group.events, "Failed", failure.message, "Warning")
-                return
             unpullable = [c for c in group.containers if self.inaccessible_at_pull(c.image)]
             for c in unpullable:
                 add_event(c.events, "Failed", f'Failed to pull image "{c.image}": rpc error: code '
@@ -179,6 +172,17 @@ class Engine:
                 return
             for c in group.containers:
                 add_event(c.events, "Pulled", f'Successfully pulled image "{c.image}"')
+            if failure is not None:
+                # Provisioning failed after the pull, before anything ran: provisioning Failed
+                # while the group's state stays Pending and the containers Waiting (as in the
+                # REST spec's ContainerGroupsGet_Failed example): a watcher that waits on the
+                # state alone waits forever.
+                for c in group.containers:
+                    c.current = {"state": "Waiting", "detailStatus": ""}
+                group.provisioning = "Failed"
+                group.operation.finish("Failed", {"code": failure.code, "message": failure.message})
+                add_event(group.events, "Failed", failure.message, "Warning")
+                return
         if not self._sleep(group, self.faults.provision_delay):
             return
         with self.lock:

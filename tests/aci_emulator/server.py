@@ -103,6 +103,8 @@ class ArmApi:
         self.limits = Limits()
         self.faults: list[InjectedFault] = []
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        # (monotonic time, method, kind, path, status) of every ARM request, for benchmarks.
+        self.log: list[tuple[float, str, str, str, int]] = []
         self.tokens: dict[str, float] = {}  # bearer token -> expiry (epoch seconds)
         self.token_resources: list[str] = []
         self.identity_header = secrets.token_urlsafe(16)
@@ -179,6 +181,8 @@ class ArmApi:
             self.calls[(method, kind)] += 1
         response = self._checked(method, kind, match.groups(), query, headers, body)
         self._add_common_headers(method, response)
+        with self.mutex:
+            self.log.append((time.monotonic(), method, kind, path, response.status))
         return response
 
     def _checked(self, method: str, kind: str, args: tuple[str, ...], query: dict[str, str],
