@@ -66,7 +66,9 @@ def test_lifecycle_create_poll_logs_delete(emu) -> None:
     (info,) = backend.list_all_groups()
     assert info.job_id == "job1" and info.expires == "2099-01-01T00:00:00Z"
     assert backend.get_logs("job1-t00000-1") == "hello from job1-t00000-1\n"
-    assert emu.secure_env_seen("job1-t00000-1", "runner", "SERVERLESS_SCORE_SECRETS") == "s3cr3t-value"
+    sent = {v["name"]: v for v in emu.group("job1-t00000-1").containers[0].spec["environmentVariables"]}
+    assert sent["SERVERLESS_SCORE_SECRETS"] == {"name": "SERVERLESS_SCORE_SECRETS",
+                                                "secureValue": "s3cr3t-value"}
     raw = backend.client._sdk.container_groups.get(emu.resource_group, "job1-t00000-1")
     env = {e.name: e for e in raw.containers[0].environment_variables}
     assert env["SERVERLESS_SCORE_SECRETS"].value is None and env["SERVERLESS_SCORE_SECRETS"].secure_value is None
