@@ -182,7 +182,7 @@ def test_interrupting_the_controller_deletes_every_group(sig, job_dir, make_job,
     running = procs.wait_for(lambda: len(aci_emulator.group_names()) == 2, timeout=60)
     assert running, "the groups never started"
     controller.send_signal(sig)
-    out, err = controller.communicate(timeout=60)
+    _out, err = controller.communicate(timeout=60)
     assert controller.returncode == 130, err
     assert aci_emulator.group_names() == []
     assert aci_emulator.live_pids() == []
