@@ -190,3 +190,37 @@ def test_polling_spends_few_arm_calls(emu) -> None:
     for name in names:
         backend.delete_group(name)
     assert emu.group_names() == []
+
+
+def test_async_delete_is_awaited_and_lists_are_paged(tmp_path, monkeypatch) -> None:
+    from aci_emulator import AciEmulator
+
+    with AciEmulator(work_dir=tmp_path / "emu", delete_mode="async") as emu:
+        for name in emu.CREDENTIAL_VARS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in emu.env().items():
+            monkeypatch.setenv(name, value)
+        emu.api.list_page_size = 1
+        emu.add_image(SHELL, ["sh", "-c", "sleep 30"])
+        backend = _backend(emu)
+        names = ["job1-d1-1", "job1-d2-1", "job1-d3-1"]
+        for name in names:
+            backend.begin_create_group(_group(name))
+        assert backend.list_groups("job1") == names  # three pages, followed
+        backend.delete_group("job1-d1-1")
+        assert emu.group_names() == ["job1-d2-1", "job1-d3-1"]  # gone when delete returns
+        assert emu.calls[("DELETE", "group")] == 1 and emu.calls[("GET", "operation")] >= 1
+        for name in names[1:]:
+            backend.delete_group(name)
+        assert emu.group_names() == []
+
+
+def test_a_group_deleted_behind_the_jobs_back_is_reported_gone(emu) -> None:
+    emu.add_image(SHELL, ["sh", "-c", "sleep 30"])
+    backend = _backend(emu)
+    backend.begin_create_group(_group("job1-v-1"))
+    emu.wait_for_state("job1-v-1", ["Running"])
+    emu.client().container_groups.begin_delete(emu.resource_group, "job1-v-1").result()
+    state = _wait(backend, ["job1-v-1"], timeout=30)["job1-v-1"]
+    assert state.phase is Phase.FAILED and "no longer exists" in state.detail
+    backend.delete_group("job1-v-1")

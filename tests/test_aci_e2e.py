@@ -186,3 +186,14 @@ def test_interrupting_the_controller_deletes_every_group(sig, job_dir, make_job,
     assert controller.returncode == 130, err
     assert aci_emulator.group_names() == []
     assert aci_emulator.live_pids() == []
+
+
+def test_a_hung_container_times_out_and_its_group_is_deleted(job_dir, make_job, aci_env,
+                                                              aci_emulator, azurite, container,
+                                                              cli) -> None:
+    aci_emulator.hang("*serverless-score*")
+    job = _command_job(make_job, job_dir, azurite, container, "cat", timeout="4s", retries=0)
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 1, result
+    assert result.json is not None and "timed out after 4s" in result.json["error"]["message"]
+    assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
