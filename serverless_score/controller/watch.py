@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..backends import Backend, GroupSpec, GroupState, Phase
 from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS
-from ..errors import TaskFailed
+from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
 from ..planning.partition import Span, anchored_tasks, pack_groups
 from ..planning.tasks import Task
@@ -173,10 +173,20 @@ class Scheduler:
         return results
 
     def stop_all(self) -> None:
-        """Delete every group still running (also on Ctrl-C / SIGTERM)."""
+        """Delete every group still running (also on Ctrl-C / SIGTERM). One delete that fails
+        does not stop the others; the survivors are named afterwards."""
+        survivors = []
         for name in list(self._running):
             self._running.pop(name)
-            self.backend.delete_group(name)
+            try:
+                self.backend.delete_group(name)
+            except Exception as err:
+                survivors.append(f"{name} ({err})")
+        if survivors:
+            raise ScoreError(
+                f"could not delete {len(survivors)} group(s): {'; '.join(survivors)}",
+                hint=f"They may still run (and cost): delete them with `serverless-score cleanup "
+                     f"--job {self.job_id}` or in the portal.")
 
     # -- internals ----------------------------------------------------------------------------
     def _launch(self, queue: deque[tuple[float, list[Task]]]) -> None:
