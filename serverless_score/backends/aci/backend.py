@@ -22,7 +22,7 @@ from typing import Any
 
 from ...errors import ScoreError
 from ..base import LABEL_EXPIRES, LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
-from .client import AciClient, CreateRejected, QuotaReached, Throttled
+from .client import AciClient, QuotaReached, Refused, Throttled
 from .groups import build_group
 from .polling import PollSchedule
 from .quota import fitting_parallel, shortfalls
@@ -127,7 +127,7 @@ class AciBackend:
             except Throttled as err:
                 self.schedule.pause(backoff(1, err.retry_after))
                 break
-            except CreateRejected as err:  # a 4xx on a GET: keep watching, say why in the log
+            except Refused as err:  # a 4xx on a GET: keep watching, say why in the log
                 log.warning("reading %s: %s", name, err)
                 self.schedule.checked(name)
                 continue
@@ -144,7 +144,7 @@ class AciBackend:
         try:
             return self.client.retrying(f"read the logs of {name}",
                                         lambda: self.client.logs(name), deadline=deadline)
-        except CreateRejected as err:  # e.g. the container never started: there is no log
+        except Refused as err:  # e.g. the container never started: there is no log
             return f"(no log: {err})\n"
 
     def delete_group(self, name: str) -> None:
@@ -159,7 +159,7 @@ class AciBackend:
 
         try:
             self.client.retrying(f"delete container group {name}", delete, deadline=deadline)
-        except CreateRejected as err:
+        except Refused as err:
             raise ScoreError(f"could not delete container group {name!r}: {err}",
                              hint="Delete it with `serverless-score cleanup` or the portal.") from err
 
@@ -206,7 +206,7 @@ class AciBackend:
             except QuotaReached as err:
                 self._quota_reached(group, str(err), now)
                 return
-            except CreateRejected as err:
+            except Refused as err:
                 group.state = GroupState(name, Phase.FAILED, None, _rejected(err, self.settings))
                 continue
             group.created = True
@@ -236,7 +236,7 @@ class AciBackend:
         self._check_quota = False
         try:
             usages = self.client.usage()
-        except (Throttled, CreateRejected) as err:
+        except (Throttled, Refused) as err:
             log.warning("could not read the ACI quota of %s (%s); going on",
                         self.settings.location, err)
             return
@@ -260,7 +260,7 @@ class AciBackend:
         except Throttled as err:
             self.schedule.pause(backoff(1, err.retry_after))
             return
-        except CreateRejected as err:  # the per-group reads still see everything
+        except Refused as err:  # the per-group reads still see everything
             log.warning("listing container groups: %s", err)
             return
         for name, group in self._groups.items():
@@ -290,7 +290,7 @@ class AciBackend:
             self.schedule.checked(name)
 
 
-def _rejected(err: CreateRejected, settings: AciSettings) -> str:
+def _rejected(err: Refused, settings: AciSettings) -> str:
     if err.code in ("InaccessibleImage", "RegistryErrorResponse"):
         return (f"could not pull its image {settings.image!r} ({err.code}: {err}); check the "
                 "image name and tag, and that [azure] identity has the AcrPull role on the "
