@@ -48,8 +48,8 @@ class Packing:
 
 @dataclass
 class _Group:
-    spec: GroupSpec
-    model: Any
+    name: str
+    model: Any  # the ContainerGroup to PUT; None for a group found in Azure (adopted)
     put_sent: bool = False  # a PUT left this machine: the group may exist, delete must be sent
     created: bool = False
     not_before: float = 0.0
@@ -113,10 +113,16 @@ class AciBackend:
     # -- lifecycle ----------------------------------------------------------------------------
     def begin_create_group(self, group: GroupSpec) -> None:
         model = build_group(group, self.settings)
-        self._groups[group.name] = _Group(group, model, state=GroupState(group.name, Phase.STARTING))
+        self._groups[group.name] = _Group(group.name, model,
+                                          state=GroupState(group.name, Phase.STARTING))
         self._pump()
 
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
+        """From the cache, refreshed by the poll schedule. A name this backend did not create
+        (``status`` from another process, a resumed job's orphans) is adopted and read now."""
+        for name in names:
+            if name not in self._groups:
+                self._adopt(name)
         self._pump()
         self._maybe_list()
         watched = [n for n in names if (g := self._groups.get(n)) and g.created
@@ -132,9 +138,7 @@ class AciBackend:
                 self.schedule.checked(name)
                 continue
             self._record(name, found)
-        return {n: self._groups[n].state if n in self._groups
-                else GroupState(n, Phase.FAILED, None, "is not known to this controller")
-                for n in names}
+        return {n: self._groups[n].state for n in names}
 
     def get_logs(self, name: str) -> str:
         group = self._groups.get(name)
@@ -213,8 +217,14 @@ class AciBackend:
             self._quota_since = None
             self.schedule.add(name)
 
+    def _adopt(self, name: str) -> None:
+        self._groups[name] = _Group(name, None, put_sent=True, created=True,
+                                    state=GroupState(name, Phase.STARTING))
+        self.schedule.add(name)
+        self.schedule.urgent(name)
+
     def _waiting(self, group: _Group, why: str) -> None:
-        group.state = GroupState(group.spec.name, Phase.STARTING, None, why)
+        group.state = GroupState(group.name, Phase.STARTING, None, why)
 
     def _quota_reached(self, group: _Group, message: str, now: float) -> None:
         running = [g for g in self._groups.values() if g.created and not g.state.phase.finished]
@@ -274,7 +284,7 @@ class AciBackend:
         group = self._groups[name]
         if found is None:
             group.missing += 1
-            if group.missing >= _GONE_AFTER:
+            if group.missing >= _GONE_AFTER or group.model is None:  # adopted: no PUT to lag
                 group.state = GroupState(name, Phase.FAILED, None,
                                          "no longer exists (deleted outside this job?)")
                 self.schedule.forget(name)
