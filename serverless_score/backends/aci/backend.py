@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 QUOTA_WAIT = 600.0  # how long to wait for quota to free up (none of our groups running) before failing
 DELETE_TIMEOUT = 300.0
 LOGS_TIMEOUT = 120.0
+MAX_TASKS_PER_GROUP = 50
 _GONE_AFTER = 2  # 404s in a row before a group counts as gone (ARM reads can lag a PUT briefly)
 
 
@@ -97,12 +98,18 @@ class AciBackend:
         typically 20-90 s, billed) and one create + one delete + one log read against ARM's
         100-creates-per-5-minutes quota. Running a slot's share of the tasks in one container
         pays that once per slot instead of once per task. A task that fails is retried alone in
-        a new group, so a long group costs nothing extra on failure."""
-        per = max(1, math.ceil(pending / max(1, max_parallel)))
+        a new group, so a long group costs nothing extra on failure.
+
+        At most ``MAX_TASKS_PER_GROUP`` tasks per group (then groups run in waves): the work
+        order travels in an environment variable, and a stopped container keeps only its last
+        1,000 log lines, so a group of thousands of tasks would lose its early tasks' logs."""
+        per = min(MAX_TASKS_PER_GROUP, max(1, math.ceil(pending / max(1, max_parallel))))
         groups = math.ceil(pending / per) if pending else 0
         why = (f"{pending} tasks in {groups} container group(s) of up to {per} task(s) run one "
                "after another: one cold start (image pull, runtime and model load) and one "
                "create/delete per group, not per task")
+        if groups > max_parallel:
+            why += f"; at most {max_parallel} at once"
         return Packing(per, groups, why)
 
     def tasks_per_group(self, pending: int, max_parallel: int) -> int:
