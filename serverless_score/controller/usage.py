@@ -81,7 +81,7 @@ class UsageMeter:
         if not billed:
             cost: float | None = 0.0
         else:
-            cost = round(cost_of(vcpu_s, gb_s, price), 6) if price is not None else None
+            cost = round(cost_of(vcpu_s, gb_s, price), 9) if price is not None else None
         return {
             "groups": len(done),
             "container_seconds": round(seconds, 3),
