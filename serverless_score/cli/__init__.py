@@ -113,7 +113,7 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "backend": planned.spec.backend, "max_parallel": planned.spec.max_parallel,
             "input_bytes": planned.total_bytes,
             "groups": [[t.id for t in group] for group in cost.groups],
-            "estimate": cost.estimate.to_dict(),
+            "estimate": cost.estimate.to_dict(), "max_cost": planned.spec.max_cost,
             "pricing": cost.pricing.describe(),
             "price_tables": list(cost.pricing.table.sources),
         }))
@@ -121,8 +121,8 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
     console = Console()
     console.print(plan_table(planned))
     console.print(plan_summary(planned), highlight=False)
-    console.print(estimate_lines(cost.estimate, cost.pricing.describe(), cost.groups),
-                  highlight=False, markup=False)
+    console.print(estimate_lines(cost.estimate, cost.pricing.describe(), cost.groups,
+                                 planned.spec.max_cost), highlight=False, markup=False)
 
 
 @app.command("push-model")

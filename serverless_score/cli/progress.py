@@ -108,7 +108,8 @@ def summary(result: JobResult) -> str:
     return "\n".join(lines)
 
 
-def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]]) -> str:
+def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
+                   max_cost: float | None = None) -> str:
     """The plan's groups, cores, core-seconds and cost, with every assumption behind them."""
     a = est.assumptions
     if not est.billed:
@@ -118,6 +119,9 @@ def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]]) -
     else:
         currency = est.price.currency if est.price else "USD"
         cost = f"estimated cost {est.cost:.4f} {currency} ({pricing_text})"
+    if max_cost is not None and est.cost is not None:
+        verdict = "within" if est.cost <= max_cost else "ABOVE (run refuses to start)"
+        cost += f"; {verdict} max_cost = {max_cost:g}"
     lines = [
         f"groups:   {est.groups} ({est.packing}); {est.cpu:g} vCPU and {est.memory_gb:g} GB each, "
         f"up to {est.max_parallel} at once",

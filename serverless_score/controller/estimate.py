@@ -74,8 +74,8 @@ def check_max_cost(spec: JobSpec, est: Estimate, pricing: Pricing) -> None:
     """Refuse to start a job whose estimate is above its ``max_cost`` (or cannot be made)."""
     if spec.max_cost is None:
         return
-    how = ("Raise max_cost in the job (or --set max_cost=N), make the job cheaper (fewer cpu or "
-           "memory_gb per group, fewer tasks per group), or remove max_cost.")
+    how = ("Raise max_cost in the job (or --set max_cost=N), request less per group "
+           "(resources.cpu, resources.memory_gb), or remove max_cost.")
     if est.cost is None:
         raise SpecError(
             f"max_cost: {spec.max_cost:g} is set, but the cost cannot be estimated: "
