@@ -269,3 +269,30 @@ def test_the_manifest_records_container_seconds_and_their_cost(job_dir, make_job
     assert usage["cost"] > 0 and usage["estimate"]["cost"] > 0
     per_task = [t["container_seconds"] for t in manifest["tasks"]]
     assert sum(per_task) == pytest.approx(usage["container_seconds"], abs=0.01)
+
+
+@pytest.mark.azurite
+def test_status_and_logs_read_a_job_whose_output_is_in_blob_storage(job_dir, make_job, blob_env,
+                                                                    azurite, container, cli):
+    keys = write_rows(job_dir / "data.csv", 20)
+    marker = job_dir / "failed-once"
+    command = (f'if [ "$TASK_INDEX" -eq 1 ] && [ ! -e {marker} ]; then touch {marker}; '
+               f'echo "first try fails" >&2; exit 3; fi; {SCORE}')
+    output = f"az://{container}/scores/s.txt"
+    job = make_job(job_dir, name="ops-blob", input="data.csv", output=output, runtime="command",
+                   scorer=command, chunks=2, retries=1)
+    run = cli("run", job, "--json", "-q")
+    assert run.code == 0, run
+    # By the output URI alone (and by its manifest): everything comes from the blobs.
+    for target in (output, f"{output}.manifest.json"):
+        status = cli("status", target, "--json", cwd=job_dir.parent)
+        assert status.code == 0, status
+        assert status.json["state"] == "succeeded" and status.json["rows"] == len(keys)
+        assert status.json["manifest"] == f"{output}.manifest.json"
+        attempts = {t["id"]: t["attempts"] for t in status.json["tasks"]}
+        assert attempts == {"t00000": 1, "t00001": 2}
+        assert status.json["usage"]["groups"] == 3  # two groups, then the retry's
+    first = cli("logs", output, "--task", "1", "--attempt", "1")
+    assert first.code == 0 and "first try fails" in first.stdout, first
+    assert f"{output}.work/tasks/t00001/attempt-1.log" in first.stderr
+    assert "first try fails" not in cli("logs", output, "--task", "1").stdout
