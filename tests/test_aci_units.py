@@ -359,3 +359,18 @@ def test_a_worker_with_a_group_identity_asks_for_that_identity(monkeypatch) -> N
         assert isinstance(azure_auth.default_credential(), DefaultAzureCredential)
     finally:
         azure_auth.default_credential.cache_clear()
+
+
+def test_plan_shows_the_aci_packing_and_why_without_azure_settings(job_dir, make_job, cli,
+                                                                    monkeypatch) -> None:
+    for name in ("AZURE_SUBSCRIPTION_ID", "SERVERLESS_SCORE_AZURE_SUBSCRIPTION_ID",
+                 "SERVERLESS_SCORE_AZURE_RESOURCE_GROUP", "SERVERLESS_SCORE_AZURE_LOCATION"):
+        monkeypatch.delenv(name, raising=False)
+    (job_dir / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(500)))
+    job = make_job(job_dir, name="p", runtime="command", scorer="cat", input="in.csv",
+                   output="out.csv", chunks=10, max_parallel=4, backend="aci")
+    planned = cli("plan", job, "--json")
+    assert planned.code == 0, planned
+    assert [len(g) for g in planned.json["groups"]] == [3, 3, 3, 1]
+    assert planned.json["estimate"]["packing"].startswith(
+        "10 tasks in 4 container group(s) of up to 3 task(s) run one after another: one cold start")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends import Backend
 from ..errors import ScoreError, SpecError
@@ -49,13 +50,30 @@ class Pricing:
 
 
 def tasks_per_group(plan: Plan, backend: Backend | None) -> tuple[int, str]:
-    """How the scheduler will pack the plan's tasks (it asks the backend), and why in words."""
+    """How the scheduler will pack the plan's tasks (it asks the backend), and why in words.
+    A backend class that explains its packing (``packing(pending, max_parallel)``, e.g. aci)
+    is asked even when it cannot be built here (no Azure settings yet)."""
     pending, parallel = len(plan.tasks), plan.spec.max_parallel
+    explained = _packing_of(plan.spec.backend, pending, parallel)
     if backend is not None:
         per = backend.tasks_per_group(pending, parallel)
+        if explained is not None and explained.tasks_per_group == per:
+            return per, str(explained.why)
         return per, f"{per} task(s) per group, as the {backend.name} backend packs {pending} tasks for {parallel} slots"
+    if explained is not None:
+        return int(explained.tasks_per_group), str(explained.why)
     per = max(1, -(-pending // parallel))
     return per, f"{per} task(s) per group (assumed: one group per slot; the backend could not be built)"
+
+
+def _packing_of(name: str, pending: int, parallel: int) -> Any:
+    from ..backends import backend_class
+
+    try:
+        packing = getattr(backend_class(name), "packing", None)
+    except ScoreError:
+        return None
+    return packing(pending, parallel) if packing is not None else None
 
 
 def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = None) -> Estimate:
