@@ -95,6 +95,9 @@ def test_python_churn_through_aci_equals_the_local_run(churn_example, aci_env, a
     assert _blob(azurite, container, "scores/churn.csv") == expected
     manifest = json.loads(_blob(azurite, container, "scores/churn.csv.manifest.json"))
     assert manifest["backend"] == "aci" and manifest["storage"]["worker_access"] == "sas"
+    usage = manifest["usage"]  # billed seconds from ACI's instance view: pull start to finish
+    assert usage["groups"] == 2 and usage["billed"] and usage["vcpu_seconds"] > 0
+    assert {g["measured_by"] for g in usage["per_group"]} == {"backend"}
     log = _blob(azurite, container, "scores/churn.csv.work/tasks/t00001/attempt-1.log").decode()
     assert "::task t00001 ok" in log  # the container's log was saved before its group went
     assert aci_emulator.group_names() == []  # every group deleted
