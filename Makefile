@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite demo test lint bench bench-r clean
+.PHONY: setup r-setup azurite demo test lint bench bench-r bench-aci clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -51,6 +51,10 @@ bench: setup
 ## bench-r: R randomForest and glm, the tool vs a bare Rscript (fread/predict/fwrite); see bench/RESULTS.md
 bench-r: setup
 	$(BIN)/python bench/bench_r.py
+
+## bench-aci: ARM calls per task and controller overhead of the ACI backend, against the local emulator
+bench-aci: setup azurite
+	$(BIN)/python bench/bench_aci.py
 
 clean:
 	rm -rf examples/*/out examples/*/data examples/*/model
