@@ -248,6 +248,20 @@ def test_a_finished_container_leaves_no_orphans(aci_emulator: Any) -> None:
     assert wait_for(lambda: emu.live_pids() == [], timeout=5)
 
 
+def test_a_delete_racing_the_start_leaves_nothing(tmp_path: Path) -> None:
+    from aci_emulator import AciEmulator
+
+    with AciEmulator(work_dir=tmp_path / "emu", pending_seconds=0, pull_seconds=0) as emu:
+        client = emu.client()
+        cg = group(emu, *(container(f"c{i}", command=sh("sleep 300")) for i in range(3)))
+        for i in range(8):
+            client.container_groups.begin_create_or_update(emu.resource_group, f"race-{i}", cg,
+                                                           polling=False)
+            time.sleep(0.005 * i)  # delete at different points of the start
+            client.container_groups.begin_delete(emu.resource_group, f"race-{i}").result()
+            assert emu.live_pids() == [], f"race-{i}"
+
+
 def test_async_delete_answers_202_and_polls_an_operation(tmp_path: Path) -> None:
     from aci_emulator import AciEmulator
 
