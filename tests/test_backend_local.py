@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from serverless_score.backends import GroupSpec, Phase, get_backend
-from serverless_score.backends.local import LocalBackend
+from serverless_score.backends.local import LocalBackend, _is_our_runner
 from serverless_score.runner.contract import ENV_GROUP, ENV_WORK
 
 # Unique per session: groups are also found through /proc, machine-wide, and other test sessions
@@ -118,6 +118,11 @@ def test_a_new_backend_instance_finds_and_stops_orphans(tmp_path: Path) -> None:
     first = LocalBackend(str(tmp_path / "groups"))
     first.begin_create_group(_group("g-orphan", _shard_work(tmp_path, "sleep 60"), job=OTHER_JOB))
     pid = first._procs["g-orphan"].pid
+    # Between fork and exec the child still has our environment, not the runner's: a new
+    # controller comes long after that; this test must wait for it on a loaded machine.
+    deadline = time.monotonic() + 10
+    while not _is_our_runner(pid, "g-orphan") and time.monotonic() < deadline:
+        time.sleep(0.02)
     second = LocalBackend(str(tmp_path / "groups"))  # knows nothing but the pid files
     assert second.list_groups(OTHER_JOB) == ["g-orphan"]
     assert second.list_groups("another-job") == []
