@@ -1,0 +1,31 @@
+"""What a Logic App's container group hands the controller it starts: environment variables, all
+plain (no secrets: the group's managed identity does the authenticating). Shared by the template
+generator (which writes them into the workflow) and the controller role (which reads them)."""
+
+from __future__ import annotations
+
+# Makes `python -m serverless_score.runner` (every image's entrypoint) run `serverless-score run`
+# instead of a work order, so any image with the runner installed can be the controller.
+ROLE = "SERVERLESS_SCORE_ROLE"
+ROLE_CONTROLLER = "controller"
+JOB = "SERVERLESS_SCORE_JOB"          # the job as JSON (the template's `job` parameter)
+JOB_URI = "SERVERLESS_SCORE_JOB_URI"  # or: a TOML job file in blob storage (wins when set)
+# Overrides from the HTTP request (empty = not given); SET is a JSON object of job keys
+# (dotted for tables: {"chunks": 8, "resources.cpu": 2}), applied like --set.
+INPUT = "SERVERLESS_SCORE_INPUT"
+OUTPUT = "SERVERLESS_SCORE_OUTPUT"
+MODEL = "SERVERLESS_SCORE_MODEL"
+SET = "SERVERLESS_SCORE_SET"
+DATE = "SERVERLESS_SCORE_DATE"        # replaces {date} in model/input/output (YYYY-MM-DD)
+# Where the workers go when the job does not say: the deployment's subscription, resource group,
+# region and identity.
+SUBSCRIPTION = "SERVERLESS_SCORE_SUBSCRIPTION_ID"
+RESOURCE_GROUP = "SERVERLESS_SCORE_RESOURCE_GROUP"
+LOCATION = "SERVERLESS_SCORE_LOCATION"
+IDENTITY = "SERVERLESS_SCORE_IDENTITY"
+REGISTRY = "SERVERLESS_SCORE_REGISTRY"
+ARM_ENDPOINT = "SERVERLESS_SCORE_ARM_ENDPOINT"
+CLIENT_ID = "AZURE_CLIENT_ID"  # which user-assigned identity DefaultAzureCredential asks for
+
+CONTROLLER_CONTAINER = "controller"
+ACI_API_VERSION = "2023-05-01"
