@@ -48,7 +48,7 @@ def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def job_from_env(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
-    """The job dict after the request's overrides, {date} and the deployment's placement."""
+    """The job dict after the request's overrides and {date}."""
     env = os.environ if env is None else env
     raw, source = _job_from_env(env)
     try:
@@ -68,13 +68,9 @@ def job_from_env(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], 
             if not date:
                 raise SpecError(f"{key} has {{date}} but no date was given ({c.DATE})")
             raw[key] = raw[key].replace("{date}", date)
+    # Subscription, resource group, region and identity come from the environment the workflow
+    # set (SERVERLESS_SCORE_AZURE_*) unless the job names its own: the ACI backend's fallbacks.
     raw.setdefault("backend", "aci")
-    azure = raw.setdefault("azure", {})
-    for key, name in (("subscription_id", c.SUBSCRIPTION), ("resource_group", c.RESOURCE_GROUP),
-                      ("location", c.LOCATION), ("identity", c.IDENTITY),
-                      ("registry", c.REGISTRY)):
-        if env.get(name) and key not in azure:
-            azure[key] = env[name]
     return raw, source
 
 
