@@ -145,7 +145,6 @@ def test_unknown_key_without_a_close_match() -> None:
         ("name", "a" * 41, ["name:", "1-40"]),
         ("name", "churn\n", ["name:", "got 'churn\\n'"]),
         ("chunks", 0, ["chunks:", "greater than or equal to 1", "got 0"]),
-        ("backend", "aci", ["backend:", "not available in this version"]),
         ("backend", "lambda", ["backend:", "got 'lambda'"]),
         ("resources", {"cpu": 0}, ["resources.cpu:", "greater than 0"]),
         ("max_parallel", 2.5, ["max_parallel:", "got 2.5"]),

@@ -64,6 +64,9 @@ class GroupSpec:
 
 
 class Backend(Protocol):
+    """A backend may also set ``sees_local_files = False`` (containers elsewhere): the job then
+    stores a local scorer script beside the output for its workers (default: True)."""
+
     name: str
 
     def tasks_per_group(self, pending: int, max_parallel: int) -> int:

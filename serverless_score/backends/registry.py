@@ -3,4 +3,5 @@ central ``if``. Kept free of imports so the spec can check a name without import
 
 BACKENDS = {
     "local": "serverless_score.backends.local:LocalBackend",
+    "aci": "serverless_score.backends.aci:AciBackend",
 }

@@ -43,6 +43,7 @@ class WorkerAccess:
     config: StoreConfig
     model: str | None
     timeout: float
+    extra_reads: tuple[str, ...] = ()  # e.g. a scorer script shipped beside the output
 
     @classmethod
     def decide(cls, spec: JobSpec, config: StoreConfig) -> WorkerAccess:
@@ -68,6 +69,8 @@ class WorkerAccess:
         wanted: dict[str, str] = {}
         if self.model:
             wanted[self.model] = READ
+        for uri in self.extra_reads:
+            wanted[uri] = READ
         for order in orders:
             if order.task.path:
                 wanted[order.task.path] = READ

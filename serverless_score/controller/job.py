@@ -8,6 +8,7 @@ created; SIGTERM is turned into the same path as Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import platform
@@ -15,13 +16,14 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from ..backends import Backend, get_backend
-from ..errors import JobInterrupted, ScoreError
+from ..errors import InputError, JobInterrupted, ScoreError
 from ..layout import JobLayout
 from ..planning import Plan, make_plan
 from ..planning.partition import chain_breaks
@@ -134,9 +136,12 @@ class Job:
         self.progress.job_started(len(tasks))
         for task_id, result in results.items():
             self.progress.task_done(tasks[task_id], result)
+        work = self._work_order(plan, model)
+        if work.scorer != self.spec.scorer:  # shipped beside the output: the workers read it
+            access = replace(access, extra_reads=(work.scorer,))
         scheduler = self._scheduler = Scheduler(
             job_id=plan.job_id, backend=self.backend, store=self.store, layout=self.layout,
-            work=self._work_order(plan, model), progress=self.progress,
+            work=work, progress=self.progress,
             max_parallel=self.spec.max_parallel, retries=self.spec.retries,
             timeout=self.spec.timeout, cpu=self.spec.resources.cpu,
             memory_gb=self.spec.resources.memory_gb, poll_interval=self.poll_interval,
@@ -245,12 +250,30 @@ class Job:
         spec = self.spec
         return WorkOrder(
             job_id=plan.job_id, format=spec.format, record_pattern=spec.record_pattern,
-            runtime=spec.runtime, scorer=spec.scorer, predict_method=spec.predict_method,
+            runtime=spec.runtime, scorer=self._scorer_for_workers(), predict_method=spec.predict_method,
             id_columns=list(spec.id_columns), model=spec.model, output_format=plan.output_format,
             storage=self.store_config.public(),
             model_sha256=model.sha256 if model is not None else None,
             predict_args=dict(spec.predict_args), on_unknown_level=spec.on_unknown_level,
         )
+
+    def _scorer_for_workers(self) -> str:
+        """The scorer script as the workers can reach it. A backend whose workers cannot see
+        this machine's files (containers on Azure) gets a copy stored beside the output, under
+        its content hash (a changed script is a new name; a rerun reuses the same copy)."""
+        scorer = self.spec.scorer
+        if (self.spec.runtime == "command" or scorer == "predict" or "://" in scorer
+                or getattr(self.backend, "sees_local_files", True)):
+            return scorer
+        try:
+            data = Path(scorer).read_bytes()
+        except OSError as err:
+            raise InputError(f"scorer: cannot read {scorer!r}: {err.strerror or err}",
+                             retryable=False) from None
+        uri = f"{self.layout.work}/scorer/{hashlib.sha256(data).hexdigest()[:16]}/{Path(scorer).name}"
+        if not self.store.exists(uri):
+            self.store.write_bytes(uri, data)
+        return uri
 
     @staticmethod
     def _boundary_breaks(tasks: dict[str, Task], results: dict[str, TaskResult]) -> list[tuple[str, int]]:

@@ -45,7 +45,7 @@ def _start_r_early(text: str) -> None:
     if not isinstance(raw, dict) or raw.get("runtime") != "r":
         return
     model = raw.get("model")
-    if not isinstance(model, str) or "://" in model:
+    if not isinstance(model, str) or "://" in model or "://" in str(raw.get("scorer", "")):
         return
     from .r_scorer import SESSIONS
 
@@ -72,6 +72,18 @@ def _store_config(work: WorkOrder) -> StoreConfig:
     return config
 
 
+def _local_scorer(work: WorkOrder, config: StoreConfig) -> WorkOrder:
+    """A scorer script stored as a blob (shipped there by the controller for workers that
+    cannot see its machine) is downloaded once; the scorers then load it as a file."""
+    from dataclasses import replace
+
+    if work.runtime == "command" or "://" not in work.scorer:
+        return work
+    from .models import fetch_model
+
+    return replace(work, scorer=fetch_model(work.scorer, None, config))
+
+
 def _load_order(text: str) -> WorkOrder:
     from .contract import WorkOrder
 
@@ -96,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     from .execute import run_task
 
     config = _store_config(work)
+    try:
+        work = _local_scorer(work, config)
+    except ScoreError as err:  # every task needs the script: each fails with the reason
+        for order in work.orders:
+            print(f"{MARKER} {order.task.id} failed: {err.message}", flush=True)
+        return 1
     failed = 0
     for order in work.orders:
         task_id = order.task.id

@@ -1,0 +1,295 @@
+"""``backend = "aci"``: each group is one Azure container group with one container running the
+runner image, ``restart_policy = Never``.
+
+The scheduler (``controller/watch.py``) calls ``get_states`` every 0.2 s. This backend answers
+from a cache and spends ARM calls by its own policy (``polling.PollSchedule``): per task about
+1 create + 1 delete + 1 logs + a number of GETs that grows with the group's lifetime (log, then
+linear at one per 30 s), under a job-wide read budget, plus one list call per 30 s for the whole
+job. Creations go through a token bucket (``[azure] creates_per_minute``) and never block the
+scheduler: a group waiting for its turn (or after a 429) reports STARTING and is created by a
+later call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import ScoreError
+from ..base import LABEL_EXPIRES, LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
+from .client import AciClient, CreateRejected, QuotaReached, Throttled
+from .groups import build_group
+from .polling import PollSchedule
+from .quota import fitting_parallel, shortfalls
+from .settings import AciSettings
+from .states import group_state
+from .throttle import TokenBucket, backoff
+
+log = logging.getLogger(__name__)
+QUOTA_WAIT = 600.0  # how long to wait for quota to free up (none of our groups running) before failing
+DELETE_TIMEOUT = 300.0
+LOGS_TIMEOUT = 120.0
+_GONE_AFTER = 2  # 404s in a row before a group counts as gone (ARM reads can lag a PUT briefly)
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How tasks go into groups, and why (what ``plan`` shows)."""
+
+    tasks_per_group: int
+    groups: int
+    why: str
+
+
+@dataclass
+class _Group:
+    spec: GroupSpec
+    model: Any
+    put_sent: bool = False  # a PUT left this machine: the group may exist, delete must be sent
+    created: bool = False
+    not_before: float = 0.0
+    attempts: int = 0
+    missing: int = 0
+    state: GroupState = field(default_factory=lambda: GroupState("", Phase.STARTING))
+
+
+class AciBackend:
+    name = "aci"
+    # Containers on Azure cannot read this machine's files: the job ships a local scorer script
+    # beside the output (controller/job.py), and settings refuse local model/input/output.
+    sees_local_files = False
+
+    def __init__(self, settings: AciSettings, *, client: AciClient | None = None,
+                 credential: Any = None, schedule: PollSchedule | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, quota_wait: float = QUOTA_WAIT,
+                 delete_timeout: float = DELETE_TIMEOUT, check_quota: bool = True) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.client = client or AciClient(settings, credential, sleep=sleep, clock=clock)
+        self.schedule = schedule or PollSchedule(clock=clock)
+        self.creates = TokenBucket(settings.creates_per_minute, clock=clock)
+        self.quota_wait = quota_wait
+        self.delete_timeout = delete_timeout
+        self._check_quota = check_quota
+        self._expected_groups = settings.max_parallel
+        self._groups: dict[str, _Group] = {}
+        self._quota_since: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Any, *, state_dir: str = "") -> AciBackend:
+        from ... import __version__
+
+        # state_dir is unused: everything a later controller needs is in the groups' tags.
+        return cls(AciSettings.resolve(spec, os.environ, __version__))
+
+    # -- packing ------------------------------------------------------------------------------
+    @staticmethod
+    def packing(pending: int, max_parallel: int) -> Packing:
+        """Tasks run one after another in one container per group, ``max_parallel`` groups.
+
+        On ACI every group pays a cold start (scheduling, image pull, runtime and model load:
+        typically 20-90 s, billed) and one create + one delete + one log read against ARM's
+        100-creates-per-5-minutes quota. Running a slot's share of the tasks in one container
+        pays that once per slot instead of once per task. A task that fails is retried alone in
+        a new group, so a long group costs nothing extra on failure."""
+        per = max(1, math.ceil(pending / max(1, max_parallel)))
+        groups = math.ceil(pending / per) if pending else 0
+        why = (f"{pending} tasks in {groups} container group(s) of up to {per} task(s) run one "
+               "after another: one cold start (image pull, runtime and model load) and one "
+               "create/delete per group, not per task")
+        return Packing(per, groups, why)
+
+    def tasks_per_group(self, pending: int, max_parallel: int) -> int:
+        packing = self.packing(pending, max_parallel)
+        self._expected_groups = max(1, min(max_parallel, packing.groups))
+        return packing.tasks_per_group
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def begin_create_group(self, group: GroupSpec) -> None:
+        model = build_group(group, self.settings)
+        self._groups[group.name] = _Group(group, model, state=GroupState(group.name, Phase.STARTING))
+        self._pump()
+
+    def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
+        self._pump()
+        self._maybe_list()
+        watched = [n for n in names if (g := self._groups.get(n)) and g.created
+                   and not g.state.phase.finished]
+        for name in self.schedule.due(watched):
+            try:
+                found = self.client.get(name)
+            except Throttled as err:
+                self.schedule.pause(backoff(1, err.retry_after))
+                break
+            except CreateRejected as err:  # a 4xx on a GET: keep watching, say why in the log
+                log.warning("reading %s: %s", name, err)
+                self.schedule.checked(name)
+                continue
+            self._record(name, found)
+        return {n: self._groups[n].state if n in self._groups
+                else GroupState(n, Phase.FAILED, None, "is not known to this controller")
+                for n in names}
+
+    def get_logs(self, name: str) -> str:
+        group = self._groups.get(name)
+        if group is not None and not group.put_sent:
+            return ""
+        deadline = self.clock() + LOGS_TIMEOUT
+        try:
+            return self.client.retrying(f"read the logs of {name}",
+                                        lambda: self.client.logs(name), deadline=deadline)
+        except CreateRejected as err:  # e.g. the container never started: there is no log
+            return f"(no log: {err})\n"
+
+    def delete_group(self, name: str) -> None:
+        group = self._groups.pop(name, None)
+        self.schedule.forget(name)
+        if group is not None and not group.put_sent:
+            return  # it never left this machine
+        deadline = self.clock() + self.delete_timeout
+
+        def delete() -> None:
+            self.client.delete(name, timeout=max(1.0, deadline - self.clock()))
+
+        try:
+            self.client.retrying(f"delete container group {name}", delete, deadline=deadline)
+        except CreateRejected as err:
+            raise ScoreError(f"could not delete container group {name!r}: {err}",
+                             hint="Delete it with `serverless-score cleanup` or the portal.") from err
+
+    def list_groups(self, job_id: str) -> list[str]:
+        return [info.name for info in self.list_all_groups() if info.job_id == job_id]
+
+    def list_all_groups(self) -> list[GroupInfo]:
+        groups = self.client.retrying("list container groups", self.client.list,
+                                      deadline=self.clock() + LOGS_TIMEOUT)
+        found = []
+        for item in groups:
+            tags = dict(item.tags or {})
+            if LABEL_JOB in tags and LABEL_EXPIRES in tags:  # made by this tool
+                found.append(GroupInfo(item.name, tags[LABEL_JOB], tags))
+        return sorted(found, key=lambda g: g.name)
+
+    @property
+    def arm_calls(self) -> dict[str, int]:
+        return dict(self.client.calls)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Create waiting groups, oldest first, as the creation budget allows."""
+        now = self.clock()
+        for name, group in list(self._groups.items()):
+            if group.created or group.state.phase.finished or group.not_before > now:
+                continue
+            if self._check_quota:
+                self._quota_check()
+            if not self.creates.take():
+                self._waiting(group, "waiting for its turn to be created ([azure] "
+                              "creates_per_minute)")
+                return
+            group.attempts += 1
+            group.put_sent = True
+            try:
+                self.client.create(name, group.model)
+            except Throttled as err:
+                wait = backoff(group.attempts, err.retry_after)
+                self.creates.block_for(wait)
+                group.not_before = now + wait
+                self._waiting(group, f"Azure is throttling creations; next try in {wait:.0f}s")
+                return
+            except QuotaReached as err:
+                self._quota_reached(group, str(err), now)
+                return
+            except CreateRejected as err:
+                group.state = GroupState(name, Phase.FAILED, None, _rejected(err, self.settings))
+                continue
+            group.created = True
+            self._quota_since = None
+            self.schedule.add(name)
+
+    def _waiting(self, group: _Group, why: str) -> None:
+        group.state = GroupState(group.spec.name, Phase.STARTING, None, why)
+
+    def _quota_reached(self, group: _Group, message: str, now: float) -> None:
+        running = [g for g in self._groups.values() if g.created and not g.state.phase.finished]
+        if self._quota_since is None or running:
+            self._quota_since = now  # our own groups will free quota when they finish
+        if now - self._quota_since > self.quota_wait:
+            raise ScoreError(
+                f"the ACI quota in {self.settings.location} is used up and did not free up in "
+                f"{self.quota_wait:g}s: {message}",
+                hint="Delete unused container groups (serverless-score cleanup), lower "
+                     "max_parallel or [resources] cpu, or request a quota increase for Azure "
+                     "Container Instances in this region.", retryable=False)
+        wait = backoff(group.attempts, None, cap=30.0)
+        group.not_before = now + wait
+        self._waiting(group, f"the region's ACI quota is used up ({message}); waiting")
+
+    def _quota_check(self) -> None:
+        """Once, before the first create: does the job's width fit the regional quota?"""
+        self._check_quota = False
+        try:
+            usages = self.client.usage()
+        except (Throttled, CreateRejected) as err:
+            log.warning("could not read the ACI quota of %s (%s); going on",
+                        self.settings.location, err)
+            return
+        short = shortfalls(usages, groups=self._expected_groups, cpu=self.settings.cpu)
+        if short:
+            fits = fitting_parallel(usages, cpu=self.settings.cpu)
+            raise ScoreError(
+                f"the ACI quota in {self.settings.location} is short for this job "
+                f"({self._expected_groups} groups of {self.settings.cpu:g} cores at once): "
+                + "; ".join(short),
+                hint=(f"Set max_parallel = {fits} (what fits now), " if fits else "")
+                + "delete unused container groups, or request a quota increase for Azure "
+                  "Container Instances in this region.", retryable=False)
+
+    def _maybe_list(self) -> None:
+        if not self.schedule.list_due() or not self.schedule.reads.take():
+            return
+        self.schedule.listed()
+        try:
+            listed = {g.name: g for g in self.client.list()}
+        except Throttled as err:
+            self.schedule.pause(backoff(1, err.retry_after))
+            return
+        for name, group in self._groups.items():
+            if not group.created or group.state.phase.finished:
+                continue
+            item = listed.get(name)
+            if item is None or (item.provisioning_state or "").lower() in ("failed", "unhealthy"):
+                self.schedule.urgent(name)
+
+    def _record(self, name: str, found: Any) -> None:
+        group = self._groups[name]
+        if found is None:
+            group.missing += 1
+            if group.missing >= _GONE_AFTER:
+                group.state = GroupState(name, Phase.FAILED, None,
+                                         "no longer exists (deleted outside this job?)")
+                self.schedule.forget(name)
+            else:
+                self.schedule.checked(name)
+            return
+        group.missing = 0
+        state = group_state(name, found)
+        group.state = state
+        if state.phase.finished:
+            self.schedule.forget(name)
+        else:
+            self.schedule.checked(name)
+
+
+def _rejected(err: CreateRejected, settings: AciSettings) -> str:
+    if err.code in ("InaccessibleImage", "RegistryErrorResponse"):
+        return (f"could not pull its image {settings.image!r} ({err.code}: {err}); check the "
+                "image name and tag, and that [azure] identity has the AcrPull role on the "
+                "registry (or that a public registry's pull limit was not hit)")
+    return f"was refused by Azure ({err.code}: {err})"

@@ -1,0 +1,190 @@
+"""The ACI backend against the local ACI emulator (real HTTPS, the real SDK, an unmodified
+DefaultAzureCredential reaching the emulator's managed-identity endpoint): lifecycle, the state
+machine on real answers, faults (429 storms, quota, inaccessible images, restarts, provisioning
+failures) and how many ARM calls it spends."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from serverless_score.backends.aci import AciBackend, AciSettings
+from serverless_score.backends.base import GroupSpec, GroupState, Phase
+from serverless_score.errors import ScoreError
+
+pytestmark = [pytest.mark.aci]
+
+SHELL = "emu/test-shell"
+
+
+@pytest.fixture
+def emu(aci_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name in aci_emulator.CREDENTIAL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in aci_emulator.env().items():
+        monkeypatch.setenv(name, value)
+    return aci_emulator
+
+
+def _backend(emu: Any, image: str = SHELL, **kw: Any) -> AciBackend:
+    settings = AciSettings(
+        subscription_id=emu.subscription_id, resource_group=emu.resource_group,
+        location=emu.location, image=image, arm_endpoint=emu.base_url,
+        creates_per_minute=kw.pop("creates_per_minute", 60), max_parallel=kw.pop("max_parallel", 4))
+    return AciBackend(settings, **kw)
+
+
+def _group(name: str, **kw: Any) -> GroupSpec:
+    return GroupSpec(name=name, job_id="job1", task_ids=("t00000",),
+                     env={"SERVERLESS_SCORE_GROUP": name, "GREETING": "hello"},
+                     labels={"job": "job1", "tasks": "t00000", "expires": "2099-01-01T00:00:00Z"},
+                     secure_env={"SERVERLESS_SCORE_SECRETS": "s3cr3t-value"}, **kw)
+
+
+def _wait(backend: AciBackend, names: list[str], timeout: float = 30) -> dict[str, GroupState]:
+    """Poll like the scheduler does: every 0.2 s until every group is finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = backend.get_states(names)
+        if all(s.phase.finished for s in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
+
+
+def test_lifecycle_create_poll_logs_delete(emu) -> None:
+    emu.add_image(SHELL, ["sh", "-c", 'echo "$GREETING from $SERVERLESS_SCORE_GROUP"; sleep 1'])
+    backend = _backend(emu)
+    backend.begin_create_group(_group("job1-t00000-1"))
+    first = backend.get_states(["job1-t00000-1"])["job1-t00000-1"]
+    assert not first.phase.finished  # created is not finished
+    state = _wait(backend, ["job1-t00000-1"])["job1-t00000-1"]
+    assert state == GroupState("job1-t00000-1", Phase.SUCCEEDED, 0)
+    assert backend.list_groups("job1") == ["job1-t00000-1"]
+    assert backend.list_groups("other") == []
+    (info,) = backend.list_all_groups()
+    assert info.job_id == "job1" and info.expires == "2099-01-01T00:00:00Z"
+    assert backend.get_logs("job1-t00000-1") == "hello from job1-t00000-1\n"
+    assert emu.secure_env_seen("job1-t00000-1", "runner", "SERVERLESS_SCORE_SECRETS") == "s3cr3t-value"
+    raw = backend.client._sdk.container_groups.get(emu.resource_group, "job1-t00000-1")
+    env = {e.name: e for e in raw.containers[0].environment_variables}
+    assert env["SERVERLESS_SCORE_SECRETS"].value is None and env["SERVERLESS_SCORE_SECRETS"].secure_value is None
+    assert raw.restart_policy == "Never" and raw.tags["job"] == "job1"
+    backend.delete_group("job1-t00000-1")
+    assert emu.group_names() == [] and backend.list_groups("job1") == []
+    backend.delete_group("job1-t00000-1")  # gone already: still fine
+    assert emu.token_resources and all("management" in r for r in emu.token_resources)
+
+
+def test_exit_code_and_restart_loop_and_provisioning_failure(emu) -> None:
+    emu.add_image("emu/exit3*", ["sh", "-c", "echo boom >&2; exit 3"])
+    emu.add_image("emu/loop*", ["sh", "-c", "exit 137"])
+    emu.restart_container("emu/loop*", times=5)
+    emu.add_image(SHELL, ["sh", "-c", "exit 0"])
+    emu.fail_provisioning("*-prov-*")
+    backend = _backend(emu)
+    specs = {"job1-exit-1": "emu/exit3", "job1-loop-1": "emu/loop", "job1-prov-1": SHELL}
+    for name, image in specs.items():
+        backend.settings = AciSettings(**{**backend.settings.__dict__, "image": image})
+        backend.begin_create_group(_group(name))
+    states = _wait(backend, list(specs))
+    assert states["job1-exit-1"].phase is Phase.FAILED
+    assert states["job1-exit-1"].detail == "exited with code 3" and states["job1-exit-1"].exit_code == 3
+    assert "boom" in backend.get_logs("job1-exit-1")
+    loop = states["job1-loop-1"]
+    assert loop.phase is Phase.FAILED and "restarted" in loop.detail and "memory_gb" in loop.detail
+    prov = states["job1-prov-1"]
+    assert prov.phase is Phase.FAILED and prov.detail.startswith("could not be provisioned")
+    for name in specs:
+        backend.delete_group(name)
+    assert emu.group_names() == []
+
+
+@pytest.mark.parametrize("at", ["create", "pull"])
+def test_inaccessible_image_fails_the_group_with_what_to_check(emu, at) -> None:
+    emu.inaccessible_image("*private*", at=at)
+    backend = _backend(emu, image="myreg.azurecr.io/private:1")
+    backend.begin_create_group(_group("job1-img-1"))
+    state = _wait(backend, ["job1-img-1"])["job1-img-1"]
+    assert state.phase is Phase.FAILED
+    assert "could not pull its image 'myreg.azurecr.io/private:1'" in state.detail
+    assert "AcrPull" in state.detail
+    backend.delete_group("job1-img-1")
+    assert emu.group_names() == []
+
+
+def test_a_429_storm_on_creates_is_waited_out_without_blocking_polls(emu) -> None:
+    emu.add_image(SHELL, ["sh", "-c", "exit 0"])
+    emu.throttle(times=3, retry_after=1)
+    backend = _backend(emu)
+    started = time.monotonic()
+    backend.begin_create_group(_group("job1-a-1"))
+    assert time.monotonic() - started < 1.0  # a 429 does not block the scheduler's loop
+    state = backend.get_states(["job1-a-1"])["job1-a-1"]
+    assert state.phase is Phase.STARTING and "throttling" in state.detail
+    state = _wait(backend, ["job1-a-1"], timeout=40)["job1-a-1"]
+    assert state.phase is Phase.SUCCEEDED
+    assert backend.arm_calls["create"] == 4  # three refused, one accepted
+    assert emu.calls[("PUT", "group")] == 4
+    backend.delete_group("job1-a-1")
+
+
+def test_a_long_retry_after_is_capped(emu, monkeypatch) -> None:
+    import serverless_score.backends.aci.backend as backend_module
+
+    emu.add_image(SHELL, ["sh", "-c", "exit 0"])
+    emu.throttle(times=1, retry_after=3600)
+    monkeypatch.setattr(backend_module, "backoff",
+                        lambda attempt, retry_after, **kw: min(retry_after or 1, 2.0))
+    backend = _backend(emu)
+    backend.begin_create_group(_group("job1-b-1"))
+    assert _wait(backend, ["job1-b-1"], timeout=20)["job1-b-1"].phase is Phase.SUCCEEDED
+    backend.delete_group("job1-b-1")
+
+
+def test_quota_short_before_starting_says_what_is_short(emu) -> None:
+    emu.set_quota(standard_cores=3)
+    backend = _backend(emu, max_parallel=4)
+    backend.tasks_per_group(8, 4)
+    with pytest.raises(ScoreError) as err:
+        backend.begin_create_group(_group("job1-q-1", cpu=1.0))
+    assert "StandardCores: 4 needed (4 groups x 1 cores), 3 of 3 free" in err.value.message
+    assert "max_parallel = 3" in err.value.hint
+    assert emu.group_names() == []
+
+
+def test_quota_reached_waits_then_fails_clearly(emu) -> None:
+    emu.add_image(SHELL, ["sh", "-c", "exit 0"])
+    backend = _backend(emu, quota_wait=1.0)
+    emu.set_quota(container_groups=0)
+    backend._check_quota = False  # the quota ran out after the start-up check
+    backend.begin_create_group(_group("job1-q-1"))
+    state = backend.get_states(["job1-q-1"])["job1-q-1"]
+    assert state.phase is Phase.STARTING and "quota" in state.detail
+    with pytest.raises(ScoreError) as err:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            backend.get_states(["job1-q-1"])
+            time.sleep(0.2)
+    assert "quota" in err.value.message and "ContainerGroupQuotaReached" not in err.value.hint
+    assert "request a quota increase" in err.value.hint
+    assert emu.group_names() == []
+
+
+def test_polling_spends_few_arm_calls(emu) -> None:
+    """Ten groups of 6 s, polled every 0.2 s: without a policy that is 300 GETs per group."""
+    emu.add_image(SHELL, ["sh", "-c", "sleep 6"])
+    backend = _backend(emu, max_parallel=10)
+    names = [f"job1-p{i}-1" for i in range(10)]
+    for name in names:
+        backend.begin_create_group(_group(name))
+    emu.reset_calls()
+    states = _wait(backend, names, timeout=60)
+    assert all(s.phase is Phase.SUCCEEDED for s in states.values())
+    gets = emu.calls[("GET", "group")]
+    assert gets <= 10 * 12, gets  # first after 2 s, then every 25 % of the group's age
+    assert emu.calls[("GET", "list_rg")] <= 1
+    for name in names:
+        backend.delete_group(name)
+    assert emu.group_names() == []
