@@ -289,3 +289,16 @@ def container(azurite: Any, request: pytest.FixtureRequest) -> str:
     name = f"{stem}-{uuid.uuid4().hex[:8]}"
     azurite.service().create_container(name)
     return name
+
+
+# -- Azure Container Instances: the local ARM emulator (tests/aci_emulator) -------------------
+@pytest.fixture
+def aci_emulator(tmp_path: Path) -> Iterator[Any]:
+    """A fresh local ACI/ARM endpoint over HTTPS (its own CA) with an App Service style
+    managed-identity endpoint; every group's processes are killed when the test ends.
+    ``aci_emulator.client()`` is a configured SDK client, ``aci_emulator.env()`` the variables a
+    subprocess needs (see tests/aci_emulator/README.md)."""
+    from aci_emulator import AciEmulator
+
+    with AciEmulator(work_dir=tmp_path / "aci-emulator") as emu:
+        yield emu

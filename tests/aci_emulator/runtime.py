@@ -1,0 +1,361 @@
+"""Runs container groups as local processes and moves them through ACI's states.
+
+Per group, one driver thread walks provisioning Pending -> Creating (events Pulling, Pulled) ->
+Succeeded (containers started, group state Running); per container, one thread reads its output
+into the log and, when the process ends, records Terminated with its exit code, restarts it when the
+restart policy (or an injected fault) says so, and settles the group's state once every container
+has terminated. Each container is its own session (process group): deleting or stopping the group,
+or the container's main process ending, kills the whole tree, as ending a real container does."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .groups import ContainerRun, Group, add_event, utc_now
+
+# A container that never exits by itself (the "hung container" fault).
+HANG_ARGV = (sys.executable, "-c", "import time\nwhile True:\n    time.sleep(3600)")
+RUNNER_ARGV = (sys.executable, "-m", "serverless_score.runner")
+DEFAULT_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "SYSTEMROOT")
+
+
+@dataclass(frozen=True)
+class ImageDef:
+    """What an image runs here: its entrypoint (a container's ``command`` replaces it, as in ACI),
+    the environment the image brings, and how long pulling it takes."""
+
+    entrypoint: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    pull_seconds: float = 0.0
+
+
+def default_images() -> list[tuple[str, ImageDef]]:
+    """Patterns (fnmatch, first match wins) to images. Any image named like the project's runner
+    image runs the runner of this checkout; ``emu/shell`` runs a given command."""
+    runner = ImageDef(RUNNER_ARGV)
+    return [
+        ("*serverless-score*", runner),
+        ("*serverless_score*", runner),
+        ("runner", runner),
+        ("runner:*", runner),
+        ("emu/shell*", ImageDef(("sh", "-c", "true"))),
+        ("emu/hang*", ImageDef(HANG_ARGV)),
+    ]
+
+
+@dataclass
+class ProvisioningFailure:
+    pattern: str
+    code: str
+    message: str
+    remaining: int
+
+
+@dataclass
+class Faults:
+    inaccessible_at_create: list[str] = field(default_factory=list)  # image patterns
+    inaccessible_at_pull: list[str] = field(default_factory=list)
+    hang: list[str] = field(default_factory=list)  # image or container name patterns
+    restarts: dict[str, int] = field(default_factory=dict)  # pattern -> restarts per container
+    provisioning: list[ProvisioningFailure] = field(default_factory=list)
+    provision_delay: float = 0.0  # seconds between Pulled and Started: slow provisioning
+
+
+def matches(patterns: list[str] | Mapping[str, Any], *names: str) -> str | None:
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            return pattern
+    return None
+
+
+@dataclass
+class Settings:
+    work_dir: Path
+    emulator_id: str
+    images: list[tuple[str, ImageDef]]
+    pass_env: tuple[str, ...] = DEFAULT_PASS_ENV
+    extra_env: dict[str, str] = field(default_factory=dict)
+    unknown_images: str = "create"  # "create": PUT answers 400 InaccessibleImage; "pull": later
+    pending_seconds: float = 0.05  # Pending before Creating
+    pull_seconds: float = 0.05  # Pulling -> Pulled, plus the image's own pull_seconds
+    restart_delay: float = 0.2  # back-off before a restart
+    kill_grace: float = 1.0  # SIGTERM -> SIGKILL on delete/stop
+    truncate_stopped_logs: bool = True
+
+
+class Engine:
+    """Every group the emulator holds, behind one lock."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.faults = Faults()
+        self.lock = threading.RLock()
+        self.groups: dict[tuple[str, str, str], Group] = {}
+        self.deleting: dict[tuple[str, str, str], Group] = {}
+
+    # -- images ------------------------------------------------------------------------------
+    def image_def(self, image: str) -> ImageDef | None:
+        for pattern, definition in self.settings.images:
+            if fnmatch.fnmatchcase(image, pattern):
+                return definition
+        return None
+
+    def inaccessible_at_create(self, image: str) -> bool:
+        if matches(self.faults.inaccessible_at_create, image):
+            return True
+        return self.image_def(image) is None and self.settings.unknown_images == "create"
+
+    def inaccessible_at_pull(self, image: str) -> bool:
+        return bool(matches(self.faults.inaccessible_at_pull, image)) or self.image_def(image) is None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start_group(self, group: Group) -> None:
+        for container in group.containers:
+            pattern = matches(self.faults.restarts, container.name, container.image)
+            container.restarts_left = self.faults.restarts[pattern] if pattern else 0
+        thread = threading.Thread(target=self._drive, args=(group,), daemon=True,
+                                  name=f"aci-emu-{group.name}")
+        thread.start()
+
+    def _sleep(self, group: Group, seconds: float) -> bool:
+        """Wait; False if the group was deleted meanwhile."""
+        return not group.deleted.wait(max(0.0, seconds))
+
+    def _drive(self, group: Group) -> None:
+        if not self._sleep(group, self.settings.pending_seconds):
+            return
+        with self.lock:
+            if group.deleted.is_set():
+                return
+            group.provisioning = "Creating"
+            group.operation.status = "Creating"
+            for c in group.containers:
+                add_event(c.events, "Pulling", f'pulling image "{c.image}"')
+                c.current = {"state": "Waiting", "detailStatus": "ContainerCreating"}
+            failure = next((f for f in self.faults.provisioning
+                            if f.remaining > 0 and fnmatch.fnmatchcase(group.name, f.pattern)),
+                           None)
+            if failure is not None:
+                failure.remaining -= 1
+        pull = self.settings.pull_seconds + max(
+            (d.pull_seconds for c in group.containers if (d := self.image_def(c.image))),
+            default=0.0)
+        if not self._sleep(group, pull):
+            return
+        with self.lock:
+            if group.deleted.is_set():
+                return
+            unpullable = [c for c in group.containers if self.inaccessible_at_pull(c.image)]
+            for c in unpullable:
+                add_event(c.events, "Failed", f'Failed to pull image "{c.image}": rpc error: code '
+                          f"= Unknown desc = failed to resolve reference: not found or "
+                          f"unauthorized", "Warning")
+                add_event(c.events, "BackOff", f'Back-off pulling image "{c.image}"', "Warning")
+                c.current = {"state": "Waiting", "detailStatus": "ErrImagePull"}
+            if unpullable:
+                message = (f"The image '{unpullable[0].image}' in container group '{group.name}' "
+                           f"is not accessible. Please check the image and registry credential.")
+                group.provisioning = "Failed"
+                group.state = "Failed"
+                group.operation.finish("Failed", {"code": "InaccessibleImage", "message": message})
+                return
+            for c in group.containers:
+                add_event(c.events, "Pulled", f'Successfully pulled image "{c.image}"')
+            if failure is not None:
+                # Provisioning failed after the pull, before anything ran: provisioning Failed
+                # while the group's state stays Pending and the containers Waiting (as in the
+                # REST spec's ContainerGroupsGet_Failed example): a watcher that waits on the
+                # state alone waits forever.
+                for c in group.containers:
+                    c.current = {"state": "Waiting", "detailStatus": ""}
+                group.provisioning = "Failed"
+                group.operation.finish("Failed", {"code": failure.code, "message": failure.message})
+                add_event(group.events, "Failed", failure.message, "Warning")
+                return
+        if not self._sleep(group, self.faults.provision_delay):
+            return
+        with self.lock:
+            if group.deleted.is_set():
+                return
+            for c in group.containers:
+                self._start_container(group, c)
+            group.provisioning = "Succeeded"
+            group.operation.finish("Succeeded")
+            if group.state == "Pending":
+                group.state = "Running"
+            self._settle(group)  # containers that could not even start
+
+    def _argv(self, c: ContainerRun) -> list[str]:
+        if matches(self.faults.hang, c.name, c.image):
+            return list(HANG_ARGV)
+        command = c.spec.get("command")
+        if command:
+            return [str(part) for part in command]
+        definition = self.image_def(c.image)
+        assert definition is not None  # checked at pull
+        return list(definition.entrypoint)
+
+    def _env(self, group: Group, c: ContainerRun, home: Path) -> dict[str, str]:
+        env = {k: os.environ[k] for k in self.settings.pass_env if k in os.environ}
+        env.update({"HOME": str(home), "TMPDIR": str(home / "tmp"), "HOSTNAME": group.name})
+        definition = self.image_def(c.image)
+        if definition is not None:
+            env.update(definition.env)
+        env.update(self.settings.extra_env)
+        for var in c.spec.get("environmentVariables") or []:
+            value = var.get("secureValue", var.get("value"))
+            env[str(var["name"])] = "" if value is None else str(value)
+        # Markers so a test can find every process the emulator started (leak checks).
+        env["ACI_EMULATOR_ID"] = self.settings.emulator_id
+        env["ACI_EMULATOR_GROUP"] = group.name
+        return env
+
+    def _start_container(self, group: Group, c: ContainerRun) -> None:
+        """Start (or restart) one container's process. Called with the lock held."""
+        home = self.settings.work_dir / group.resource_group / group.name / c.name
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+        argv = self._argv(c)
+        started = utc_now()
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                cwd=home, env=self._env(group, c, home), start_new_session=True)
+        except OSError as err:
+            add_event(c.events, "Failed", f"Error: failed to start container \"{c.name}\": "
+                      f"{err.strerror}: {argv[0]}", "Warning")
+            c.current = {"state": "Terminated", "startTime": started, "finishTime": utc_now(),
+                         "exitCode": 127, "detailStatus": "ContainerCannotRun"}
+            return
+        c.proc = proc
+        c.restart_pending = False
+        c.current = {"state": "Running", "startTime": started, "detailStatus": ""}
+        add_event(c.events, "Started", "Started container")
+        thread = threading.Thread(target=self._watch, args=(group, c, proc), daemon=True,
+                                  name=f"aci-emu-{group.name}-{c.name}")
+        c.threads.append(thread)
+        thread.start()
+
+    def _watch(self, group: Group, c: ContainerRun, proc: subprocess.Popen[bytes]) -> None:
+        reader = threading.Thread(target=self._read, args=(c, proc), daemon=True)
+        reader.start()
+        code = proc.wait()
+        # The container ends with its main process: nothing it started outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        reader.join(timeout=5)
+        with self.lock:
+            if group.deleted.is_set() or group.stopped or c.proc is not proc:
+                return
+            c.current = {"state": "Terminated", "startTime": c.current.get("startTime"),
+                         "finishTime": utc_now(), "exitCode": code,
+                         "detailStatus": "Completed" if code == 0 else "Error"}
+            policy = group.restart_policy
+            restart = (c.restarts_left > 0 or policy == "Always"
+                       or (policy == "OnFailure" and code != 0))
+            if restart:
+                c.restarts_left = max(0, c.restarts_left - 1)
+                c.restart_pending = True
+                c.previous = dict(c.current)
+                c.restart_count += 1
+                if code != 0:
+                    add_event(c.events, "BackOff", "Back-off restarting failed container",
+                              "Warning")
+                c.current = {"state": "Waiting", "detailStatus": "CrashLoopBackOff"}
+                timer = threading.Timer(self.settings.restart_delay, self._restart, (group, c))
+                timer.daemon = True
+                timer.start()
+                return
+            self._settle(group)
+
+    def _restart(self, group: Group, c: ContainerRun) -> None:
+        with self.lock:
+            if not (group.deleted.is_set() or group.stopped):
+                self._start_container(group, c)
+
+    def _read(self, c: ContainerRun, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            with self.lock:
+                c.append_log(line if line.endswith("\n") else line + "\n", time.time_ns())
+        proc.stdout.close()
+
+    @staticmethod
+    def _settle(group: Group) -> None:
+        """Once every container has terminated (restart policy Never/OnFailure), the group is
+        Succeeded if all exited 0, else Failed."""
+        if group.state not in ("Running", "Pending") or not group.containers:
+            return
+        if all(c.terminated for c in group.containers):
+            ok = all(c.current.get("exitCode") == 0 for c in group.containers)
+            group.state = "Succeeded" if ok else "Failed"
+
+    # -- ending ------------------------------------------------------------------------------
+    def kill(self, group: Group, *, event: str = "Killing") -> None:
+        """Kill every container's process tree and wait for it. Called WITHOUT the lock (it
+        waits for the watcher threads, which take the lock)."""
+        procs = []
+        with self.lock:
+            for c in group.containers:
+                if c.proc is not None and c.proc.poll() is None:
+                    add_event(c.events, event, f"Killing container with id {c.name}")
+                    procs.append(c.proc)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.kill_grace
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for c in group.containers:
+            for thread in c.threads:
+                if thread is not threading.current_thread():
+                    thread.join(timeout=5)
+
+    def stop(self, group: Group) -> None:
+        with self.lock:
+            group.stopped = True
+        self.kill(group)
+        with self.lock:
+            for c in group.containers:
+                if c.current.get("state") != "Terminated":
+                    code = c.proc.returncode if c.proc is not None else None
+                    c.current = {"state": "Terminated", "startTime": c.current.get("startTime"),
+                                 "finishTime": utc_now(), "exitCode": code,
+                                 "detailStatus": "Killed"}
+            group.state = "Stopped"
+
+    def destroy(self, group: Group) -> None:
+        group.deleted.set()
+        self.kill(group)
+
+    def live_pids(self) -> list[int]:
+        """Pids of every live process (any depth) this emulator started, found by marker."""
+        marker = f"ACI_EMULATOR_ID={self.settings.emulator_id}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z" and marker in environ.split(b"\0"):
+                found.append(int(entry.name))
+        return found
