@@ -104,9 +104,13 @@ class Workflow:
         return str(self.trigger.get("type")).lower() == "request"
 
     def run(self, body: Any = None, headers: dict[str, str] | None = None,
-            on_response: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+            on_response: Callable[[dict[str, Any]], None] | None = None,
+            on_start: Callable[[str], Any] | None = None) -> RunResult:
         """Fire the trigger once (a Recurrence occurrence, or a request with ``body``)."""
-        return _Run(self, body, headers or {}, on_response).execute()
+        run = _Run(self, body, headers or {}, on_response)
+        if on_start:
+            on_start(run.run_id)
+        return run.execute()
 
 
 class _Run:
