@@ -69,8 +69,9 @@ def _parameters(trigger: Trigger) -> dict[str, Any]:
     return params
 
 
-def _workflow_parameters() -> dict[str, Any]:
-    values = {
+def workflow_parameter_values() -> dict[str, str]:
+    """The workflow's parameters, filled by ARM at deployment (each an ARM expression)."""
+    return {
         "groupsUri": "[concat(parameters('armEndpoint'), '/subscriptions/', "
                      "subscription().subscriptionId, '/resourceGroups/', resourceGroup().name, "
                      "'/providers/Microsoft.ContainerInstance/containerGroups/')]",
@@ -94,7 +95,6 @@ def _workflow_parameters() -> dict[str, Any]:
         "jobName": "[parameters('jobName')]",
         "output": "[parameters('output')]",
     }
-    return {name: {"value": value} for name, value in values.items()}
 
 
 def template(trigger: Trigger) -> dict[str, Any]:
@@ -108,8 +108,10 @@ def template(trigger: Trigger) -> dict[str, Any]:
                      "userAssignedIdentities": {"[parameters('identity')]": {}}},
         "properties": {
             "state": "Enabled",
-            "definition": definition(trigger),
-            "parameters": _workflow_parameters(),
+            # The workflow's parameters get their values as defaultValues inside the definition
+            # (ARM fills them in): the published schema's `parameters.value` is a oneOf that
+            # every ARM expression matches twice, so `properties.parameters` cannot be valid.
+            "definition": definition(trigger, workflow_parameter_values()),
         },
     }
     role = {

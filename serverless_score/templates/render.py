@@ -74,6 +74,10 @@ def _check_job(raw: dict[str, Any], source: str) -> None:
                         "Container Instances", hint='Remove the key or set backend = "aci".')
 
 
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
 def _default_start(now: datetime | None = None) -> str:
     tomorrow = (now or datetime.now(UTC)) + timedelta(days=1)
     return tomorrow.strftime("%Y-%m-%dT00:00:00")
@@ -124,7 +128,7 @@ def render(raw: dict[str, Any], trigger: Trigger, options: Options,
         "identity": identity,
         "image": image,
         "registry": options.registry or azure.get("registry") or "",
-        "controllerResources": {"cpu": options.cpu, "memoryInGB": options.memory_gb},
+        "controllerResources": {"cpu": _number(options.cpu), "memoryInGB": _number(options.memory_gb)},
         "jobName": str(raw.get("name", "job")),
         "job": job,
         "jobUri": options.job_uri or "",

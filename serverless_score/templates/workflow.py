@@ -43,9 +43,11 @@ _TERMINAL = ("@or(equals(variables('group')?['state'], 'Succeeded'), "
 _SUCCEEDED = ("@and(equals(variables('group')?['container']?['exitCode'], 0), "
               "variables('deleted'))")
 _WHY = ("@{coalesce(variables('result')?['error']?['message'], concat('container group ', "
-        "variables('groupName'), ' ended ', coalesce(variables('group')?['state'], "
-        "variables('group')?['provisioningState'], 'before it finished (polling timed out)'), "
-        "', exit code ', coalesce(string(variables('group')?['container']?['exitCode']), 'none'), "
+        "variables('groupName'), if(equals(variables('group')?['container']?['state'], "
+        "'Terminated'), concat(' ended with exit code ', "
+        "string(variables('group')?['container']?['exitCode'])), concat(' did not finish in time "
+        "or could not start (state ', coalesce(variables('group')?['state'], 'none'), "
+        "', provisioning ', coalesce(variables('group')?['provisioningState'], 'none'), ')')), "
         "if(variables('deleted'), '', '; deleting it failed')))}")
 
 REQUEST_SCHEMA: dict[str, Any] = {
@@ -171,7 +173,8 @@ def _outcome(trigger: Trigger) -> dict[str, Any]:
             "runAfter": {"Remember_deleted": ALL_OUTCOMES}}
 
 
-def definition(trigger: Trigger) -> dict[str, Any]:
+def definition(trigger: Trigger, values: dict[str, str]) -> dict[str, Any]:
+    """The definition; ``values`` are the parameters' defaultValues (ARM expressions)."""
     groups = "@{parameters('groupsUri')}@{encodeURIComponent(variables('groupName'))}"
     actions = _variables()
     actions["Create_group"] = {**_arm_call("PUT", groups, _group_body(trigger)),
@@ -211,21 +214,21 @@ def definition(trigger: Trigger) -> dict[str, Any]:
     return {
         "$schema": WDL_SCHEMA,
         "contentVersion": "1.0.0.0",
-        "parameters": _parameters(),
+        "parameters": _parameters(values),
         "triggers": _trigger(trigger),
         "actions": actions,
         "outputs": {},
     }
 
 
-def _parameters() -> dict[str, Any]:
+def _parameters(values: dict[str, str]) -> dict[str, Any]:
     kinds = {"groupsUri": "String", "armAudience": "String", "armEndpoint": "String",
              "subscriptionId": "String", "resourceGroup": "String", "location": "String",
              "identity": "String", "identityClientId": "String", "groupIdentity": "Object",
              "registry": "String", "registryCredentials": "Array", "image": "String",
              "resources": "Object", "job": "Object", "jobUri": "String", "jobName": "String",
              "output": "String"}
-    return {name: {"type": kind} for name, kind in kinds.items()}
+    return {name: {"type": kind, "defaultValue": values[name]} for name, kind in kinds.items()}
 
 
 def _trigger(trigger: Trigger) -> dict[str, Any]:
