@@ -250,7 +250,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_PUT = do_DELETE = do_POST = _serve  # noqa: N815
+            do_GET = do_PUT = do_DELETE = do_POST = _serve
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"

@@ -46,7 +46,7 @@ def _handler(workflow: Workflow, runs: _Runs) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             if self.path.split("?")[0] != INVOKE.format(name=workflow.name):
                 self._send(404, {"error": {"code": "NotFound", "message": self.path}})
                 return
@@ -85,7 +85,7 @@ def _handler(workflow: Workflow, runs: _Runs) -> type[BaseHTTPRequestHandler]:
             answered.wait(120)  # the synchronous inbound limit
             self._reply(run_id)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parts = self.path.split("?")[0].strip("/").split("/")
             if len(parts) != 3 or parts[0] != "runs" or parts[2] != "response":
                 self._send(404, {"error": {"code": "NotFound", "message": self.path}})

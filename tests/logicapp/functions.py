@@ -168,7 +168,7 @@ def parse_timestamp(text: Any) -> datetime:
 
 def _guid(fmt: str = "D") -> str:
     value = uuid.uuid4()
-    formats = {"N": value.hex, "D": str(value), "B": "{%s}" % value, "P": "(%s)" % value}
+    formats = {"N": value.hex, "D": str(value), "B": f"{{{value}}}", "P": f"({value})"}
     if fmt.upper() not in formats:
         raise ExpressionError(f"guid(): format must be N, D, B or P; got {fmt!r}")
     return formats[fmt.upper()]
@@ -206,7 +206,7 @@ def pure_functions(now: Callable[[], datetime]) -> dict[str, Callable[..., Any]]
         "replace": lambda s, old, new: s.replace(old, new),
         "startswith": lambda s, p: s.lower().startswith(p.lower()),
         "endswith": lambda s, p: s.lower().endswith(p.lower()),
-        "contains": lambda coll, item: (item in coll) if not isinstance(coll, dict) else item in coll,
+        "contains": lambda coll, item: item in coll,
         "add": lambda a, b: _number(a, "add") + _number(b, "add"),
         "sub": lambda a, b: _number(a, "sub") - _number(b, "sub"),
         "mul": lambda a, b: _number(a, "mul") * _number(b, "mul"),
