@@ -5,6 +5,9 @@ runner in controller role), which fans out on the same emulator through the ACI 
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from logicapp.validate import container_group_errors
 from serverless_score.templates import Options, read_job, render
 
 pytestmark = [pytest.mark.slow, pytest.mark.aci, pytest.mark.azurite]
+ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "serverless-score-python:test"  # the emulator runs this checkout's runner for it
 # Doubles the first field of each record: quick, and the expected output is easy to state.
 SCORER = "awk -F, 'NR>1 {print $1 \",\" $2*2}'"
@@ -202,4 +206,36 @@ def test_http_template_reports_a_failed_job_with_500_and_the_reason(
         assert answer["groupDeleted"] is True
         [result] = endpoint.results()
         assert result.status == "Failed"
+    assert_all_deleted(emu)
+
+
+def test_r_submit_http_runs_a_job_through_the_real_trigger(
+        emu, azurite, container, job_dir, make_job, tmp_path) -> None:
+    """serveRless::submit_http() against the interpreter's trigger endpoint running the rendered
+    HTTP template: R -> workflow -> controller container -> worker containers -> Azurite."""
+    rscript = shutil.which("Rscript")
+    assert rscript, "R is not installed: run `make setup`"
+    library = tmp_path / "rlib"
+    library.mkdir()
+    install = subprocess.run([str(Path(rscript).with_name("R")), "CMD", "INSTALL",
+                              f"--library={library}", str(ROOT / "rstudio" / "serveRless")],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stdout + install.stderr
+    write_input(azurite, container, "in/2026-11-02/data.csv", rows=30)
+    workflow = deployed(job_file(job_dir, make_job, emu, container), emu, "http")
+    with serving(workflow) as endpoint:
+        code = (f'.libPaths(c("{library}", .libPaths())); library(serveRless)\n'
+                f'r <- submit_http("{endpoint.url}?sig=SECRET", date = "2026-11-02", chunks = 2,'
+                f' poll = 0.5, timeout = 120)\n'
+                'print(r)\n'
+                'cat("\\nRESULT", jsonlite::toJSON(unclass(r)[c("status", "job_id", "output", '
+                '"rows_out")], auto_unbox = TRUE), "\\n")')
+        proc = subprocess.run([rscript, "-e", code], capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        answer = json.loads(proc.stdout.split("RESULT", 1)[1])
+        assert answer["status"] == "succeeded" and answer["rows_out"] == 30 and answer["job_id"]
+        assert answer["output"] == f"az://{container}/out/2026-11-02/scores.csv"
+        assert "SECRET" not in proc.stdout + proc.stderr
+        assert [r.status for r in endpoint.results()] == ["Succeeded"]
+    assert blob(azurite, container, "out/2026-11-02/scores.csv") == expected_scores(30)
     assert_all_deleted(emu)
