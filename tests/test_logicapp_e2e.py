@@ -239,3 +239,20 @@ def test_r_submit_http_runs_a_job_through_the_real_trigger(
         assert [r.status for r in endpoint.results()] == ["Succeeded"]
     assert blob(azurite, container, "out/2026-11-02/scores.csv") == expected_scores(30)
     assert_all_deleted(emu)
+
+
+def test_a_job_file_in_blob_storage_is_read_by_the_controller_at_run_time(
+        emu, azurite, container, job_dir, make_job) -> None:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    write_input(azurite, container, f"in/{today}/data.csv", rows=12)
+    job = job_file(job_dir, make_job, emu, container)
+    azurite.service().get_blob_client(container, "jobs/lapp.toml").upload_blob(job.read_bytes())
+    workflow = deployed(job, emu, "timer", job_uri=f"az://{container}/jobs/lapp.toml")
+    result = workflow.run()
+    assert result.status == "Succeeded", (result.error, result.history)
+    body = result.actions["Create_group"].inputs["body"]
+    env = {e["name"]: e["value"] for e in body["properties"]["containers"][0]["properties"][
+        "environmentVariables"]}
+    assert env["SERVERLESS_SCORE_JOB"] == "{}"  # the job itself is not in the template
+    assert blob(azurite, container, f"out/{today}/scores.csv") == expected_scores(12)
+    assert_all_deleted(emu)

@@ -220,3 +220,15 @@ def test_the_controller_builds_its_job_from_the_environment() -> None:
 def test_the_controller_refuses_a_bad_environment(env: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         job_from_env(env)
+
+
+def test_the_optional_role_assignment_deploys_for_the_identity() -> None:
+    template, parameters = shipped("timer")
+    values = {k: v["value"] for k, v in parameters["parameters"].items()}
+    context = ArmContext(references={values["identity"]: {"clientId": "c", "principalId": "p"}})
+    assert len(deploy(template, values, context).resources) == 1  # off by default
+    resources = deploy(template, {**values, "assignContributor": True}, context).resources
+    role = next(r for r in resources if r["type"] == "Microsoft.Authorization/roleAssignments")
+    assert role["properties"]["principalId"] == "p"
+    assert role["properties"]["roleDefinitionId"].endswith(
+        "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c")
