@@ -302,3 +302,5 @@ def aci_emulator(tmp_path: Path) -> Iterator[Any]:
 
     with AciEmulator(work_dir=tmp_path / "aci-emulator") as emu:
         yield emu
+    leaked = emu.leftovers()  # stop() deleted every group: nothing of it may still run
+    assert not leaked, f"the ACI emulator left processes behind: {leaked}"

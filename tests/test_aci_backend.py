@@ -66,7 +66,9 @@ def test_lifecycle_create_poll_logs_delete(emu) -> None:
     (info,) = backend.list_all_groups()
     assert info.job_id == "job1" and info.expires == "2099-01-01T00:00:00Z"
     assert backend.get_logs("job1-t00000-1") == "hello from job1-t00000-1\n"
-    assert emu.secure_env_seen("job1-t00000-1", "runner", "SERVERLESS_SCORE_SECRETS") == "s3cr3t-value"
+    sent = {v["name"]: v for v in emu.group("job1-t00000-1").containers[0].spec["environmentVariables"]}
+    assert sent["SERVERLESS_SCORE_SECRETS"] == {"name": "SERVERLESS_SCORE_SECRETS",
+                                                "secureValue": "s3cr3t-value"}
     raw = backend.client._sdk.container_groups.get(emu.resource_group, "job1-t00000-1")
     env = {e.name: e for e in raw.containers[0].environment_variables}
     assert env["SERVERLESS_SCORE_SECRETS"].value is None and env["SERVERLESS_SCORE_SECRETS"].secure_value is None
@@ -173,7 +175,7 @@ def test_quota_reached_waits_then_fails_clearly(emu) -> None:
 
 
 def test_polling_spends_few_arm_calls(emu) -> None:
-    """Ten groups of 6 s, polled every 0.2 s: without a policy that is 300 GETs per group."""
+    """Ten groups of 6 s, polled every 0.2 s: without a policy that is ~40 GETs per group."""
     emu.add_image(SHELL, ["sh", "-c", "sleep 6"])
     backend = _backend(emu, max_parallel=10)
     names = [f"job1-p{i}-1" for i in range(10)]
@@ -183,8 +185,42 @@ def test_polling_spends_few_arm_calls(emu) -> None:
     states = _wait(backend, names, timeout=60)
     assert all(s.phase is Phase.SUCCEEDED for s in states.values())
     gets = emu.calls[("GET", "group")]
-    assert gets <= 10 * 12, gets  # first after 2 s, then every 25 % of the group's age
+    assert gets <= 10 * 6, gets  # first after 2 s, then every 25 % of the group's age (~4 each)
     assert emu.calls[("GET", "list_rg")] <= 1
     for name in names:
         backend.delete_group(name)
     assert emu.group_names() == []
+
+
+def test_async_delete_is_awaited_and_lists_are_paged(tmp_path, monkeypatch) -> None:
+    from aci_emulator import AciEmulator
+
+    with AciEmulator(work_dir=tmp_path / "emu", delete_mode="async") as emu:
+        for name in emu.CREDENTIAL_VARS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in emu.env().items():
+            monkeypatch.setenv(name, value)
+        emu.api.list_page_size = 1
+        emu.add_image(SHELL, ["sh", "-c", "sleep 30"])
+        backend = _backend(emu)
+        names = ["job1-d1-1", "job1-d2-1", "job1-d3-1"]
+        for name in names:
+            backend.begin_create_group(_group(name))
+        assert backend.list_groups("job1") == names  # three pages, followed
+        backend.delete_group("job1-d1-1")
+        assert emu.group_names() == ["job1-d2-1", "job1-d3-1"]  # gone when delete returns
+        assert emu.calls[("DELETE", "group")] == 1 and emu.calls[("GET", "operation")] >= 1
+        for name in names[1:]:
+            backend.delete_group(name)
+        assert emu.group_names() == []
+
+
+def test_a_group_deleted_behind_the_jobs_back_is_reported_gone(emu) -> None:
+    emu.add_image(SHELL, ["sh", "-c", "sleep 30"])
+    backend = _backend(emu)
+    backend.begin_create_group(_group("job1-v-1"))
+    emu.wait_for_state("job1-v-1", ["Running"])
+    emu.client().container_groups.begin_delete(emu.resource_group, "job1-v-1").result()
+    state = _wait(backend, ["job1-v-1"], timeout=30)["job1-v-1"]
+    assert state.phase is Phase.FAILED and "no longer exists" in state.detail
+    backend.delete_group("job1-v-1")

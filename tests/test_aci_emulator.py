@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.mgmt.containerinstance import models as m
-from conftest import wait_for
+
+
+def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``condition`` until truthy; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
 
 FAST = {"polling_interval": 0.05}  # the SDK's LRO default is 30 s: too slow for tests
 
@@ -558,3 +567,51 @@ def test_sigterm_ignoring_container_is_killed(aci_emulator: Any) -> None:
     client.container_groups.begin_delete(emu.resource_group, "stubborn").result()
     assert emu.live_pids() == []
     assert time.monotonic() - started < 10
+
+
+# -- on a local Docker engine (where one answers at DOCKER_HOST) --------------------------------
+DOCKER_IMAGE = os.environ.get("ACI_EMULATOR_DOCKER_IMAGE", "local/bookworm")
+
+
+@pytest.fixture
+def docker_emulator(tmp_path: Path) -> Any:
+    from aci_emulator import AciEmulator
+    from aci_emulator.emulator import docker_available
+
+    if not docker_available():
+        pytest.skip("no Docker engine answers at DOCKER_HOST: the emulator runs processes")
+    with AciEmulator(work_dir=tmp_path / "emu", docker=True) as emu:
+        if not emu.engine.launcher.has_image(DOCKER_IMAGE):
+            pytest.skip(f"the engine has no image {DOCKER_IMAGE} (scripts/ensure-docker.sh "
+                        f"makes local/bookworm)")
+        yield emu
+    assert emu.leftovers() == []
+
+
+def test_docker_containers_run_the_real_image(docker_emulator: Any) -> None:
+    emu, client = docker_emulator, docker_emulator.client()
+    create(emu, client, "in-docker", group(emu, container(
+        image=DOCKER_IMAGE, cpu=0.5, secure={"TOKEN": "s3cr3t"},
+        command=sh('echo "token=$TOKEN path=$PATH"; cat /etc/debian_version >/dev/null; exit 4'))))
+    done = wait_finished(emu, client, "in-docker")
+    assert done.containers[0].instance_view.current_state.exit_code == 4
+    logs = client.containers.list_logs(emu.resource_group, "in-docker", "main").content
+    # The image's own PATH, not the test's: it ran inside the image.
+    assert logs.startswith("token=s3cr3t path=/usr/local/sbin:")
+    assert emu.leftovers() == []  # a finished container is removed from the engine
+
+
+def test_docker_delete_removes_the_container(docker_emulator: Any) -> None:
+    emu, client = docker_emulator, docker_emulator.client()
+    create(emu, client, "docker-del", group(emu, container(image=DOCKER_IMAGE,
+                                                           command=["sleep", "300"])))
+    assert len(emu.leftovers()) == 1
+    client.container_groups.begin_delete(emu.resource_group, "docker-del").result()
+    assert emu.leftovers() == []
+
+
+def test_docker_missing_image_is_inaccessible(docker_emulator: Any) -> None:
+    emu, client = docker_emulator, docker_emulator.client()
+    with pytest.raises(HttpResponseError) as err:
+        create(emu, client, "noimage", group(emu, container(image="local/not-there:1")))
+    assert err.value.error.code == "InaccessibleImage"

@@ -157,6 +157,7 @@ def test_group_body_has_never_tags_resources_and_secrets_only_as_secure_values()
     assert env["SERVERLESS_SCORE_GROUP"] == {"name": "SERVERLESS_SCORE_GROUP", "value": "job-t00000-1"}
     assert env["SERVERLESS_SCORE_SECRETS"] == {"name": "SERVERLESS_SCORE_SECRETS",
                                                "secureValue": "https://a.blob/x?sig=SECRET"}
+    assert env["SERVERLESS_SCORE_WORKER_IDENTITY"]["value"] == IDENTITY  # the runner's blob identity
     assert body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {IDENTITY: {}}}
     assert props["imageRegistryCredentials"] == [{"server": "myreg.azurecr.io", "identity": IDENTITY}]
 
@@ -323,3 +324,20 @@ def test_packing_runs_each_slots_share_in_one_container() -> None:
     assert (packing.tasks_per_group, packing.groups) == (3, 4)
     assert "cold start" in packing.why and "10 tasks in 4 container group(s)" in packing.why
     assert (AciBackend.packing(3, 10).tasks_per_group, AciBackend.packing(3, 10).groups) == (1, 3)
+
+
+def test_a_worker_with_a_group_identity_asks_for_that_identity(monkeypatch) -> None:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    from serverless_score.storage import azure_auth
+
+    monkeypatch.setenv("SERVERLESS_SCORE_WORKER_IDENTITY", IDENTITY)
+    azure_auth.default_credential.cache_clear()
+    try:
+        credential = azure_auth.default_credential()
+        assert isinstance(credential, ManagedIdentityCredential)
+        monkeypatch.delenv("SERVERLESS_SCORE_WORKER_IDENTITY")
+        azure_auth.default_credential.cache_clear()
+        assert isinstance(azure_auth.default_credential(), DefaultAzureCredential)
+    finally:
+        azure_auth.default_credential.cache_clear()

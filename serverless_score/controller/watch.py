@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..backends import Backend, GroupSpec, GroupState, Phase
 from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS
-from ..errors import TaskFailed
+from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
 from ..planning.partition import Span, anchored_tasks, pack_groups
 from ..planning.tasks import Task
@@ -173,10 +173,20 @@ class Scheduler:
         return results
 
     def stop_all(self) -> None:
-        """Delete every group still running (also on Ctrl-C / SIGTERM)."""
+        """Delete every group still running (also on Ctrl-C / SIGTERM). One delete that fails
+        does not stop the others; the survivors are named afterwards."""
+        survivors = []
         for name in list(self._running):
             self._running.pop(name)
-            self.backend.delete_group(name)
+            try:
+                self.backend.delete_group(name)
+            except Exception as err:
+                survivors.append(f"{name} ({err})")
+        if survivors:
+            raise ScoreError(
+                f"could not delete {len(survivors)} group(s): {'; '.join(survivors)}",
+                hint=f"They may still run (and cost): delete them with `serverless-score cleanup "
+                     f"--job {self.job_id}` or in the portal.")
 
     # -- internals ----------------------------------------------------------------------------
     def _launch(self, queue: deque[tuple[float, list[Task]]]) -> None:
@@ -204,8 +214,10 @@ class Scheduler:
                 labels=group_labels(self.job_id, tasks, self.timeout * len(tasks)),
                 secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
             )
-            self.backend.begin_create_group(spec)
+            # Known before it is asked for: a Ctrl-C while the create call is in flight (the
+            # group may exist on the far side already) still finds it in stop_all.
             self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))
+            self.backend.begin_create_group(spec)
 
     def _collect(self, queue: deque[tuple[float, list[Task]]],
                  results: dict[str, TaskResult]) -> None:

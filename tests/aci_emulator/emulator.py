@@ -31,6 +31,29 @@ from .tls import make_certificates
 ARM_SCOPE = "https://management.azure.com/.default"
 
 
+def _docker_url(docker: str | bool | None) -> str | None:
+    """``docker=True``: the engine of DOCKER_HOST; ``"auto"``: that engine if one answers, else
+    processes; a URL: that engine; None/False: processes."""
+    if docker is None or docker is False:
+        return None
+    if docker is True:
+        return ""
+    if docker == "auto":
+        return "" if docker_available() else None
+    return docker
+
+
+def docker_available() -> bool:
+    """Does a Docker engine answer at DOCKER_HOST (or the default socket)?"""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception:  # no SDK, no engine, no permission: all mean "run processes"
+        return False
+    return True
+
+
 class StaticToken:
     """A ``TokenCredential`` handing out one token the emulator issued (for tests that do not
     exercise ``DefaultAzureCredential``)."""
@@ -74,6 +97,8 @@ class AciEmulator:
         kill_grace: float = 1.0,
         truncate_stopped_logs: bool = True,
         delete_mode: str = "sync",
+        docker: str | bool | None = None,
+        docker_limits: bool = True,
     ) -> None:
         if unknown_images not in ("create", "pull"):
             raise ValueError(f"unknown_images: expected 'create' or 'pull'; got {unknown_images!r}")
@@ -92,7 +117,8 @@ class AciEmulator:
             pass_env=tuple(pass_env), extra_env=dict(extra_env or {}),
             unknown_images=unknown_images, pending_seconds=pending_seconds,
             pull_seconds=pull_seconds, restart_delay=restart_delay, kill_grace=kill_grace,
-            truncate_stopped_logs=truncate_stopped_logs))
+            truncate_stopped_logs=truncate_stopped_logs,
+            docker=_docker_url(docker), docker_limits=docker_limits))
         self.api = ArmApi(self.engine, subscription_id=subscription_id,
                           resource_groups={resource_group}, location=location,
                           base_url=lambda: self.base_url)
@@ -233,8 +259,17 @@ class AciEmulator:
             return self.engine.groups[key]
 
     def live_pids(self) -> list[int]:
-        """Every live process this emulator started (children included)."""
-        return self.engine.live_pids()
+        """Every live process this emulator started (children included); [] with Docker."""
+        return [] if self.uses_docker else [int(pid) for pid in self.engine.leftovers()]
+
+    def leftovers(self) -> list[str]:
+        """What still runs for this emulator: pids, or with Docker the engine's containers it
+        created that still exist (leak checks)."""
+        return self.engine.leftovers()
+
+    @property
+    def uses_docker(self) -> bool:
+        return self.engine.settings.docker is not None
 
     def wait_for_state(self, name: str, states: Sequence[str], timeout: float = 30) -> str:
         """Wait (without ARM calls) until group ``name`` is in one of ``states``."""

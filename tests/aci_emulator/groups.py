@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import subprocess
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .launchers import Handle
 
 RESOURCE_TYPE = "Microsoft.ContainerInstance/containerGroups"
 # Real ACI keeps up to 4 MB of log while a container runs, and only the last 16 KB / 1,000 lines
@@ -67,7 +69,7 @@ class ContainerRun:
     previous: dict[str, Any] | None = None
     restart_count: int = 0
     events: list[Event] = field(default_factory=list)
-    proc: subprocess.Popen[bytes] | None = None
+    handle: Handle | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     log: list[tuple[int, str]] = field(default_factory=list)  # (time in ns, line with its \n)
     log_bytes: int = 0

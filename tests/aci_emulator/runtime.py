@@ -9,11 +9,7 @@ or the container's main process ending, kills the whole tree, as ending a real c
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .groups import ContainerRun, Group, add_event, utc_now
+from .launchers import DockerLauncher, Handle, Launcher, ProcessLauncher, wait_all
 
 # A container that never exits by itself (the "hung container" fault).
 HANG_ARGV = (sys.executable, "-c", "import time\nwhile True:\n    time.sleep(3600)")
+HANG_SH = ("sh", "-c", "while :; do sleep 3600; done")  # the same inside a Docker image
 RUNNER_ARGV = (sys.executable, "-m", "serverless_score.runner")
 DEFAULT_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "SYSTEMROOT")
 
@@ -92,6 +90,8 @@ class Settings:
     restart_delay: float = 0.2  # back-off before a restart
     kill_grace: float = 1.0  # SIGTERM -> SIGKILL on delete/stop
     truncate_stopped_logs: bool = True
+    docker: str | None = None  # None: processes; "" the engine of DOCKER_HOST; or its URL
+    docker_limits: bool = True  # pass cpu/memory requests as engine limits
 
 
 class Engine:
@@ -102,7 +102,12 @@ class Engine:
         self.faults = Faults()
         self.lock = threading.RLock()
         self.groups: dict[tuple[str, str, str], Group] = {}
-        self.deleting: dict[tuple[str, str, str], Group] = {}
+        self.launcher: Launcher
+        if settings.docker is not None:
+            self.launcher = DockerLauncher(settings.docker or None, settings.emulator_id,
+                                           settings.kill_grace, limits=settings.docker_limits)
+        else:
+            self.launcher = ProcessLauncher(self.image_def, settings.pass_env)
 
     # -- images ------------------------------------------------------------------------------
     def image_def(self, image: str) -> ImageDef | None:
@@ -114,10 +119,11 @@ class Engine:
     def inaccessible_at_create(self, image: str) -> bool:
         if matches(self.faults.inaccessible_at_create, image):
             return True
-        return self.image_def(image) is None and self.settings.unknown_images == "create"
+        return self.settings.unknown_images == "create" and not self.launcher.has_image(image)
 
     def inaccessible_at_pull(self, image: str) -> bool:
-        return bool(matches(self.faults.inaccessible_at_pull, image)) or self.image_def(image) is None
+        return (bool(matches(self.faults.inaccessible_at_pull, image))
+                or not self.launcher.has_image(image))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start_group(self, group: Group) -> None:
@@ -185,34 +191,33 @@ class Engine:
                 return
         if not self._sleep(group, self.faults.provision_delay):
             return
+        starters = [threading.Thread(target=self._start_container, args=(group, c), daemon=True)
+                    for c in group.containers]
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join()
         with self.lock:
             if group.deleted.is_set():
                 return
-            for c in group.containers:
-                self._start_container(group, c)
             group.provisioning = "Succeeded"
             group.operation.finish("Succeeded")
             if group.state == "Pending":
                 group.state = "Running"
             self._settle(group)  # containers that could not even start
 
-    def _argv(self, c: ContainerRun) -> list[str]:
+    def _argv(self, c: ContainerRun) -> list[str] | None:
+        """The command to run; None: the image's own entrypoint."""
         if matches(self.faults.hang, c.name, c.image):
-            return list(HANG_ARGV)
+            return list(self.launcher_hang_argv())
         command = c.spec.get("command")
-        if command:
-            return [str(part) for part in command]
-        definition = self.image_def(c.image)
-        assert definition is not None  # checked at pull
-        return list(definition.entrypoint)
+        return [str(part) for part in command] if command else None
 
-    def _env(self, group: Group, c: ContainerRun, home: Path) -> dict[str, str]:
-        env = {k: os.environ[k] for k in self.settings.pass_env if k in os.environ}
-        env.update({"HOME": str(home), "TMPDIR": str(home / "tmp"), "HOSTNAME": group.name})
-        definition = self.image_def(c.image)
-        if definition is not None:
-            env.update(definition.env)
-        env.update(self.settings.extra_env)
+    def launcher_hang_argv(self) -> tuple[str, ...]:
+        return HANG_ARGV if isinstance(self.launcher, ProcessLauncher) else HANG_SH
+
+    def _env(self, group: Group, c: ContainerRun) -> dict[str, str]:
+        env = dict(self.settings.extra_env)
         for var in c.spec.get("environmentVariables") or []:
             value = var.get("secureValue", var.get("value"))
             env[str(var["name"])] = "" if value is None else str(value)
@@ -222,40 +227,50 @@ class Engine:
         return env
 
     def _start_container(self, group: Group, c: ContainerRun) -> None:
-        """Start (or restart) one container's process. Called with the lock held."""
-        home = self.settings.work_dir / group.resource_group / group.name / c.name
+        """Start (or restart) one container. Called WITHOUT the lock: starting a container on an
+        engine takes a while, and GETs must not wait for it."""
+        with self.lock:
+            if group.deleted.is_set() or group.stopped:
+                return
+            home = self.settings.work_dir / group.resource_group / group.name / c.name
+            argv, env = self._argv(c), self._env(group, c)
+            requests = (c.spec.get("resources") or {}).get("requests") or {}
         (home / "tmp").mkdir(parents=True, exist_ok=True)
-        argv = self._argv(c)
         started = utc_now()
         try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                cwd=home, env=self._env(group, c, home), start_new_session=True)
+            handle = self.launcher.launch(
+                image=c.image, argv=argv, env=env, home=home,
+                cpu=float(requests.get("cpu") or 1), memory_gb=float(requests.get("memoryInGB") or 1),
+                labels={"aci-emulator.group": group.name, "aci-emulator.container": c.name})
         except OSError as err:
-            add_event(c.events, "Failed", f"Error: failed to start container \"{c.name}\": "
-                      f"{err.strerror}: {argv[0]}", "Warning")
-            c.current = {"state": "Terminated", "startTime": started, "finishTime": utc_now(),
-                         "exitCode": 127, "detailStatus": "ContainerCannotRun"}
+            with self.lock:
+                add_event(c.events, "Failed", f'Error: failed to start container "{c.name}": '
+                          f"{err.strerror}: {(argv or [c.image])[0]}", "Warning")
+                c.current = {"state": "Terminated", "startTime": started,
+                             "finishTime": utc_now(), "exitCode": 127,
+                             "detailStatus": "ContainerCannotRun"}
+                c.restart_pending = False
             return
-        c.proc = proc
-        c.restart_pending = False
-        c.current = {"state": "Running", "startTime": started, "detailStatus": ""}
-        add_event(c.events, "Started", "Started container")
-        thread = threading.Thread(target=self._watch, args=(group, c, proc), daemon=True,
-                                  name=f"aci-emu-{group.name}-{c.name}")
-        c.threads.append(thread)
-        thread.start()
-
-    def _watch(self, group: Group, c: ContainerRun, proc: subprocess.Popen[bytes]) -> None:
-        reader = threading.Thread(target=self._read, args=(c, proc), daemon=True)
-        reader.start()
-        code = proc.wait()
-        # The container ends with its main process: nothing it started outlives it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        reader.join(timeout=5)
         with self.lock:
-            if group.deleted.is_set() or group.stopped or c.proc is not proc:
+            c.handle = handle
+            c.restart_pending = False
+            c.current = {"state": "Running", "startTime": started, "detailStatus": ""}
+            add_event(c.events, "Started", "Started container")
+            thread = threading.Thread(target=self._watch, args=(group, c, handle), daemon=True,
+                                      name=f"aci-emu-{group.name}-{c.name}")
+            c.threads.append(thread)
+            thread.start()
+            if group.deleted.is_set() or group.stopped:
+                handle.kill()  # deleted while it was starting
+
+    def _watch(self, group: Group, c: ContainerRun, handle: Handle) -> None:
+        reader = threading.Thread(target=self._read, args=(c, handle), daemon=True)
+        reader.start()
+        code = handle.wait()
+        reader.join(timeout=5)
+        handle.finished()
+        with self.lock:
+            if group.deleted.is_set() or group.stopped or c.handle is not handle:
                 return
             c.current = {"state": "Terminated", "startTime": c.current.get("startTime"),
                          "finishTime": utc_now(), "exitCode": code,
@@ -272,24 +287,18 @@ class Engine:
                     add_event(c.events, "BackOff", "Back-off restarting failed container",
                               "Warning")
                 c.current = {"state": "Waiting", "detailStatus": "CrashLoopBackOff"}
-                timer = threading.Timer(self.settings.restart_delay, self._restart, (group, c))
+                timer = threading.Timer(self.settings.restart_delay, self._start_container,
+                                        (group, c))
                 timer.daemon = True
                 timer.start()
                 return
             self._settle(group)
 
-    def _restart(self, group: Group, c: ContainerRun) -> None:
-        with self.lock:
-            if not (group.deleted.is_set() or group.stopped):
-                self._start_container(group, c)
-
-    def _read(self, c: ContainerRun, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
+    def _read(self, c: ContainerRun, handle: Handle) -> None:
+        for raw in handle.lines():
             line = raw.decode("utf-8", errors="replace")
             with self.lock:
                 c.append_log(line if line.endswith("\n") else line + "\n", time.time_ns())
-        proc.stdout.close()
 
     @staticmethod
     def _settle(group: Group) -> None:
@@ -303,29 +312,21 @@ class Engine:
 
     # -- ending ------------------------------------------------------------------------------
     def kill(self, group: Group, *, event: str = "Killing") -> None:
-        """Kill every container's process tree and wait for it. Called WITHOUT the lock (it
-        waits for the watcher threads, which take the lock)."""
-        procs = []
+        """Kill every container (SIGTERM, then SIGKILL after ``kill_grace``, whole trees) and
+        wait for it. Called WITHOUT the lock (it waits for the watcher threads, which take it)."""
+        handles = []
         with self.lock:
             for c in group.containers:
-                if c.proc is not None and c.proc.poll() is None:
+                if c.handle is not None and c.handle.running():
                     add_event(c.events, event, f"Killing container with id {c.name}")
-                    procs.append(c.proc)
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.kill_grace
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+                    handles.append(c.handle)
+        wait_all(handles, self.settings.kill_grace)
         for c in group.containers:
             for thread in c.threads:
                 if thread is not threading.current_thread():
-                    thread.join(timeout=5)
+                    thread.join(timeout=10)
+            if c.handle is not None:
+                c.handle.finished()
 
     def stop(self, group: Group) -> None:
         with self.lock:
@@ -334,9 +335,8 @@ class Engine:
         with self.lock:
             for c in group.containers:
                 if c.current.get("state") != "Terminated":
-                    code = c.proc.returncode if c.proc is not None else None
                     c.current = {"state": "Terminated", "startTime": c.current.get("startTime"),
-                                 "finishTime": utc_now(), "exitCode": code,
+                                 "finishTime": utc_now(), "exitCode": 137,
                                  "detailStatus": "Killed"}
             group.state = "Stopped"
 
@@ -344,18 +344,6 @@ class Engine:
         group.deleted.set()
         self.kill(group)
 
-    def live_pids(self) -> list[int]:
-        """Pids of every live process (any depth) this emulator started, found by marker."""
-        marker = f"ACI_EMULATOR_ID={self.settings.emulator_id}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state != "Z" and marker in environ.split(b"\0"):
-                found.append(int(entry.name))
-        return found
+    def leftovers(self) -> list[str]:
+        """What still runs for this emulator: pids (processes) or container ids (Docker)."""
+        return self.launcher.leftovers(self.settings.emulator_id)

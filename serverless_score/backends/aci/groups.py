@@ -19,6 +19,7 @@ from azure.mgmt.containerinstance.models import (
     UserAssignedIdentities,
 )
 
+from ...storage.azure_auth import ENV_WORKER_IDENTITY
 from ..base import GroupSpec
 from .settings import AciSettings
 
@@ -27,7 +28,10 @@ TAG_VALUE_MAX = 256  # ARM: tag values hold at most 256 characters
 
 
 def build_group(group: GroupSpec, settings: AciSettings) -> ContainerGroup:
-    env = [EnvironmentVariable(name=k, value=v) for k, v in sorted(group.env.items())]
+    plain = dict(group.env)
+    if settings.identity:  # the runner's blob credential asks for this identity's tokens
+        plain[ENV_WORKER_IDENTITY] = settings.identity
+    env = [EnvironmentVariable(name=k, value=v) for k, v in sorted(plain.items())]
     env += [EnvironmentVariable(name=k, secure_value=v) for k, v in sorted(group.secure_env.items())]
     container = Container(
         name=CONTAINER,

@@ -56,7 +56,9 @@ class TokenBucket:
         now = self._refill()
         self._tokens = 0.0
         self._blocked_until = max(self._blocked_until, now + seconds)
-        self._at = max(self._at, self._blocked_until - 1.0 / self.rate)  # one token at the end
+        # Refill as if from one token-time before the block ends: exactly one token is there
+        # when it ends (take() refuses everything until then).
+        self._at = self._blocked_until - 1.0 / self.rate
 
 
 def backoff(attempt: int, retry_after: float | None, *, cap: float = RETRY_AFTER_CAP,

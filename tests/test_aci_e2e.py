@@ -1,0 +1,199 @@
+"""Whole jobs through ``backend = "aci"``: the CLI as a user runs it, the local ACI emulator as
+Azure (each container a local process running the runner), model/input/output in Azurite. The
+Python and R examples give byte for byte the local backend's output; a failing chunk, an
+inaccessible image and a 429 storm end as they should; Ctrl-C and SIGTERM mid-job leave no
+container group behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.aci]
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+IMAGE = "myreg.azurecr.io/serverless-score-python:test"  # the emulator runs the runner for it
+
+
+@pytest.fixture
+def aci_env(aci_emulator: Any, blob_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The CLI reaches Azurite (connection string) and the emulator (ARM endpoint, managed
+    identity endpoint, CA bundle, subscription / resource group / location)."""
+    for name in aci_emulator.CREDENTIAL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    env = {**blob_env, **aci_emulator.env()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def _blob(azurite: Any, container: str, name: str) -> bytes:
+    return bytes(azurite.service().get_blob_client(container, name).download_blob().readall())
+
+
+def _upload(azurite: Any, container: str, name: str, data: bytes) -> str:
+    azurite.service().get_blob_client(container, name).upload_blob(data, overwrite=True)
+    return f"az://{container}/{name}"
+
+
+def _ok(result: Any) -> dict[str, Any]:
+    assert result.code == 0, result
+    assert result.json is not None and result.json["status"] == "succeeded", result
+    return result.json
+
+
+def _aci_sets(**values: Any) -> list[str]:
+    out = []
+    for key, value in {"backend": "aci", "image": IMAGE, **values}.items():
+        out += ["--set", f"{key}={json.dumps(value)}"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def churn_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("python-churn")
+    for name in ("job.toml", "prepare.py"):
+        shutil.copy(ROOT / "examples" / "python-churn" / name, folder / name)
+    subprocess.run([PY, str(folder / "prepare.py"), "--rows", "4000"], check=True,
+                   capture_output=True, timeout=300)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def glm_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("Rscript") is None:
+        pytest.skip("R is not installed (make test installs it: scripts/install-r.sh)")
+    folder = tmp_path_factory.mktemp("r-glm")
+    for name in ("job.toml", "prepare.R", "score.R"):
+        shutil.copy(ROOT / "examples" / "r-glm" / name, folder / name)
+    subprocess.run(["Rscript", str(folder / "prepare.R"), "3000"], check=True,
+                   capture_output=True, timeout=300)
+    return folder
+
+
+def test_python_churn_through_aci_equals_the_local_run(churn_example, aci_env, aci_emulator,
+                                                      azurite, container, cli) -> None:
+    job = churn_example / "job.toml"
+    local = _ok(cli("run", job, "--json", "-q", "--set", "chunks=3",
+                    "--set", 'output="out/local.csv"'))
+    model = _upload(azurite, container, "models/churn.joblib",
+                    (churn_example / "model" / "churn.joblib").read_bytes())
+    data = _upload(azurite, container, "in/customers.csv",
+                   (churn_example / "data" / "customers.csv").read_bytes())
+    result = _ok(cli("run", job, "--json", "-q", *_aci_sets(
+        model=model, input=data, output=f"az://{container}/scores/churn.csv", chunks=3)))
+    expected = (churn_example / "out" / "local.csv").read_bytes()
+    assert result["rows_out"] == local["rows_out"] == 4000 and result["tasks"] == 3
+    assert _blob(azurite, container, "scores/churn.csv") == expected
+    manifest = json.loads(_blob(azurite, container, "scores/churn.csv.manifest.json"))
+    assert manifest["backend"] == "aci" and manifest["storage"]["worker_access"] == "sas"
+    log = _blob(azurite, container, "scores/churn.csv.work/tasks/t00001/attempt-1.log").decode()
+    assert "::task t00001 ok" in log  # the container's log was saved before its group went
+    assert aci_emulator.group_names() == []  # every group deleted
+    puts = aci_emulator.calls[("PUT", "group")]
+    assert puts == 2  # max_parallel = 2: two groups, the 3 tasks packed into them
+    assert aci_emulator.calls[("GET", "logs")] == puts and aci_emulator.calls[("DELETE", "group")] == puts
+
+
+def test_r_glm_with_its_score_script_through_aci_equals_the_local_run(
+        glm_example, aci_env, aci_emulator, azurite, container, cli) -> None:
+    job = glm_example / "job.toml"
+    _ok(cli("run", job, "--json", "-q", "--set", 'output="out/local.csv"'))
+    model = _upload(azurite, container, "models/default-glm.rds",
+                    (glm_example / "model" / "default-glm.rds").read_bytes())
+    data = _upload(azurite, container, "in/loans.csv", (glm_example / "data" / "loans.csv").read_bytes())
+    result = _ok(cli("run", job, "--json", "-q", *_aci_sets(
+        image="myreg.azurecr.io/serverless-score-r:test", model=model, input=data,
+        output=f"az://{container}/scores/loans.csv")))
+    assert result["rows_out"] == 3000
+    assert _blob(azurite, container, "scores/loans.csv") == (glm_example / "out" / "local.csv").read_bytes()
+    # the local score.R reached the containers as a blob beside the output, by content hash
+    sha = hashlib.sha256((glm_example / "score.R").read_bytes()).hexdigest()[:16]
+    assert _blob(azurite, container, f"scores/loans.csv.work/scorer/{sha}/score.R") == \
+        (glm_example / "score.R").read_bytes()
+    assert aci_emulator.group_names() == []
+
+
+def test_local_paths_are_refused_before_anything_is_created(churn_example, aci_env, aci_emulator,
+                                                            cli) -> None:
+    result = cli("run", churn_example / "job.toml", "--json", "-q", *_aci_sets())
+    assert result.code == 2, result
+    assert "a container on Azure cannot read this machine's files" in result.flat_stderr
+    assert aci_emulator.calls[("PUT", "group")] == 0
+
+
+def _command_job(make_job: Any, job_dir: Path, azurite: Any, container: str, scorer: str,
+                 **keys: Any) -> Path:
+    rows = b"".join(json.dumps({"id": i}).encode() + b"\n" for i in range(40))
+    data = _upload(azurite, container, "in/rows.jsonl", rows)
+    return make_job(job_dir, name="cmd", runtime="command", scorer=scorer, format="jsonl",
+                    input=data, output=f"az://{container}/out/rows.txt", chunks=4,
+                    backend="aci", image=IMAGE, **keys)
+
+
+def test_a_failing_chunk_fails_the_job_naming_it_and_leaves_no_group(
+        job_dir, make_job, aci_env, aci_emulator, azurite, container, cli) -> None:
+    scorer = 'if [ "$TASK_INDEX" = 2 ]; then echo "bad chunk $TASK_ID" >&2; exit 7; fi; cat'
+    job = _command_job(make_job, job_dir, azurite, container, scorer, retries=1)
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 1, result
+    assert result.json is not None and result.json["error"]["task_id"] == "t00002"
+    assert "after 2 attempts" in result.json["error"]["message"]
+    assert "bad chunk t00002" in result.json["error"]["log_tail"]
+    assert aci_emulator.group_names() == []
+
+
+def test_an_inaccessible_image_fails_with_what_to_check(job_dir, make_job, aci_env, aci_emulator,
+                                                         azurite, container, cli) -> None:
+    aci_emulator.inaccessible_image("*serverless-score*", at="pull")
+    job = _command_job(make_job, job_dir, azurite, container, "cat", retries=0)
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 1, result
+    message = result.json["error"]["message"] if result.json else ""
+    assert f"could not pull its image {IMAGE!r}" in message and "AcrPull" in message
+    assert aci_emulator.group_names() == []
+
+
+def test_a_429_storm_is_waited_out(job_dir, make_job, aci_env, aci_emulator, azurite, container,
+                                   cli) -> None:
+    aci_emulator.throttle(times=4, retry_after=1)  # creates
+    aci_emulator.throttle(times=3, retry_after=1, method="GET", kind="group")  # polls
+    aci_emulator.throttle(times=2, retry_after=1, method="DELETE", kind="group")
+    job = _command_job(make_job, job_dir, azurite, container, "cat")
+    result = _ok(cli("run", job, "--json", "-q"))
+    assert result["tasks"] == 4 and result["rows_out"] == 40
+    assert aci_emulator.group_names() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_the_controller_deletes_every_group(sig, job_dir, make_job, aci_env,
+                                                         aci_emulator, azurite, container,
+                                                         procs) -> None:
+    job = _command_job(make_job, job_dir, azurite, container, "sleep 60; cat", timeout="5m")
+    controller = procs.start("run", job, "--json", "-q")
+    running = procs.wait_for(lambda: len(aci_emulator.group_names()) == 2, timeout=60)
+    assert running, "the groups never started"
+    controller.send_signal(sig)
+    _out, err = controller.communicate(timeout=60)
+    assert controller.returncode == 130, err
+    assert aci_emulator.group_names() == []
+    assert aci_emulator.live_pids() == []
+
+
+def test_a_hung_container_times_out_and_its_group_is_deleted(job_dir, make_job, aci_env,
+                                                              aci_emulator, azurite, container,
+                                                              cli) -> None:
+    aci_emulator.hang("*serverless-score*")
+    job = _command_job(make_job, job_dir, azurite, container, "cat", timeout="4s", retries=0)
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 1, result
+    assert result.json is not None and "timed out after 4s" in result.json["error"]["message"]
+    assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
