@@ -5,6 +5,7 @@ retries, the 202 pattern) and the static checks that refuse what it does not imp
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ def ev(text: str, **params: Any) -> Any:
     ("@parameters('o')['a']['b'][1]", 2),
     ("@parameters('o').a.b", [1, 2]),
     ("@parameters('o')?['x']?['y']", None),
+    ("@parameters('o')?.x?.y", None),
     ("@PARAMETERS('n')", 3),  # function names ignore case
     ("@parameters('o')['A']['B']", [1, 2]),  # so do property names
     ("@concat('it''s ', 1, true)", "it's 1True"),
@@ -81,6 +83,12 @@ def test_expressions(text: str, expected: Any) -> None:
 def test_expression_errors(text: str, message: str) -> None:
     with pytest.raises(ExpressionError, match=message):
         ev(text, o={"a": 1})
+
+
+def test_guid_is_a_fresh_uuid_each_call() -> None:
+    first, second = ev("@guid()"), ev("@guid()")
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", first)
+    assert first != second and len(ev("@guid('N')")) == 32
 
 
 def test_arguments_are_all_evaluated_like_the_service_no_short_circuit() -> None:
@@ -152,6 +160,22 @@ def test_variables_and_if_branches() -> None:
     result = workflow(actions, now=lambda: NOW).run()
     assert result.actions["Yes"].status == "Succeeded" and result.actions["No"].status == "Skipped"
     assert result.status == "Succeeded"
+
+
+def test_a_scope_fails_when_its_last_action_fails_and_can_be_caught() -> None:
+    actions = {
+        "Try": {"type": "Scope", "actions": {"Ok": compose(1), "Bad": compose(
+            "@json('x')", Ok=["Succeeded"])}},
+        "Catch": compose("@outputs('Ok')", Try=["Failed"]),
+        "Happy": compose(2, Try=["Succeeded"]),
+    }
+    result = workflow(actions).run()
+    steps = dict(result.history)
+    assert steps["Try"] == "Failed" and steps["Catch"] == "Succeeded" and steps["Happy"] == "Skipped"
+    assert result.actions["Catch"].outputs == 1  # inner actions are visible outside the scope
+    # Two branches end here: Catch (succeeded) and Happy, skipped, which counts as the status of
+    # what it waited for (Try: failed), so the run fails, as the service reports such runs.
+    assert result.status == "Failed"
 
 
 def test_terminate_sets_the_run_status_and_stops_the_run() -> None:
