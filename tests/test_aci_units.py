@@ -80,6 +80,17 @@ def test_terminated_container_exit_code_decides() -> None:
     assert oom.phase is Phase.FAILED and "memory_gb" in oom.detail and "OOMKilled" in oom.detail
 
 
+def test_a_finished_group_carries_its_billed_seconds_from_the_pull() -> None:
+    group = _group("Succeeded", "Succeeded",
+                   {"state": "Terminated", "exitCode": 0, "startTime": "2026-11-29T10:00:20Z",
+                    "finishTime": "2026-11-29T10:01:50Z"},
+                   events=[{"name": "Pulling", "message": "pulling image", "type": "Normal",
+                            "firstTimestamp": "2026-11-29T10:00:00Z"}])
+    assert group_state("g", group).seconds == 110.0
+    running = _group("Succeeded", "Running", {"state": "Running", "startTime": "2026-11-29T10:00:20Z"})
+    assert group_state("g", running).seconds is None
+
+
 def test_group_state_alone_finishes_it() -> None:
     assert group_state("g", _group("Succeeded", "Succeeded")).phase is Phase.SUCCEEDED
     failed = group_state("g", _group("Succeeded", "Failed", group_events=[

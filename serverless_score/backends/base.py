@@ -28,6 +28,9 @@ class GroupState:
     phase: Phase
     exit_code: int | None = None
     detail: str = ""  # why it failed, in words a user can act on
+    # Billed seconds of a finished group where the backend knows them (ACI: from the start of
+    # the image pull to the container's finish), for the manifest's cost; None when unknown.
+    seconds: float | None = None
 
 
 # Labels / tags every group carries, so any controller (or `cleanup`) can find it again.

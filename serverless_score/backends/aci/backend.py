@@ -260,6 +260,9 @@ class AciBackend:
         except Throttled as err:
             self.schedule.pause(backoff(1, err.retry_after))
             return
+        except CreateRejected as err:  # the per-group reads still see everything
+            log.warning("listing container groups: %s", err)
+            return
         for name, group in self._groups.items():
             if not group.created or group.state.phase.finished:
                 continue

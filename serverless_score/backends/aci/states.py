@@ -12,6 +12,7 @@ a killed process), or the group is ``Unhealthy``.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..base import GroupState, Phase
@@ -26,7 +27,36 @@ _EXIT_HINTS = {
 
 
 def group_state(name: str, group: Any) -> GroupState:
-    """The state of one container group from ``container_groups.get``."""
+    """The state of one container group from ``container_groups.get``; a finished one carries
+    its billed seconds when the instance view has the times."""
+    state = _phase(name, group)
+    if state.phase.finished:
+        seconds = billed_seconds(group)
+        if seconds is not None:
+            return replace(state, seconds=seconds)
+    return state
+
+
+def billed_seconds(group: Any) -> float | None:
+    """ACI bills from the start of the image pull until the group stops: the first event's
+    time (Pulling) or the container's start, to the latest container finish."""
+    starts, finishes = [], []
+    for c in group.containers or []:
+        view = c.instance_view
+        if view is None:
+            continue
+        starts += [e.first_timestamp for e in view.events or [] if e.first_timestamp]
+        for st in (view.current_state, view.previous_state):
+            if st is not None and st.start_time:
+                starts.append(st.start_time)
+            if st is not None and st.finish_time:
+                finishes.append(st.finish_time)
+    if not starts or not finishes:
+        return None
+    return max(0.0, round((max(finishes) - min(starts)).total_seconds(), 3))
+
+
+def _phase(name: str, group: Any) -> GroupState:
     provisioning = (group.provisioning_state or "").lower()
     view = group.instance_view
     state = ((view.state if view else None) or "").lower()
