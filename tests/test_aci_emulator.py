@@ -422,10 +422,11 @@ def test_throttling_beyond_the_sdk_retries_raises_429(aci_emulator: Any) -> None
 def test_create_rate_limit_answers_429_with_retry_after(aci_emulator: Any) -> None:
     emu, client = aci_emulator, aci_emulator.client(retry_total=0)
     emu.limits.create_windows = ((2, 300.0),)
-    poller = client.container_groups.begin_create_or_update(emu.resource_group, "r1", group(emu),
-                                                            **FAST)
-    assert poller.polling_method()._initial_response.http_response.headers[
-        "x-ms-ratelimit-remaining-subscription-resource-requests-pt5m"] == "1"
+    seen: list[dict[str, str]] = []
+    client.container_groups.begin_create_or_update(
+        emu.resource_group, "r1", group(emu), raw_response_hook=lambda r: seen.append(
+            dict(r.http_response.headers)), **FAST).result()
+    assert seen[0]["x-ms-ratelimit-remaining-subscription-resource-requests-pt5m"] == "1"
     create(emu, client, "r2", group(emu))
     with pytest.raises(HttpResponseError) as err:
         create(emu, client, "r3", group(emu))
@@ -615,3 +616,45 @@ def test_docker_missing_image_is_inaccessible(docker_emulator: Any) -> None:
     with pytest.raises(HttpResponseError) as err:
         create(emu, client, "noimage", group(emu, container(image="local/not-there:1")))
     assert err.value.error.code == "InaccessibleImage"
+
+
+# -- the raw protocol (what a Logic App's Http actions see) ---------------------------------------
+def test_raw_put_gives_an_async_operation_that_goes_creating_then_succeeded(
+        aci_emulator: Any) -> None:
+    import requests
+
+    emu = aci_emulator
+    emu.slow_provisioning(0.5)
+    token = emu.credential().get_token("https://management.azure.com/.default").token
+    session = requests.Session()
+    session.trust_env = False  # an inherited REQUESTS_CA_BUNDLE would win over session.verify
+    session.verify = str(emu.ca_bundle)
+    session.headers["Authorization"] = f"Bearer {token}"
+    url = (f"{emu.base_url}/subscriptions/{emu.subscription_id}/resourceGroups/"
+           f"{emu.resource_group}/providers/Microsoft.ContainerInstance/containerGroups/raw")
+    body = {"location": emu.location, "tags": {"job": "raw"}, "properties": {
+        "osType": "Linux", "restartPolicy": "Never", "containers": [{"name": "main", "properties": {
+            "image": "emu/shell", "command": ["sh", "-c", "exit 0"],
+            "resources": {"requests": {"cpu": 1, "memoryInGB": 1}}}}]}}
+    missing = session.put(url, json=body, timeout=10)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "MissingApiVersionParameter"
+    put = session.put(url, params={"api-version": "2023-05-01"}, json=body, timeout=10)
+    assert put.status_code == 201
+    assert put.json()["properties"]["provisioningState"] == "Pending"
+    operation = put.headers["Azure-AsyncOperation"]
+    assert f"/subscriptions/{emu.subscription_id}/providers/Microsoft.ContainerInstance/" \
+           f"locations/{emu.location}/operations/" in operation
+    statuses = []
+    while not statuses or statuses[-1] not in ("Succeeded", "Failed"):
+        statuses.append(session.get(operation, timeout=10).json()["status"])
+        time.sleep(0.02)
+    assert list(dict.fromkeys(statuses))[-2:] == ["Creating", "Succeeded"]
+    again = session.put(url, params={"api-version": "2023-05-01"}, json=body, timeout=10)
+    assert again.status_code == 200  # PUT of an existing group
+    gone = session.delete(url, params={"api-version": "2023-05-01"}, timeout=10)
+    assert gone.status_code == 200 and gone.json()["name"] == "raw"
+    assert session.delete(url, params={"api-version": "2023-05-01"}, timeout=10).status_code == 204
+    notfound = session.get(url, params={"api-version": "2023-05-01"}, timeout=10)
+    assert notfound.status_code == 404
+    assert notfound.json()["error"]["code"] == "ResourceNotFound"

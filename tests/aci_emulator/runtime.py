@@ -1,11 +1,12 @@
-"""Runs container groups as local processes and moves them through ACI's states.
+"""Moves container groups through ACI's states while their containers run (as local processes or
+on a Docker engine: ``launchers.py``).
 
 Per group, one driver thread walks provisioning Pending -> Creating (events Pulling, Pulled) ->
 Succeeded (containers started, group state Running); per container, one thread reads its output
-into the log and, when the process ends, records Terminated with its exit code, restarts it when the
-restart policy (or an injected fault) says so, and settles the group's state once every container
-has terminated. Each container is its own session (process group): deleting or stopping the group,
-or the container's main process ending, kills the whole tree, as ending a real container does."""
+into the log and, when it ends, records Terminated with its exit code, restarts it when the restart
+policy (or an injected fault) says so, and settles the group's state once every container has
+terminated. Deleting or stopping the group, or a container's main process ending, takes down
+everything the container started, as ending a real container does."""
 
 from __future__ import annotations
 
@@ -159,10 +160,11 @@ class Engine:
             default=0.0)
         if not self._sleep(group, pull):
             return
+        # (Asking a Docker engine takes a moment: not under the lock.)
+        unpullable = [c for c in group.containers if self.inaccessible_at_pull(c.image)]
         with self.lock:
             if group.deleted.is_set():
                 return
-            unpullable = [c for c in group.containers if self.inaccessible_at_pull(c.image)]
             for c in unpullable:
                 add_event(c.events, "Failed", f'Failed to pull image "{c.image}": rpc error: code '
                           f"= Unknown desc = failed to resolve reference: not found or "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,23 @@ from cryptography.x509.oid import NameOID
 @dataclass(frozen=True)
 class Certificates:
     ca_file: Path  # the emulator's CA alone
-    bundle_file: Path  # certifi's public roots + the emulator's CA: safe as REQUESTS_CA_BUNDLE
+    bundle_file: Path  # the roots trusted so far + the emulator's CA: safe as REQUESTS_CA_BUNDLE
     cert_file: Path
     key_file: Path
+
+
+def _current_roots() -> bytes:
+    """The roots this machine's HTTPS clients trust now (an inherited REQUESTS_CA_BUNDLE, e.g. the
+    system store with a proxy's CA, else certifi's), so adding ours takes nothing away."""
+    for candidate in (os.environ.get("REQUESTS_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_bytes()
+    try:
+        import certifi
+
+        return Path(certifi.where()).read_bytes()
+    except ImportError:  # requests depends on certifi, so this is only a fallback
+        return b""
 
 
 def _name(common_name: str) -> x509.Name:
@@ -62,12 +77,7 @@ def make_certificates(directory: Path) -> Certificates:
     files = Certificates(directory / "ca.pem", directory / "bundle.pem",
                          directory / "server.pem", directory / "server.key")
     files.ca_file.write_bytes(ca_pem)
-    try:
-        import certifi
-
-        public = Path(certifi.where()).read_bytes()
-    except ImportError:  # requests depends on certifi, so this is only a fallback
-        public = b""
+    public = _current_roots()
     files.bundle_file.write_bytes(public.rstrip(b"\n") + b"\n" + ca_pem)
     files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_pem)
     files.key_file.write_bytes(key.private_bytes(
