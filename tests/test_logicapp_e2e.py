@@ -256,3 +256,16 @@ def test_a_job_file_in_blob_storage_is_read_by_the_controller_at_run_time(
     assert env["SERVERLESS_SCORE_JOB"] == "{}"  # the job itself is not in the template
     assert blob(azurite, container, f"out/{today}/scores.csv") == expected_scores(12)
     assert_all_deleted(emu)
+
+
+def test_arm_throttling_of_the_create_is_retried_after_retry_after(
+        emu, azurite, container, job_dir, make_job) -> None:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    write_input(azurite, container, f"in/{today}/data.csv", rows=6)
+    emu.throttle(1, retry_after=1, method="PUT", kind="group")  # the workflow's PUT comes first
+    result = deployed(job_file(job_dir, make_job, emu, container), emu, "timer").run()
+    assert result.status == "Succeeded", (result.error, result.history)
+    puts = [r for r in emu.requests if r[1] == "PUT"]
+    assert [r[4] for r in puts[:2]] == [429, 201]  # refused once, then created
+    assert blob(azurite, container, f"out/{today}/scores.csv") == expected_scores(6)
+    assert_all_deleted(emu)
