@@ -114,6 +114,8 @@ def test_timer_template_scores_the_day_and_deletes_the_group(
     env = {e["name"]: e["value"] for e in body["properties"]["containers"][0]["properties"][
         "environmentVariables"]}
     assert env["SERVERLESS_SCORE_ROLE"] == "controller" and env["SERVERLESS_SCORE_DATE"] == today
+    assert all(env.values())  # ACI has refused environment variables without a value
+    assert json.loads(env["SERVERLESS_SCORE_JOB"])["name"] == "lapp"
     assert not any("secureValue" in e for e in body["properties"]["containers"][0]["properties"][
         "environmentVariables"])
     assert_all_deleted(emu)
@@ -253,7 +255,8 @@ def test_a_job_file_in_blob_storage_is_read_by_the_controller_at_run_time(
     body = result.actions["Create_group"].inputs["body"]
     env = {e["name"]: e["value"] for e in body["properties"]["containers"][0]["properties"][
         "environmentVariables"]}
-    assert env["SERVERLESS_SCORE_JOB"] == "{}"  # the job itself is not in the template
+    assert "SERVERLESS_SCORE_JOB" not in env  # the job itself is not in the template
+    assert env["SERVERLESS_SCORE_JOB_URI"] == f"az://{container}/jobs/lapp.toml"
     assert blob(azurite, container, f"out/{today}/scores.csv") == expected_scores(12)
     assert_all_deleted(emu)
 

@@ -200,35 +200,29 @@ def test_the_http_request_schema(body: dict[str, Any], valid: bool) -> None:
 
 # -- the controller role ---------------------------------------------------------------------
 def test_the_controller_builds_its_job_from_the_environment() -> None:
-    env = {c.JOB: json.dumps({**GOOD, "input": "az://d/{date}/in.csv", "resources": {"cpu": 1}}),
-           c.JOB_URI: "", c.INPUT: "", c.OUTPUT: "az://s/{date}.csv", c.MODEL: "",
-           c.SET: json.dumps({"chunks": 8, "resources.memory_gb": 3}), c.DATE: "2026-11-01"}
+    env = {c.JOB: json.dumps({**GOOD, "input": "az://data/{date}/in.csv", "resources": {"cpu": 1}}),
+           c.REQUEST: json.dumps({"output": "az://scores/{date}.csv", "date": "2026-11-01",
+                                  "set": {"chunks": 8, "resources.memory_gb": 3}}),
+           c.DATE: "2026-11-29"}
     raw, source = job_from_env(env)
     assert source == "job"
-    assert raw["input"] == "az://d/2026-11-01/in.csv" and raw["output"] == "az://s/2026-11-01.csv"
+    assert raw["input"] == "az://data/2026-11-01/in.csv"  # the request's date wins
+    assert raw["output"] == "az://scores/2026-11-01.csv"
     assert raw["chunks"] == 8 and raw["resources"] == {"cpu": 1, "memory_gb": 3}
     assert raw["backend"] == "aci"
+    raw, _ = job_from_env({c.JOB: env[c.JOB], c.DATE: "2026-11-29"})  # the timer: no request
+    assert raw["input"] == "az://data/2026-11-29/in.csv"
 
 
 @pytest.mark.parametrize(("env", "message"), [
     ({c.JOB: ""}, "JSON object"),
     ({c.JOB: "[1]"}, "JSON object"),
-    ({c.JOB: json.dumps(GOOD), c.SET: "[]"}, "JSON object of job keys"),
-    ({c.JOB: json.dumps({**GOOD, "output": "az://s/{date}.csv"})}, "no date"),
-    ({c.JOB: json.dumps(GOOD), c.SET: json.dumps({"name.x": 1})}, "not a table"),
+    ({c.JOB: "{}"}, "JSON object"),
+    ({c.JOB: json.dumps(GOOD), c.REQUEST: "[]"}, "expected a JSON object"),
+    ({c.JOB: json.dumps(GOOD), c.REQUEST: json.dumps({"set": "chunks=8"})}, "object of job keys"),
+    ({c.JOB: json.dumps({**GOOD, "output": "az://scores/{date}.csv"})}, "no date"),
+    ({c.JOB: json.dumps(GOOD), c.REQUEST: json.dumps({"set": {"name.x": 1}})}, "not a table"),
 ])
 def test_the_controller_refuses_a_bad_environment(env: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         job_from_env(env)
-
-
-def test_the_optional_role_assignment_deploys_for_the_identity() -> None:
-    template, parameters = shipped("timer")
-    values = {k: v["value"] for k, v in parameters["parameters"].items()}
-    context = ArmContext(references={values["identity"]: {"clientId": "c", "principalId": "p"}})
-    assert len(deploy(template, values, context).resources) == 1  # off by default
-    resources = deploy(template, {**values, "assignContributor": True}, context).resources
-    role = next(r for r in resources if r["type"] == "Microsoft.Authorization/roleAssignments")
-    assert role["properties"]["principalId"] == "p"
-    assert role["properties"]["roleDefinitionId"].endswith(
-        "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c")

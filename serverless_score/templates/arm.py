@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import contract as c
 from .workflow import Trigger, definition
 
 TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
@@ -84,14 +85,14 @@ def workflow_parameter_values() -> dict[str, str]:
         "identityClientId": "[reference(parameters('identity'), '2023-01-31').clientId]",
         "groupIdentity": "[createObject('type', 'UserAssigned', 'userAssignedIdentities', "
                          "createObject(parameters('identity'), createObject()))]",
-        "registry": "[parameters('registry')]",
         "registryCredentials": "[if(empty(parameters('registry')), createArray(), createArray("
                                "createObject('server', parameters('registry'), 'identity', "
                                "parameters('identity'))))]",
         "image": "[parameters('image')]",
         "resources": "[parameters('controllerResources')]",
-        "job": "[parameters('job')]",
-        "jobUri": "[parameters('jobUri')]",
+        "jobSource": f"[if(empty(parameters('jobUri')), createObject('name', '{c.JOB}', "
+                     f"'value', string(parameters('job'))), createObject('name', '{c.JOB_URI}', "
+                     "'value', parameters('jobUri')))]",
         "jobName": "[parameters('jobName')]",
         "output": "[parameters('output')]",
     }

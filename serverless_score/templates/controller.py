@@ -43,7 +43,7 @@ def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise SpecError(f"{c.SET}: {part} is not a table (in {dotted!r})")
+            raise SpecError(f"set: {part} is not a table (in {dotted!r})")
     target[parts[-1]] = value
 
 
@@ -52,17 +52,22 @@ def job_from_env(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], 
     env = os.environ if env is None else env
     raw, source = _job_from_env(env)
     try:
-        overrides = json.loads(env.get(c.SET) or "{}")
+        request = json.loads(env.get(c.REQUEST) or "{}")
     except ValueError:
-        raise SpecError(f"{c.SET}: not a JSON object") from None
+        raise SpecError(f"{c.REQUEST}: the request body is not JSON") from None
+    if not isinstance(request, dict):
+        raise SpecError(f"{c.REQUEST}: expected a JSON object (input, output, model, date, set); "
+                        f"got {request!r:.80}")
+    overrides = request.get("set") or {}
     if not isinstance(overrides, dict):
-        raise SpecError(f"{c.SET}: expected a JSON object of job keys; got {overrides!r:.80}")
+        raise SpecError(f"set: expected an object of job keys, e.g. {{\"chunks\": 8}}; got "
+                        f"{overrides!r:.80}")
     for key, value in overrides.items():
         _set(raw, key, value)
-    for key, name in (("input", c.INPUT), ("output", c.OUTPUT), ("model", c.MODEL)):
-        if env.get(name):
-            raw[key] = env[name]
-    date = env.get(c.DATE, "")
+    for key in ("input", "output", "model"):
+        if request.get(key):
+            raw[key] = request[key]
+    date = request.get("date") or env.get(c.DATE, "")
     for key in _PATHS:
         if isinstance(raw.get(key), str) and "{date}" in raw[key]:
             if not date:

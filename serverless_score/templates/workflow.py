@@ -78,26 +78,22 @@ def _arm_call(method: str, uri: str, body: Any = None) -> dict[str, Any]:
     return {"type": "Http", "inputs": inputs}
 
 
-def _env(trigger: Trigger) -> list[dict[str, str]]:
-    def request(key: str) -> str:
-        return f"@{{coalesce(triggerBody()?['{key}'], '')}}" if trigger == "http" else ""
-
-    date = ("@{coalesce(triggerBody()?['date'], utcNow('yyyy-MM-dd'))}" if trigger == "http"
-            else "@{utcNow('yyyy-MM-dd')}")
-    overrides = ("@{coalesce(triggerBody()?['set'], json('{}'))}" if trigger == "http" else "{}")
+def _env(trigger: Trigger) -> list[Any]:
     pairs = [
-        (c.ROLE, c.ROLE_CONTROLLER), (c.JOB, "@{parameters('job')}"),
-        (c.JOB_URI, "@{parameters('jobUri')}"),
-        (c.INPUT, request("input")), (c.OUTPUT, request("output")), (c.MODEL, request("model")),
-        (c.SET, overrides), (c.DATE, date),
+        (c.ROLE, c.ROLE_CONTROLLER),
+        (c.DATE, "@{utcNow('yyyy-MM-dd')}"),
         (c.SUBSCRIPTION, "@{parameters('subscriptionId')}"),
         (c.RESOURCE_GROUP, "@{parameters('resourceGroup')}"),
         (c.LOCATION, "@{parameters('location')}"), (c.IDENTITY, "@{parameters('identity')}"),
-        (c.REGISTRY, "@{parameters('registry')}"),
         (c.ARM_ENDPOINT, "@{parameters('armEndpoint')}"),
         (c.CLIENT_ID, "@{parameters('identityClientId')}"),
     ]
-    return [{"name": name, "value": value} for name, value in pairs]
+    if trigger == "http":
+        pairs.append((c.REQUEST, "@{coalesce(triggerBody(), json('{}'))}"))
+    env: list[Any] = [{"name": name, "value": value} for name, value in pairs]
+    # SERVERLESS_SCORE_JOB or SERVERLESS_SCORE_JOB_URI, whichever the deployment was given.
+    env.append("@parameters('jobSource')")
+    return env
 
 
 def _group_body(trigger: Trigger) -> dict[str, Any]:
@@ -225,9 +221,8 @@ def _parameters(values: dict[str, str]) -> dict[str, Any]:
     kinds = {"groupsUri": "String", "armAudience": "String", "armEndpoint": "String",
              "subscriptionId": "String", "resourceGroup": "String", "location": "String",
              "identity": "String", "identityClientId": "String", "groupIdentity": "Object",
-             "registry": "String", "registryCredentials": "Array", "image": "String",
-             "resources": "Object", "job": "Object", "jobUri": "String", "jobName": "String",
-             "output": "String"}
+             "registryCredentials": "Array", "image": "String", "resources": "Object",
+             "jobSource": "Object", "jobName": "String", "output": "String"}
     return {name: {"type": kind, "defaultValue": values[name]} for name, kind in kinds.items()}
 
 
