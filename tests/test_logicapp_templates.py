@@ -226,3 +226,26 @@ def test_the_controller_builds_its_job_from_the_environment() -> None:
 def test_the_controller_refuses_a_bad_environment(env: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         job_from_env(env)
+
+
+def test_render_applies_set_overrides_like_run() -> None:
+    raw = read_job(EXAMPLE, ["chunks=4", "resources.cpu=2", "name=churn-eu"])
+    _, parameters = render({k: v for k, v in raw.items() if k != "chunk_size"}, "http", Options())
+    job = parameters["parameters"]["job"]["value"]
+    assert job["chunks"] == 4 and job["resources"]["cpu"] == 2 and job["name"] == "churn-eu"
+    assert parameters["parameters"]["jobName"]["value"] == "churn-eu"
+    with pytest.raises(SpecError, match="not a table"):
+        read_job(EXAMPLE, ["name.x=1"])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"identity": None}, "required"), ({"frequency": "Fortnight"}, "not one of"),
+    ({"pollSeconds": 0}, "minValue"), ({"interval": "1"}, "not of type"),
+])
+def test_the_deployment_checks_parameter_values(change: dict[str, Any], message: str) -> None:
+    template, parameters = shipped("timer")
+    values = {k: v["value"] for k, v in parameters["parameters"].items()}
+    values.update(change)
+    values = {k: v for k, v in values.items() if v is not None}
+    with pytest.raises(ExpressionError, match=message):
+        deploy(template, values, ArmContext(references={GOOD["azure"]["identity"]: {}}))

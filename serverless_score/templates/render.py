@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..spec import _apply_overrides, spec_from_dict
+from ..spec import parse_override, spec_from_dict
 from .arm import FREQUENCIES, parameters_file, template
 from .workflow import Trigger
 
@@ -46,7 +46,14 @@ def read_job(path: Path, overrides: list[str]) -> dict[str, Any]:
         raise SpecError(f"job file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise SpecError(f"job file {str(path)!r} cannot be read: {err}") from None
-    _apply_overrides(raw, overrides)
+    for item in overrides:  # --set, as for `run`
+        path, value = parse_override(item)
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise SpecError(f"--set {item!r}: {part} is not a table")
+        target[path[-1]] = value
     return raw
 
 
