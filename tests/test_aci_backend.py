@@ -225,3 +225,25 @@ def test_a_group_deleted_behind_the_jobs_back_is_reported_gone(emu) -> None:
     state = _wait(backend, ["job1-v-1"], timeout=30)["job1-v-1"]
     assert state.phase is Phase.FAILED and "no longer exists" in state.detail
     backend.delete_group("job1-v-1")
+
+
+def test_another_process_reads_the_states_of_groups_it_did_not_create(emu) -> None:
+    """What `status` does: a fresh backend, given names found by their tags, reads them at once."""
+    emu.add_image("emu/quick*", ["sh", "-c", "echo done"])
+    emu.add_image("emu/slow*", ["sh", "-c", "sleep 30"])
+    creator = _backend(emu, image="emu/quick")
+    creator.begin_create_group(_group("job1-q-1"))
+    creator.settings = AciSettings(**{**creator.settings.__dict__, "image": "emu/slow"})
+    creator.begin_create_group(_group("job1-s-1"))
+    emu.wait_for_state("job1-q-1", ["Succeeded"])
+    emu.wait_for_state("job1-s-1", ["Running"])
+    observer = _backend(emu)
+    names = observer.list_groups("job1")
+    states = observer.get_states([*names, "job1-gone-1"])
+    assert states["job1-q-1"].phase is Phase.SUCCEEDED and states["job1-q-1"].seconds is not None
+    assert states["job1-s-1"].phase is Phase.RUNNING
+    assert states["job1-gone-1"].phase is Phase.FAILED and "no longer exists" in states["job1-gone-1"].detail
+    assert observer.get_logs("job1-q-1") == "done\n"
+    for name in names:
+        observer.delete_group(name)
+    assert emu.group_names() == []

@@ -335,6 +335,8 @@ def test_packing_runs_each_slots_share_in_one_container() -> None:
     assert (packing.tasks_per_group, packing.groups) == (3, 4)
     assert "cold start" in packing.why and "10 tasks in 4 container group(s)" in packing.why
     assert (AciBackend.packing(3, 10).tasks_per_group, AciBackend.packing(3, 10).groups) == (1, 3)
+    waves = AciBackend.packing(1000, 4)  # capped: groups of 50, 4 at a time
+    assert (waves.tasks_per_group, waves.groups) == (50, 20) and "at most 4 at once" in waves.why
 
 
 def test_a_worker_with_a_group_identity_asks_for_that_identity(monkeypatch) -> None:

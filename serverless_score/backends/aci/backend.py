@@ -22,7 +22,7 @@ from typing import Any
 
 from ...errors import ScoreError
 from ..base import LABEL_EXPIRES, LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
-from .client import AciClient, CreateRejected, QuotaReached, Throttled
+from .client import AciClient, QuotaReached, Refused, Throttled
 from .groups import build_group
 from .polling import PollSchedule
 from .quota import fitting_parallel, shortfalls
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 QUOTA_WAIT = 600.0  # how long to wait for quota to free up (none of our groups running) before failing
 DELETE_TIMEOUT = 300.0
 LOGS_TIMEOUT = 120.0
+MAX_TASKS_PER_GROUP = 50
 _GONE_AFTER = 2  # 404s in a row before a group counts as gone (ARM reads can lag a PUT briefly)
 
 
@@ -48,8 +49,8 @@ class Packing:
 
 @dataclass
 class _Group:
-    spec: GroupSpec
-    model: Any
+    name: str
+    model: Any  # the ContainerGroup to PUT; None for a group found in Azure (adopted)
     put_sent: bool = False  # a PUT left this machine: the group may exist, delete must be sent
     created: bool = False
     not_before: float = 0.0
@@ -97,12 +98,18 @@ class AciBackend:
         typically 20-90 s, billed) and one create + one delete + one log read against ARM's
         100-creates-per-5-minutes quota. Running a slot's share of the tasks in one container
         pays that once per slot instead of once per task. A task that fails is retried alone in
-        a new group, so a long group costs nothing extra on failure."""
-        per = max(1, math.ceil(pending / max(1, max_parallel)))
+        a new group, so a long group costs nothing extra on failure.
+
+        At most ``MAX_TASKS_PER_GROUP`` tasks per group (then groups run in waves): the work
+        order travels in an environment variable, and a stopped container keeps only its last
+        1,000 log lines, so a group of thousands of tasks would lose its early tasks' logs."""
+        per = min(MAX_TASKS_PER_GROUP, max(1, math.ceil(pending / max(1, max_parallel))))
         groups = math.ceil(pending / per) if pending else 0
         why = (f"{pending} tasks in {groups} container group(s) of up to {per} task(s) run one "
                "after another: one cold start (image pull, runtime and model load) and one "
                "create/delete per group, not per task")
+        if groups > max_parallel:
+            why += f"; at most {max_parallel} at once"
         return Packing(per, groups, why)
 
     def tasks_per_group(self, pending: int, max_parallel: int) -> int:
@@ -113,10 +120,16 @@ class AciBackend:
     # -- lifecycle ----------------------------------------------------------------------------
     def begin_create_group(self, group: GroupSpec) -> None:
         model = build_group(group, self.settings)
-        self._groups[group.name] = _Group(group, model, state=GroupState(group.name, Phase.STARTING))
+        self._groups[group.name] = _Group(group.name, model,
+                                          state=GroupState(group.name, Phase.STARTING))
         self._pump()
 
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
+        """From the cache, refreshed by the poll schedule. A name this backend did not create
+        (``status`` from another process, a resumed job's orphans) is adopted and read now."""
+        for name in names:
+            if name not in self._groups:
+                self._adopt(name)
         self._pump()
         self._maybe_list()
         watched = [n for n in names if (g := self._groups.get(n)) and g.created
@@ -127,14 +140,12 @@ class AciBackend:
             except Throttled as err:
                 self.schedule.pause(backoff(1, err.retry_after))
                 break
-            except CreateRejected as err:  # a 4xx on a GET: keep watching, say why in the log
+            except Refused as err:  # a 4xx on a GET: keep watching, say why in the log
                 log.warning("reading %s: %s", name, err)
                 self.schedule.checked(name)
                 continue
             self._record(name, found)
-        return {n: self._groups[n].state if n in self._groups
-                else GroupState(n, Phase.FAILED, None, "is not known to this controller")
-                for n in names}
+        return {n: self._groups[n].state for n in names}
 
     def get_logs(self, name: str) -> str:
         group = self._groups.get(name)
@@ -144,7 +155,7 @@ class AciBackend:
         try:
             return self.client.retrying(f"read the logs of {name}",
                                         lambda: self.client.logs(name), deadline=deadline)
-        except CreateRejected as err:  # e.g. the container never started: there is no log
+        except Refused as err:  # e.g. the container never started: there is no log
             return f"(no log: {err})\n"
 
     def delete_group(self, name: str) -> None:
@@ -159,7 +170,7 @@ class AciBackend:
 
         try:
             self.client.retrying(f"delete container group {name}", delete, deadline=deadline)
-        except CreateRejected as err:
+        except Refused as err:
             raise ScoreError(f"could not delete container group {name!r}: {err}",
                              hint="Delete it with `serverless-score cleanup` or the portal.") from err
 
@@ -206,15 +217,21 @@ class AciBackend:
             except QuotaReached as err:
                 self._quota_reached(group, str(err), now)
                 return
-            except CreateRejected as err:
+            except Refused as err:
                 group.state = GroupState(name, Phase.FAILED, None, _rejected(err, self.settings))
                 continue
             group.created = True
             self._quota_since = None
             self.schedule.add(name)
 
+    def _adopt(self, name: str) -> None:
+        self._groups[name] = _Group(name, None, put_sent=True, created=True,
+                                    state=GroupState(name, Phase.STARTING))
+        self.schedule.add(name)
+        self.schedule.urgent(name)
+
     def _waiting(self, group: _Group, why: str) -> None:
-        group.state = GroupState(group.spec.name, Phase.STARTING, None, why)
+        group.state = GroupState(group.name, Phase.STARTING, None, why)
 
     def _quota_reached(self, group: _Group, message: str, now: float) -> None:
         running = [g for g in self._groups.values() if g.created and not g.state.phase.finished]
@@ -236,7 +253,7 @@ class AciBackend:
         self._check_quota = False
         try:
             usages = self.client.usage()
-        except (Throttled, CreateRejected) as err:
+        except (Throttled, Refused) as err:
             log.warning("could not read the ACI quota of %s (%s); going on",
                         self.settings.location, err)
             return
@@ -260,7 +277,7 @@ class AciBackend:
         except Throttled as err:
             self.schedule.pause(backoff(1, err.retry_after))
             return
-        except CreateRejected as err:  # the per-group reads still see everything
+        except Refused as err:  # the per-group reads still see everything
             log.warning("listing container groups: %s", err)
             return
         for name, group in self._groups.items():
@@ -274,7 +291,7 @@ class AciBackend:
         group = self._groups[name]
         if found is None:
             group.missing += 1
-            if group.missing >= _GONE_AFTER:
+            if group.missing >= _GONE_AFTER or group.model is None:  # adopted: no PUT to lag
                 group.state = GroupState(name, Phase.FAILED, None,
                                          "no longer exists (deleted outside this job?)")
                 self.schedule.forget(name)
@@ -290,7 +307,7 @@ class AciBackend:
             self.schedule.checked(name)
 
 
-def _rejected(err: CreateRejected, settings: AciSettings) -> str:
+def _rejected(err: Refused, settings: AciSettings) -> str:
     if err.code in ("InaccessibleImage", "RegistryErrorResponse"):
         return (f"could not pull its image {settings.image!r} ({err.code}: {err}); check the "
                 "image name and tag, and that [azure] identity has the AcrPull role on the "

@@ -43,9 +43,10 @@ class QuotaReached(Exception):
     """ContainerGroupQuotaReached: the region's groups or cores are used up for now."""
 
 
-class CreateRejected(Exception):
-    """ARM refused this one group (bad image, invalid request): the group fails, the job may
-    still go on (other groups, retries)."""
+class Refused(Exception):
+    """ARM refused this one request (a create with an image it cannot pull, an invalid body, a
+    conflict): for a create the group fails and the job may still go on (other groups, retries);
+    for a read the backend keeps watching."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -100,7 +101,7 @@ class AciClient:
 
     # -- one method per call ------------------------------------------------------------------
     def create(self, name: str, group: Any) -> None:
-        """One PUT; raises Throttled, QuotaReached, CreateRejected or ScoreError."""
+        """One PUT; raises Throttled, QuotaReached, Refused or ScoreError."""
         self._count("create")
         try:
             self._sdk.container_groups.begin_create_or_update(
@@ -226,7 +227,7 @@ class AciClient:
                               hint=f"Check [azure] subscription_id, resource_group and location ({where}).")
         if status == 404:
             return ScoreError(f"cannot {what}: not found ({code}): {message}", retryable=False)
-        return CreateRejected(code or str(status), message)
+        return Refused(code or str(status), message)
 
 
 def _scope(endpoint: str) -> str:
