@@ -47,13 +47,13 @@ def read_job(path: Path, overrides: list[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise SpecError(f"job file {str(path)!r} cannot be read: {err}") from None
     for item in overrides:  # --set, as for `run`
-        path, value = parse_override(item)
+        keys, value = parse_override(item)
         target = raw
-        for part in path[:-1]:
+        for part in keys[:-1]:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise SpecError(f"--set {item!r}: {part} is not a table")
-        target[path[-1]] = value
+        target[keys[-1]] = value
     return raw
 
 
