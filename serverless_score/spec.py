@@ -78,12 +78,22 @@ class AzureSettings(BaseModel):
     registry: str | None = None
     # Creations per minute: ACI allows 100 creates per 5 minutes per subscription and region.
     creates_per_minute: int = Field(default=15, ge=1, le=100, strict=True)
+    # A TOML price table (README: Cost) for plan's estimate, max_cost and the manifest's cost;
+    # relative to the job file. Default: SERVERLESS_SCORE_PRICES, else the table shipped inside.
+    price_file: str | None = None
 
     @field_validator("storage_account")
     @classmethod
     def _account(cls, value: str | None) -> str | None:
         if value is not None and not _ACCOUNT.fullmatch(value):
             raise ValueError(f"expected 3-24 lowercase letters and digits; got {value!r}")
+        return value
+
+    @field_validator("price_file")
+    @classmethod
+    def _price_file(cls, value: str | None) -> str | None:
+        if value is not None and ("://" in value or not value.strip()):
+            raise ValueError(f"expected the path of a local TOML file; got {value!r}")
         return value
 
     @field_validator("storage_endpoint")
@@ -300,6 +310,11 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         value = raw.get(key)
         if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
             raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
+    azure = raw.get("azure")
+    if isinstance(azure, dict):
+        prices = azure.get("price_file")
+        if isinstance(prices, str) and prices.strip() and "://" not in prices and not os.path.isabs(prices):
+            raw["azure"] = {**azure, "price_file": str((base / os.path.expanduser(prices)).resolve())}
     scorer = raw.get("scorer")
     if not isinstance(scorer, str) or scorer == "predict" or raw.get("runtime") == "command":
         return  # a command is a shell line: its paths are the user's business

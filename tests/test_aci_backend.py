@@ -61,7 +61,8 @@ def test_lifecycle_create_poll_logs_delete(emu) -> None:
     assert not first.phase.finished  # created is not finished
     state = _wait(backend, ["job1-t00000-1"])["job1-t00000-1"]
     assert (state.phase, state.exit_code, state.detail) == (Phase.SUCCEEDED, 0, "")
-    assert state.seconds is not None and 1.0 <= state.seconds < 10  # billed: pull to finish
+    assert state.started_at is not None and state.finished_at is not None
+    assert 1.0 <= state.finished_at - state.started_at < 10  # billed: pull to finish
     assert backend.list_groups("job1") == ["job1-t00000-1"]
     assert backend.list_groups("other") == []
     (info,) = backend.list_all_groups()
@@ -240,7 +241,7 @@ def test_another_process_reads_the_states_of_groups_it_did_not_create(emu) -> No
     observer = _backend(emu)
     names = observer.list_groups("job1")
     states = observer.get_states([*names, "job1-gone-1"])
-    assert states["job1-q-1"].phase is Phase.SUCCEEDED and states["job1-q-1"].seconds is not None
+    assert states["job1-q-1"].phase is Phase.SUCCEEDED and states["job1-q-1"].finished_at is not None
     assert states["job1-s-1"].phase is Phase.RUNNING
     assert states["job1-gone-1"].phase is Phase.FAILED and "no longer exists" in states["job1-gone-1"].detail
     assert observer.get_logs("job1-q-1") == "done\n"

@@ -95,6 +95,9 @@ def test_python_churn_through_aci_equals_the_local_run(churn_example, aci_env, a
     assert _blob(azurite, container, "scores/churn.csv") == expected
     manifest = json.loads(_blob(azurite, container, "scores/churn.csv.manifest.json"))
     assert manifest["backend"] == "aci" and manifest["storage"]["worker_access"] == "sas"
+    usage = manifest["usage"]  # billed seconds from ACI's instance view: pull start to finish
+    assert usage["groups"] == 2 and usage["billed"] and usage["vcpu_seconds"] > 0
+    assert {g["measured_by"] for g in usage["per_group"]} == {"backend"}
     log = _blob(azurite, container, "scores/churn.csv.work/tasks/t00001/attempt-1.log").decode()
     assert "::task t00001 ok" in log  # the container's log was saved before its group went
     assert aci_emulator.group_names() == []  # every group deleted
@@ -197,3 +200,33 @@ def test_a_hung_container_times_out_and_its_group_is_deleted(job_dir, make_job, 
     assert result.code == 1, result
     assert result.json is not None and "timed out after 4s" in result.json["error"]["message"]
     assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
+
+
+def test_status_logs_and_cleanup_of_an_aci_job_whose_controller_died(
+        job_dir, make_job, aci_env, aci_emulator, azurite, container, cli, procs) -> None:
+    scorer = 'echo "working on $TASK_ID" >&2; sleep 60; cat'
+    job = _command_job(make_job, job_dir, azurite, container, scorer, timeout="5m")
+    controller = procs.start("run", job, "--json", "-q")
+    assert procs.wait_for(lambda: len(aci_emulator.group_names()) == 2, timeout=60)
+    running = procs.wait_for(lambda: (r := cli("status", job, "--json")).json
+                             and r.json["state"] == "running" and r, timeout=30)
+    assert running, "status never saw the job running"
+    job_id = running.json["job_id"]
+    assert sorted(running.json["live_groups"]) == aci_emulator.group_names()
+    assert {t["state"] for t in running.json["tasks"]} <= {"running", "queued"}
+    live = procs.wait_for(lambda: "working on t00000" in (r := cli("logs", job, "--task", "0")).stdout and r,
+                          timeout=30)
+    assert live, "the live log of task 0 never showed"
+    controller.kill()  # kill -9: nobody deletes the groups
+    controller.communicate(timeout=30)
+    assert len(aci_emulator.group_names()) == 2
+    dry = cli("cleanup", "--job", job_id, "--backend", "aci", "--dry-run", "--json")
+    assert dry.code == 0 and len(dry.json["groups"]) == 2 and len(aci_emulator.group_names()) == 2
+    done = cli("cleanup", "--job", job_id, "--backend", "aci", "--json")
+    assert done.code == 0, done
+    assert sorted(g["name"] for g in done.json["groups"]) == sorted(
+        g["name"] for g in dry.json["groups"])
+    assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
+    after = cli("status", job, "--json")
+    assert after.json is not None and after.json["live_groups"] == [], after
+    assert after.json["state"] != "running"

@@ -86,9 +86,11 @@ def test_a_finished_group_carries_its_billed_seconds_from_the_pull() -> None:
                     "finishTime": "2026-11-29T10:01:50Z"},
                    events=[{"name": "Pulling", "message": "pulling image", "type": "Normal",
                             "firstTimestamp": "2026-11-29T10:00:00Z"}])
-    assert group_state("g", group).seconds == 110.0
+    state = group_state("g", group)
+    assert state.finished_at is not None and state.started_at is not None
+    assert state.finished_at - state.started_at == 110.0
     running = _group("Succeeded", "Running", {"state": "Running", "startTime": "2026-11-29T10:00:20Z"})
-    assert group_state("g", running).seconds is None
+    assert group_state("g", running).started_at is None
 
 
 def test_group_state_alone_finishes_it() -> None:
@@ -214,8 +216,10 @@ def test_settings_from_the_environment_and_the_builtin_image() -> None:
 def test_local_paths_are_refused_naming_each() -> None:
     env = {"AZURE_SUBSCRIPTION_ID": "s", "SERVERLESS_SCORE_AZURE_RESOURCE_GROUP": "rg",
            "SERVERLESS_SCORE_AZURE_LOCATION": "westeurope"}
+    settings = AciSettings.resolve(_job(image=IMAGE, input="data/in.csv", output="out/x.csv"),
+                                   env, "1")  # enough for status and cleanup...
     with pytest.raises(SpecError) as err:
-        AciSettings.resolve(_job(image=IMAGE, input="data/in.csv", output="out/x.csv"), env, "1")
+        settings.check_job()  # ...not for running the job
     assert "input = '/tmp/data/in.csv'" in err.value.message and "output" in err.value.message
     assert "model" not in err.value.message.split(":")[0]
     assert "az://" in err.value.message
@@ -225,7 +229,8 @@ def test_an_image_or_a_registry_is_needed_and_identity_must_be_a_resource_id() -
     env = {"AZURE_SUBSCRIPTION_ID": "s", "SERVERLESS_SCORE_AZURE_RESOURCE_GROUP": "rg",
            "SERVERLESS_SCORE_AZURE_LOCATION": "westeurope"}
     with pytest.raises(SpecError, match="needs an image"):
-        AciSettings.resolve(_job(), env, "1")
+        AciSettings.resolve(_job(), env, "1").check_job()
+    AciSettings.resolve(_job(image=IMAGE), env, "1").check_job()
     with pytest.raises(SpecError, match=r"azure\.identity"):
         AciSettings.resolve(_job(image=IMAGE, azure={"identity": "scorer"}), env, "1")
 
@@ -354,3 +359,18 @@ def test_a_worker_with_a_group_identity_asks_for_that_identity(monkeypatch) -> N
         assert isinstance(azure_auth.default_credential(), DefaultAzureCredential)
     finally:
         azure_auth.default_credential.cache_clear()
+
+
+def test_plan_shows_the_aci_packing_and_why_without_azure_settings(job_dir, make_job, cli,
+                                                                    monkeypatch) -> None:
+    for name in ("AZURE_SUBSCRIPTION_ID", "SERVERLESS_SCORE_AZURE_SUBSCRIPTION_ID",
+                 "SERVERLESS_SCORE_AZURE_RESOURCE_GROUP", "SERVERLESS_SCORE_AZURE_LOCATION"):
+        monkeypatch.delenv(name, raising=False)
+    (job_dir / "in.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(500)))
+    job = make_job(job_dir, name="p", runtime="command", scorer="cat", input="in.csv",
+                   output="out.csv", chunks=10, max_parallel=4, backend="aci")
+    planned = cli("plan", job, "--json")
+    assert planned.code == 0, planned
+    assert [len(g) for g in planned.json["groups"]] == [3, 3, 3, 1]
+    assert planned.json["estimate"]["packing"].startswith(
+        "10 tasks in 4 container group(s) of up to 3 task(s) run one after another: one cold start")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,11 @@ import pytest
 from serverless_score.backends import GroupSpec, Phase, get_backend
 from serverless_score.backends.local import LocalBackend
 from serverless_score.runner.contract import ENV_GROUP, ENV_WORK
+
+# Unique per session: groups are also found through /proc, machine-wide, and other test sessions
+# may run this file at the same time.
+JOB = f"job-{uuid.uuid4().hex[:8]}"
+OTHER_JOB = f"job-{uuid.uuid4().hex[:8]}"
 
 
 def _wait_finished(backend: LocalBackend, name: str, seconds: float = 30) -> Phase:
@@ -26,7 +32,7 @@ def _wait_finished(backend: LocalBackend, name: str, seconds: float = 30) -> Pha
     raise AssertionError(f"{name} did not finish in {seconds}s")
 
 
-def _group(name: str, work: dict, job: str = "job-1") -> GroupSpec:
+def _group(name: str, work: dict, job: str = JOB) -> GroupSpec:
     return GroupSpec(name=name, job_id=job, task_ids=("t00000",),
                      env={ENV_WORK: json.dumps(work), ENV_GROUP: name})
 
@@ -43,7 +49,7 @@ def _alive(pid: int) -> bool:
 
 def _shard_work(tmp_path: Path, command: str) -> dict:
     return {
-        "job_id": "job-1", "format": None, "record_pattern": None, "runtime": "command",
+        "job_id": JOB, "format": None, "record_pattern": None, "runtime": "command",
         "scorer": command, "predict_method": "auto", "id_columns": [], "model": None,
         "output_format": "lines",
         "orders": [{"task": {"index": 0, "kind": "shard",
@@ -67,7 +73,7 @@ def test_a_group_runs_the_runner_and_its_log_has_the_task_markers(tmp_path: Path
     assert "::task t00000 start" in log and "::task t00000 ok" in log
     assert (tmp_path / "part").read_text() == "bins 0-9\n"
     backend.delete_group("g-ok")
-    assert backend.list_groups("job-1") == []
+    assert backend.list_groups(JOB) == []
 
 
 def test_a_failing_group_reports_failed_with_its_exit_code(tmp_path: Path) -> None:
@@ -99,35 +105,35 @@ def test_delete_kills_the_whole_process_tree(tmp_path: Path) -> None:
         time.sleep(0.05)
     child = int(pid_file.read_text())
     assert backend.get_states(["g-tree"])["g-tree"].phase is Phase.RUNNING
-    assert backend.list_groups("job-1") == ["g-tree"]
+    assert backend.list_groups(JOB) == ["g-tree"]
     backend.delete_group("g-tree")
     time.sleep(0.2)
     assert not _alive(child), "the scorer's child survived the delete"
-    assert backend.list_groups("job-1") == []
+    assert backend.list_groups(JOB) == []
     backend.delete_group("g-tree")  # idempotent: already gone is fine
 
 
 def test_a_new_backend_instance_finds_and_stops_orphans(tmp_path: Path) -> None:
     """What resume relies on after a kill -9 of the controller."""
     first = LocalBackend(str(tmp_path / "groups"))
-    first.begin_create_group(_group("g-orphan", _shard_work(tmp_path, "sleep 60"), job="job-9"))
+    first.begin_create_group(_group("g-orphan", _shard_work(tmp_path, "sleep 60"), job=OTHER_JOB))
     pid = first._procs["g-orphan"].pid
     second = LocalBackend(str(tmp_path / "groups"))  # knows nothing but the pid files
-    assert second.list_groups("job-9") == ["g-orphan"]
+    assert second.list_groups(OTHER_JOB) == ["g-orphan"]
     assert second.list_groups("another-job") == []
     second.delete_group("g-orphan")
     first._procs["g-orphan"].wait(timeout=10)
     assert not _alive(pid)
-    assert second.list_groups("job-9") == []
+    assert second.list_groups(OTHER_JOB) == []
 
 
 def test_a_stale_pid_file_never_kills_an_unrelated_process(tmp_path: Path) -> None:
     """Pids are reused: a pid file pointing at a process that is not our runner is ignored."""
     groups = tmp_path / "groups"
     groups.mkdir()
-    (groups / "g-stale.pid").write_text(f"{os.getpid()} job-1\n")
+    (groups / "g-stale.pid").write_text(f"{os.getpid()} {JOB}\n")
     backend = LocalBackend(str(groups))
-    assert backend.list_groups("job-1") == []
+    assert backend.list_groups(JOB) == []
     backend.delete_group("g-stale")
     assert _alive(os.getpid())
     assert sys.executable  # still here to assert anything at all

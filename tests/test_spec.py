@@ -87,6 +87,12 @@ def test_paths_resolve_against_the_job_file_not_the_cwd(tmp_path: Path,
     assert load_spec(Path("jobs/nightly/job.toml")) == spec
 
 
+def test_price_file_resolves_against_the_job_file(tmp_path: Path) -> None:
+    job = write(tmp_path, VALID + '\n[azure]\nprice_file = "prices/mine.toml"\n')
+    assert load_spec(job).azure.price_file == str(tmp_path / "prices" / "mine.toml")
+    assert load_spec(job, ["azure.price_file=/etc/p.toml"]).azure.price_file == "/etc/p.toml"
+
+
 def test_absolute_paths_uris_and_commands_are_kept(tmp_path: Path) -> None:
     text = (
         'name = "x"\ninput = "az://container/data/*.jsonl"\noutput = "/abs/out/scores.jsonl"\n'
@@ -152,6 +158,8 @@ def test_unknown_key_without_a_close_match() -> None:
         ("azure", {"creates_per_minute": 500}, ["azure.creates_per_minute:", "less than or equal to 100"]),
         ("azure", {"subscripton_id": "x"}, ["unknown key 'azure.subscripton_id'",
                                             "did you mean 'subscription_id'?"]),
+        ("azure", {"price_file": "https://example.com/prices.toml"},
+         ["azure.price_file:", "a local TOML file"]),
     ],
 )
 def test_bad_values_name_the_key_and_what_was_found(key: str, value: Any,

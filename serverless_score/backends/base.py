@@ -28,9 +28,11 @@ class GroupState:
     phase: Phase
     exit_code: int | None = None
     detail: str = ""  # why it failed, in words a user can act on
-    # Billed seconds of a finished group where the backend knows them (ACI: from the start of
-    # the image pull to the container's finish), for the manifest's cost; None when unknown.
-    seconds: float | None = None
+    # When the group's containers really started and stopped (epoch seconds), for backends that
+    # know (ACI's instance view): the manifest's container seconds then use these instead of the
+    # controller's own measurement (create request -> seen finished).
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 # Labels / tags every group carries, so any controller (or `cleanup`) can find it again.

@@ -1,11 +1,16 @@
 """The ``local`` backend: each group is a ``python -m serverless_score.runner`` process in its own
 session (process group), exactly as a container would run it. Deleting a group kills the whole
 process group, so a scoring command's children go too. A pid file per group lets a later
-controller find and stop orphans after a ``kill -9``."""
+controller find and stop orphans after a ``kill -9``.
+
+A group's labels (job, tasks, expires) travel in its environment (``SERVERLESS_SCORE_LABELS``), the
+local equivalent of container tags: ``list_all_groups`` also finds this user's runner processes
+through ``/proc`` (Linux), so ``cleanup --job ID`` works without the job's state directory."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -18,6 +23,8 @@ from pathlib import Path
 from .base import LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
 
 _GRACE_SECONDS = 3.0
+ENV_LABELS = "SERVERLESS_SCORE_LABELS"
+_ENV_GROUP = "SERVERLESS_SCORE_GROUP"  # runner.contract.ENV_GROUP (not imported: no cycle)
 
 
 class LocalBackend:
@@ -44,8 +51,10 @@ class LocalBackend:
     def begin_create_group(self, group: GroupSpec) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         threads = str(max(1, math.floor(group.cpu)))
+        labels = {LABEL_JOB: group.job_id, **group.labels}
         env = {**os.environ, **group.env, **group.secure_env, "OMP_NUM_THREADS": threads,
-               "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+               "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+               ENV_LABELS: json.dumps(labels)}
         with open(self.log_path(group.name), "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "serverless_score.runner"],
@@ -53,7 +62,7 @@ class LocalBackend:
                 start_new_session=True,  # its own process group: killed as a whole on delete
             )
         self._procs[group.name] = proc
-        self._pid_file(group.name).write_text(f"{proc.pid} {group.job_id}\n")
+        self._pid_file(group.name).write_text(json.dumps({"pid": proc.pid, "labels": labels}) + "\n")
 
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
         states = {}
@@ -81,6 +90,8 @@ class LocalBackend:
     def delete_group(self, name: str) -> None:
         proc = self._procs.pop(name, None)
         pid = proc.pid if proc else self._read_pid(name)
+        if pid is None or (proc is None and not _is_our_runner(pid, name)):
+            pid = next((p for p, n, _ in _runner_processes() if n == name), None)
         if pid is not None and (proc is not None or _is_our_runner(pid, name)):
             _kill_tree(pid, proc)
         self._pid_file(name).unlink(missing_ok=True)
@@ -89,24 +100,77 @@ class LocalBackend:
         return [info.name for info in self.list_all_groups() if info.job_id == job_id]
 
     def list_all_groups(self) -> list[GroupInfo]:
-        found = []
+        """This state directory's live groups, and every other runner process of this user
+        (another job's, or one whose state directory is unknown here)."""
+        found: dict[str, GroupInfo] = {}
         for pid_file in sorted(self._dir.glob("*.pid")):
             name = pid_file.stem
-            try:
-                pid_text, owner = pid_file.read_text().split()
-            except ValueError:
+            entry = _read_pid_file(pid_file)
+            if entry is None:
                 continue
-            if name in self._procs or _is_our_runner(int(pid_text), name):
-                found.append(GroupInfo(name, owner, {LABEL_JOB: owner}))
+            pid, labels = entry
+            if name in self._procs or _is_our_runner(pid, name):
+                found[name] = GroupInfo(name, labels.get(LABEL_JOB, ""), labels)
             else:
                 pid_file.unlink(missing_ok=True)  # its worker ended on its own: nothing to stop
-        return found
+        for _, name, labels in _runner_processes():
+            if name not in found and labels.get(LABEL_JOB):
+                found[name] = GroupInfo(name, labels[LABEL_JOB], labels)
+        return sorted(found.values(), key=lambda g: g.name)
 
     def _read_pid(self, name: str) -> int | None:
+        entry = _read_pid_file(self._pid_file(name))
+        return entry[0] if entry else None
+
+
+def _read_pid_file(path: Path) -> tuple[int, dict[str, str]] | None:
+    """(pid, labels) of a pid file: JSON, or the older ``"<pid> <job>"`` line."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    try:
+        data = json.loads(text)
+        return int(data["pid"]), {str(k): str(v) for k, v in data.get("labels", {}).items()}
+    except (ValueError, KeyError, TypeError):
+        pass
+    try:
+        pid_text, owner = text.split()
+        return int(pid_text), {LABEL_JOB: owner}
+    except ValueError:
+        return None
+
+
+def _runner_processes() -> list[tuple[int, str, dict[str, str]]]:
+    """(pid, group, labels) of every live group leader of this user, from ``/proc``: a process
+    whose environment names a group and that leads its own process group (the runner; the
+    scoring commands it starts inherit the variable but not the leadership)."""
+    found: list[tuple[int, str, dict[str, str]]] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            return int(self._pid_file(name).read_text().split()[0])
-        except (FileNotFoundError, ValueError, IndexError):
-            return None
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(entry.name)
+        if stat[0] == "Z" or int(stat[2]) != pid:  # a zombie, or not its group's leader
+            continue
+        variables = dict(v.split(b"=", 1) for v in environ.split(b"\0") if b"=" in v)
+        group = variables.get(_ENV_GROUP.encode())
+        if not group:
+            continue
+        try:
+            labels = json.loads(variables.get(ENV_LABELS.encode(), b"{}"))
+        except ValueError:
+            labels = {}
+        found.append((pid, group.decode(errors="replace"),
+                      {str(k): str(v) for k, v in labels.items()}))
+    return found
 
 
 def _is_our_runner(pid: int, group: str) -> bool:

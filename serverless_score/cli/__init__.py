@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..controller import JobResult, plan_job, run_job
+from ..controller.estimate import plan_estimate
 from ..errors import JobInterrupted, ScoreError, TaskFailed
 from ..spec import JobSpec, load_spec
 from ..storage import store_model
-from .progress import RichProgress, plan_summary, plan_table, summary
+from .progress import RichProgress, estimate_lines, plan_summary, plan_table, summary
 
 app = typer.Typer(
     help="Batch scoring of R and Python models on serverless containers.",
@@ -72,6 +73,9 @@ def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debug
         job_id = plan.job_id
         if not quiet:
             err_console.print(plan_summary(plan), highlight=False)
+            planned = plan_estimate(plan)
+            err_console.print(estimate_lines(planned.estimate, planned.pricing.describe(), []),
+                              highlight=False, markup=False)
         if quiet:
             result = run_job(spec)
         else:
@@ -98,6 +102,7 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
     """Show the tasks a job would run, without running anything."""
     try:
         planned = plan_job(_load(job, set_))
+        cost = plan_estimate(planned)
     except ScoreError as err:
         raise _fail(err, as_json=as_json, debug=debug) from None
     if as_json:
@@ -107,11 +112,17 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "output": planned.spec.output, "output_format": planned.output_format,
             "backend": planned.spec.backend, "max_parallel": planned.spec.max_parallel,
             "input_bytes": planned.total_bytes,
+            "groups": [[t.id for t in group] for group in cost.groups],
+            "estimate": cost.estimate.to_dict(), "max_cost": planned.spec.max_cost,
+            "pricing": cost.pricing.describe(),
+            "price_tables": list(cost.pricing.table.sources),
         }))
         return
     console = Console()
     console.print(plan_table(planned))
     console.print(plan_summary(planned), highlight=False)
+    console.print(estimate_lines(cost.estimate, cost.pricing.describe(), cost.groups,
+                                 planned.spec.max_cost), highlight=False, markup=False)
 
 
 @app.command("push-model")
@@ -140,11 +151,15 @@ def version() -> None:
 
 
 def _add_subcommands() -> None:
+    from . import ops
     from .models import app as models_app
     from .templates import app as templates_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(templates_app, name="templates")
+    app.command()(ops.status)
+    app.command()(ops.logs)
+    app.command()(ops.cleanup)
 
 
 _add_subcommands()

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ..controller import JobResult
 from ..planning import Plan
+from ..planning.cost import Estimate
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
 from ..units import format_size
@@ -105,3 +106,41 @@ def summary(result: JobResult) -> str:
     if extras:
         lines.append("  " + "; ".join(extras))
     return "\n".join(lines)
+
+
+def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
+                   max_cost: float | None = None) -> str:
+    """The plan's groups, cores, core-seconds and cost, with every assumption behind them."""
+    a = est.assumptions
+    if not est.billed:
+        cost = f"cost 0 ({pricing_text})"
+    elif est.cost is None:
+        cost = f"cost unknown: {pricing_text}"
+    else:
+        currency = est.price.currency if est.price else "USD"
+        cost = f"estimated cost {est.cost:.4f} {currency} ({pricing_text})"
+    if max_cost is not None and est.cost is not None:
+        verdict = "within" if est.cost <= max_cost else "ABOVE (run refuses to start)"
+        cost += f"; {verdict} max_cost = {max_cost:g}"
+    lines = [
+        f"groups:   {est.groups} ({est.packing}); {est.cpu:g} vCPU and {est.memory_gb:g} GB each, "
+        f"up to {est.max_parallel} at once",
+        f"expected: {est.vcpu_seconds:,.0f} core-seconds, {est.gb_seconds:,.0f} GB-seconds, "
+        f"~{format_seconds(est.wall_seconds)} wall time",
+        f"          {cost}",
+        f"assuming: {a.throughput_mb_per_s:g} MB/s per group, {a.startup_seconds:g}s start-up per "
+        f"group on {est.backend}, {a.shard_seconds:g}s per shard; retries not counted",
+    ]
+    if len(groups) <= 12:
+        for i, group in enumerate(groups):
+            ids = group[0].id if len(group) == 1 else f"{group[0].id}..{group[-1].id}"
+            lines.append(f"  group {i}: {len(group)} task(s) {ids}")
+    return "\n".join(lines)
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -33,6 +33,7 @@ from ..spec import JobSpec
 from ..storage import ComposeResult, StoreConfig, get_store
 from ..storage.config import cache_root
 from .access import WorkerAccess
+from .estimate import Pricing, check_max_cost, estimate_job
 from .merge import merge, merge_plan
 from .model_info import ModelInfo, model_info
 from .state import load_state
@@ -71,6 +72,8 @@ class JobResult:
     repaired_boundaries: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     error: dict[str, str] | None = None
+    # Container seconds and cost of this run's groups (see controller/usage.py).
+    usage: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +110,7 @@ class Job:
         self._scheduler: Scheduler | None = None
         self.plan: Plan | None = None
         self._replace_output = spec.overwrite  # may the merge replace an existing output?
+        self._task_seconds: dict[str, float] = {}  # this run's container seconds per task
 
     def __enter__(self) -> Job:
         return self
@@ -121,6 +125,9 @@ class Job:
         started = time.monotonic()
         timings: dict[str, float] = {}
         plan = self.plan = make_plan(self.spec, self.store_config)
+        pricing = Pricing.for_spec(self.spec)
+        estimate = estimate_job(plan, self.backend, pricing)
+        check_max_cost(self.spec, estimate, pricing)  # before anything is created
         access = WorkerAccess.decide(self.spec, self.store_config)
         timings["plan_s"] = round(time.monotonic() - started, 3)
         done = self._already_done(plan)
@@ -187,7 +194,10 @@ class Job:
                                  and not (t in scheduler.repaired and len(r.reasons) == 1)),
             reused_tasks=len(state.results),
             repaired_boundaries=repaired + len(scheduler.repaired), timings=timings,
+            usage=scheduler.usage.summary(billed=pricing.billed, price=pricing.price,
+                                          estimate=estimate),
         )
+        self._task_seconds = scheduler.usage.task_seconds()
         self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
                              model, access)
         for task in tasks.values():  # the parts now live in the output; logs and results stay
@@ -328,17 +338,23 @@ class Job:
                        "records_out": result.rows_out, "attempts": result.attempts,
                        "repaired_boundaries": result.repaired_boundaries},
             "timings": result.timings,
+            "usage": result.usage,
             "tasks": [
                 {"id": t.id, "input": t.describe(), "begin": results[t.id].begin,
                  "end": results[t.id].end, "records_in": results[t.id].records_in,
                  "records_out": results[t.id].records_out,
                  "attempts": max(attempts.get(t.id, 0), results[t.id].attempt),
                  "seconds": results[t.id].seconds, "part_sha256": results[t.id].part_sha256,
-                 "part_bytes": results[t.id].part_bytes}
+                 "part_bytes": results[t.id].part_bytes,
+                 "container_seconds": _round(self._task_seconds.get(t.id))}
                 for t in ordered
             ],
         }
         self.store.write_bytes(self.layout.manifest, json.dumps(manifest, indent=1).encode())
+
+
+def _round(seconds: float | None) -> float | None:
+    return round(seconds, 3) if seconds is not None else None
 
 
 def run_job(spec: JobSpec, *, progress: Progress | None = None) -> JobResult:

@@ -45,8 +45,12 @@ def load_state(store: Store, layout: JobLayout, plan: Plan) -> ResumeState:
         store.delete_prefix(layout.work)
     fresh = not store.exists(layout.job_file)
     if fresh:
+        # The spec (no secrets: SAS tokens never enter it) lets `status`, `logs` and `cleanup`
+        # given only the output find the job's backend again.
         store.write_bytes(layout.job_file, json.dumps(
-            {"job_id": plan.job_id, "tasks": [t.to_dict() for t in plan.tasks]}).encode())
+            {"job_id": plan.job_id, "name": plan.spec.name, "backend": plan.spec.backend,
+             "spec": plan.spec.model_dump(mode="json"),
+             "tasks": [t.to_dict() for t in plan.tasks]}).encode())
     results: dict[str, TaskResult] = {}
     attempts: dict[str, int] = {}
     for task in plan.tasks:

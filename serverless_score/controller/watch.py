@@ -25,6 +25,7 @@ from ..planning.partition import Span, anchored_tasks, pack_groups
 from ..planning.tasks import Task
 from ..runner.contract import ENV_GROUP, ENV_WORK, MARKER, TaskOrder, TaskResult, WorkOrder
 from ..storage import Store
+from .usage import UsageMeter
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 25
@@ -144,6 +145,7 @@ class Scheduler:
         self._chain: dict[int, Task] = {}  # every byte task of the job, by index
         self._waiting: list[tuple[Task, int, str, bool, str]] = []
         self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
+        self.usage = UsageMeter()  # container seconds per group, for the manifest
 
     # -- public -------------------------------------------------------------------------------
     def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
@@ -182,6 +184,8 @@ class Scheduler:
                 self.backend.delete_group(name)
             except Exception as err:
                 survivors.append(f"{name} ({err})")
+                continue
+            self.usage.finished(name, None, "stopped")
         if survivors:
             raise ScoreError(
                 f"could not delete {len(survivors)} group(s): {'; '.join(survivors)}",
@@ -214,6 +218,7 @@ class Scheduler:
                 labels=group_labels(self.job_id, tasks, self.timeout * len(tasks)),
                 secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
             )
+            self.usage.created(name, spec.task_ids, attempts, self.cpu, self.memory_gb)
             # Known before it is asked for: a Ctrl-C while the create call is in flight (the
             # group may exist on the far side already) still finds it in stop_all.
             self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))
@@ -239,11 +244,17 @@ class Scheduler:
                       queue: deque[tuple[float, list[Task]]],
                       results: dict[str, TaskResult]) -> None:
         name = running.spec.name
+        # A group seen finished stopped using its resources then; one that timed out runs (and
+        # is billed) until it is deleted.
+        timed_out = state is not None and state.detail.startswith("timed out")
+        if not timed_out:
+            self.usage.finished(name, state, state.phase.value if state is not None else "failed")
         group_log = self.backend.get_logs(name)  # logs first: some backends lose them on delete
         if not self.store.exists(self.layout.group_log(name)):
             self.store.write_bytes(self.layout.group_log(name), group_log.encode())
         self.backend.delete_group(name)
         self._running.pop(name, None)
+        self.usage.finished(name, state, "timed-out")  # no-op unless it timed out
         task_logs = split_log(group_log)
         for task in running.tasks:
             attempt = running.attempts[task.id]

@@ -119,6 +119,7 @@ class AciBackend:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def begin_create_group(self, group: GroupSpec) -> None:
+        self.settings.check_job()
         model = build_group(group, self.settings)
         self._groups[group.name] = _Group(group.name, model,
                                           state=GroupState(group.name, Phase.STARTING))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -55,6 +55,7 @@ class AciSettings:
     max_parallel: int = 1
     cpu: float = 1.0
     memory_gb: float = 1.5
+    job_problem: SpecError | None = field(default=None, compare=False, repr=False)
 
     @property
     def registry_server(self) -> str | None:
@@ -79,22 +80,25 @@ class AciSettings:
                 f"backend \"aci\" needs to know where to create container groups; missing: "
                 f"{'; '.join(missing)}",
                 hint="Set them in the job's [azure] table or in the environment.")
-        _check_remote_paths(spec)
+        # What only running a job needs (blob paths, an image) is checked now but raised at
+        # the first create: `status` and `cleanup` build this backend from a spec that has
+        # neither, and need only the location settings.
+        problem = _remote_paths_problem(spec)
         identity = values["identity"]
         if identity and not _IDENTITY.match(identity):
             raise SpecError(
                 f"azure.identity: expected the resource id of a user-assigned managed identity, "
                 f"/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/"
                 f"userAssignedIdentities/<name>; got {identity!r}")
-        image = spec.image
-        if not image:
-            if not values["registry"]:
-                raise SpecError(
-                    "backend \"aci\" needs an image: set `image` (any image with the runner "
-                    "installed) or [azure] registry (then the built-in "
-                    f"{_IMAGE_OF_RUNTIME[spec.runtime]} image is pulled from it)",
-                    hint="Build and push one with `serverless-score image build` and `image push`.")
+        image = spec.image or ""
+        if not image and values["registry"]:
             image = builtin_image(spec.runtime, values["registry"] or "", version)
+        if not image and problem is None:
+            problem = SpecError(
+                "backend \"aci\" needs an image: set `image` (any image with the runner "
+                "installed) or [azure] registry (then the built-in "
+                f"{_IMAGE_OF_RUNTIME[spec.runtime]} image is pulled from it)",
+                hint="Build and push one with `serverless-score image build` and `image push`.")
         resources = spec.resources
         return cls(
             subscription_id=values["subscription_id"] or "",
@@ -103,8 +107,13 @@ class AciSettings:
             image=image, arm_endpoint=arm_endpoint(env), identity=identity,
             registry=values["registry"], creates_per_minute=azure.creates_per_minute,
             max_parallel=spec.max_parallel, cpu=resources.cpu,
-            memory_gb=resources.memory_gb,
+            memory_gb=resources.memory_gb, job_problem=problem,
         )
+
+    def check_job(self) -> None:
+        """Raise what stops this job from running on ACI (local paths, no image)."""
+        if self.job_problem is not None:
+            raise self.job_problem
 
 
 def arm_endpoint(env: Mapping[str, str]) -> str:
@@ -121,13 +130,14 @@ def arm_endpoint(env: Mapping[str, str]) -> str:
         f"localhost for an emulator); got {url!r}")
 
 
-def _check_remote_paths(spec: JobSpec) -> None:
+def _remote_paths_problem(spec: JobSpec) -> SpecError | None:
     """A container cannot see this machine's files: the model, input and output must be blobs."""
     local = [f"{key} = {value!r}" for key in ("model", "input", "output")
              if (value := getattr(spec, key, None)) and not is_blob_uri(str(value))]
-    if local:
-        raise SpecError(
-            f"backend \"aci\": {', '.join(local)}: a container on Azure cannot read this machine's "
-            "files; use az://CONTAINER/PATH or https://ACCOUNT.blob.core.windows.net/... URIs",
-            hint="Upload the model with `serverless-score models push FILE az://CONTAINER/models` "
-                 "and the input with `az storage blob upload`, then point the job at them.")
+    if not local:
+        return None
+    return SpecError(
+        f"backend \"aci\": {', '.join(local)}: a container on Azure cannot read this machine's "
+        "files; use az://CONTAINER/PATH or https://ACCOUNT.blob.core.windows.net/... URIs",
+        hint="Upload the model with `serverless-score models push FILE az://CONTAINER/models` "
+             "and the input with `az storage blob upload`, then point the job at them.")

@@ -28,18 +28,19 @@ _EXIT_HINTS = {
 
 def group_state(name: str, group: Any) -> GroupState:
     """The state of one container group from ``container_groups.get``; a finished one carries
-    its billed seconds when the instance view has the times."""
+    when it was billed from and to (``started_at``/``finished_at``) when the instance view has
+    the times."""
     state = _phase(name, group)
     if state.phase.finished:
-        seconds = billed_seconds(group)
-        if seconds is not None:
-            return replace(state, seconds=seconds)
+        span = billed_span(group)
+        if span is not None:
+            return replace(state, started_at=span[0], finished_at=span[1])
     return state
 
 
-def billed_seconds(group: Any) -> float | None:
-    """ACI bills from the start of the image pull until the group stops: the first event's
-    time (Pulling) or the container's start, to the latest container finish."""
+def billed_span(group: Any) -> tuple[float, float] | None:
+    """ACI bills from the start of the image pull until the group stops: (the first event's
+    time (Pulling) or the container's start, the latest container finish), epoch seconds."""
     starts, finishes = [], []
     for c in group.containers or []:
         view = c.instance_view
@@ -53,7 +54,8 @@ def billed_seconds(group: Any) -> float | None:
                 finishes.append(st.finish_time)
     if not starts or not finishes:
         return None
-    return max(0.0, round((max(finishes) - min(starts)).total_seconds(), 3))
+    begin, end = min(starts).timestamp(), max(finishes).timestamp()
+    return begin, max(begin, end)
 
 
 def _phase(name: str, group: Any) -> GroupState:

@@ -1,0 +1,71 @@
+"""``cleanup``: delete groups no controller is watching any more, found by their labels (job id,
+expiry), on any backend. Pure selection, then one awaited delete per group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..backends import Backend
+from ..backends.base import GroupInfo
+from ..errors import ScoreError
+
+
+def expires_at(group: GroupInfo) -> datetime | None:
+    text = group.expires
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def select(groups: Sequence[GroupInfo], *, job_id: str | None, expired: bool,
+           now: datetime) -> list[GroupInfo]:
+    """Groups of ``job_id`` (any job if None) and, with ``expired``, only those whose
+    ``expires`` label is in the past (a group without one is never taken for expired)."""
+    chosen = []
+    for group in groups:
+        if job_id is not None and group.job_id != job_id:
+            continue
+        if expired:
+            when = expires_at(group)
+            if when is None or when > now:
+                continue
+        chosen.append(group)
+    return chosen
+
+
+@dataclass(frozen=True)
+class Deleted:
+    name: str
+    job_id: str
+    expires: str | None
+    deleted: bool  # False on a dry run
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "job_id": self.job_id, "expires": self.expires,
+                "deleted": self.deleted, "error": self.error}
+
+
+def cleanup(backend: Backend, *, job_id: str | None, expired: bool, dry_run: bool,
+            now: datetime | None = None) -> list[Deleted]:
+    chosen = select(backend.list_all_groups(), job_id=job_id, expired=expired,
+                    now=now or datetime.now(UTC))
+    done = []
+    for group in chosen:
+        if dry_run:
+            done.append(Deleted(group.name, group.job_id, group.expires, False))
+            continue
+        try:
+            backend.delete_group(group.name)
+        except (ScoreError, OSError) as err:  # report every survivor; the CLI then fails
+            done.append(Deleted(group.name, group.job_id, group.expires, False, str(err)))
+            continue
+        done.append(Deleted(group.name, group.job_id, group.expires, True))
+    return done

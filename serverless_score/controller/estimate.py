@@ -1,0 +1,140 @@
+"""A plan's cost estimate, packed exactly as the scheduler will pack it, and the ``max_cost`` check
+that runs before anything is created."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends import Backend
+from ..errors import ScoreError, SpecError
+from ..planning import Plan
+from ..planning.cost import Estimate, RegionPrice, estimate
+from ..planning.partition import pack_groups
+from ..planning.tasks import Task
+from ..pricing import UNBILLED, PriceTable, job_region, load_prices
+from ..spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """What a job's groups cost per second, decided once per run."""
+
+    billed: bool
+    price: RegionPrice | None
+    region: str
+    region_assumed: bool  # no [azure] location: the table's default region was used
+    table: PriceTable
+
+    @classmethod
+    def for_spec(cls, spec: JobSpec) -> Pricing:
+        table = load_prices(spec.azure.price_file)
+        region, assumed = job_region(spec.azure.location, table)
+        billed = spec.backend not in UNBILLED
+        return cls(billed, table.price(region) if billed else None, region, assumed, table)
+
+    def describe(self) -> str:
+        if not self.billed:
+            return "runs on this machine: no charge"
+        if self.price is None:
+            return (f"no price for region {self.region!r} in the price table "
+                    f"({', '.join(self.table.sources)})")
+        p = self.price
+        where = f"{p.region}{' (assumed: no [azure] location)' if self.region_assumed else ''}"
+        check = "" if p.verified else ", UNVERIFIED"
+        return (f"{where}: {p.vcpu_second:g} {p.currency}/vCPU-s + {p.gb_second:g} {p.currency}/GB-s, "
+                f"as of {p.as_of}{check} ({p.source})")
+
+
+def tasks_per_group(plan: Plan, backend: Backend | None) -> tuple[int, str]:
+    """How the scheduler will pack the plan's tasks (it asks the backend), and why in words.
+    A backend class that explains its packing (``packing(pending, max_parallel)``, e.g. aci)
+    is asked even when it cannot be built here (no Azure settings yet)."""
+    pending, parallel = len(plan.tasks), plan.spec.max_parallel
+    explained = _packing_of(plan.spec.backend, pending, parallel)
+    if backend is not None:
+        per = backend.tasks_per_group(pending, parallel)
+        if explained is not None and explained.tasks_per_group == per:
+            return per, str(explained.why)
+        return per, f"{per} task(s) per group, as the {backend.name} backend packs {pending} tasks for {parallel} slots"
+    if explained is not None:
+        return int(explained.tasks_per_group), str(explained.why)
+    per = max(1, -(-pending // parallel))
+    return per, f"{per} task(s) per group (assumed: one group per slot; the backend could not be built)"
+
+
+def _packing_of(name: str, pending: int, parallel: int) -> Any:
+    from ..backends import backend_class
+
+    try:
+        packing = getattr(backend_class(name), "packing", None)
+    except ScoreError:
+        return None
+    return packing(pending, parallel) if packing is not None else None
+
+
+def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = None) -> Estimate:
+    spec = plan.spec
+    pricing = pricing or Pricing.for_spec(spec)
+    per, packing = tasks_per_group(plan, backend)
+    return estimate(
+        pack_groups(plan.tasks, per), backend=spec.backend, max_parallel=spec.max_parallel,
+        cpu=spec.resources.cpu, memory_gb=spec.resources.memory_gb,
+        assumptions=pricing.table.assumptions(spec.backend), billed=pricing.billed,
+        price=pricing.price, packing=packing,
+    )
+
+
+def check_max_cost(spec: JobSpec, est: Estimate, pricing: Pricing) -> None:
+    """Refuse to start a job whose estimate is above its ``max_cost`` (or cannot be made)."""
+    if spec.max_cost is None:
+        return
+    how = ("Raise max_cost in the job (or --set max_cost=N), request less per group "
+           "(resources.cpu, resources.memory_gb), or remove max_cost.")
+    if est.cost is None:
+        raise SpecError(
+            f"max_cost: {spec.max_cost:g} is set, but the cost cannot be estimated: "
+            f"{pricing.describe()}",
+            hint=f"Add the region to a price table (README: Cost) and point [azure] price_file or "
+                 f"SERVERLESS_SCORE_PRICES at it, or remove max_cost. {how}")
+    if est.cost > spec.max_cost:
+        currency = est.price.currency if est.price else "USD"
+        raise SpecError(
+            f"max_cost: the estimate is {est.cost:.4f} {currency}, above max_cost = "
+            f"{spec.max_cost:g} ({est.groups} groups, {est.vcpu_seconds:,.0f} vCPU-s, "
+            f"{est.gb_seconds:,.0f} GB-s; {pricing.describe()}); nothing was started",
+            hint=f"{how} `serverless-score plan JOB` shows the estimate and its assumptions.")
+
+
+def safe_backend(spec: JobSpec, state_dir: str) -> Backend | None:
+    """The job's backend for planning only; None when it cannot be built here (e.g. no Azure
+    settings yet): the estimate then says it assumed the packing."""
+    from ..backends import get_backend
+
+    try:
+        return get_backend(spec.backend, spec=spec, state_dir=state_dir)
+    except (ScoreError, ImportError, TypeError, ValueError) as err:
+        log.debug("backend %s not built for the estimate: %s", spec.backend, err)
+        return None
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    estimate: Estimate
+    pricing: Pricing
+    groups: list[list[Task]]
+
+
+def plan_estimate(plan: Plan) -> PlanEstimate:
+    """The estimate ``plan`` prints (``run`` makes the same one inside the job)."""
+    from ..layout import JobLayout
+    from ..storage.config import cache_root
+
+    spec = plan.spec
+    backend = safe_backend(spec, JobLayout(spec.output).local_state_dir(cache_root()))
+    pricing = Pricing.for_spec(spec)
+    per, _ = tasks_per_group(plan, backend)
+    return PlanEstimate(estimate_job(plan, backend, pricing), pricing, pack_groups(plan.tasks, per))

@@ -1,0 +1,110 @@
+"""What a run's groups actually used: container seconds per group, measured by the controller from
+the moment it asked for the group until it saw the group finished (or stopped it), and their cost.
+
+A backend that knows better (ACI's container start and finish times) can report them on the
+``GroupState`` it returns (``started_at`` / ``finished_at``, epoch seconds); they are used instead
+and the group's ``measured_by`` says ``backend``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..backends import GroupState
+from ..planning.cost import Estimate, RegionPrice, cost_of
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class GroupUsage:
+    name: str
+    tasks: list[str]
+    attempts: dict[str, int]
+    cpu: float
+    memory_gb: float
+    created_at: float  # epoch seconds, when the controller asked for the group
+    seconds: float | None = None
+    finished_at: float | None = None
+    outcome: str = "running"  # succeeded | failed | timed-out | stopped
+    measured_by: str = "controller"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = _iso(self.created_at)
+        data["finished_at"] = _iso(self.finished_at) if self.finished_at is not None else None
+        data["seconds"] = round(self.seconds, 3) if self.seconds is not None else None
+        return data
+
+
+@dataclass
+class UsageMeter:
+    """Fed by the scheduler: ``created`` when it creates a group, ``finished`` when it is done
+    with it (collected, timed out or stopped)."""
+
+    wall: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.monotonic
+    groups: dict[str, GroupUsage] = field(default_factory=dict)
+    _started: dict[str, float] = field(default_factory=dict)
+
+    def created(self, name: str, task_ids: Sequence[str], attempts: dict[str, int], cpu: float,
+                memory_gb: float) -> None:
+        self._started[name] = self.clock()
+        self.groups[name] = GroupUsage(name, list(task_ids), dict(attempts), cpu, memory_gb,
+                                       created_at=self.wall())
+
+    def finished(self, name: str, state: GroupState | None, outcome: str) -> None:
+        usage = self.groups.get(name)
+        if usage is None or usage.seconds is not None:
+            return
+        usage.outcome = outcome
+        usage.finished_at = self.wall()
+        usage.seconds = max(0.0, self.clock() - self._started.pop(name, self.clock()))
+        started = getattr(state, "started_at", None)
+        ended = getattr(state, "finished_at", None)
+        if started is not None and ended is not None and ended >= started:
+            usage.seconds, usage.measured_by = ended - started, "backend"
+
+    def summary(self, *, billed: bool, price: RegionPrice | None,
+                estimate: Estimate | None = None) -> dict[str, Any]:
+        """Totals, per-group figures and the cost, for the manifest and ``run --json``."""
+        done = [g for g in self.groups.values() if g.seconds is not None]
+        seconds = sum(g.seconds or 0.0 for g in done)
+        vcpu_s = sum((g.seconds or 0.0) * g.cpu for g in done)
+        gb_s = sum((g.seconds or 0.0) * g.memory_gb for g in done)
+        if not billed:
+            cost: float | None = 0.0
+        else:
+            cost = round(cost_of(vcpu_s, gb_s, price), 9) if price is not None else None
+        return {
+            "groups": len(done),
+            "container_seconds": round(seconds, 3),
+            "vcpu_seconds": round(vcpu_s, 3),
+            "gb_seconds": round(gb_s, 3),
+            "cost": cost,
+            "currency": price.currency if price is not None else "USD",
+            "billed": billed,
+            "price": price.to_dict() if price is not None and billed else None,
+            "estimate": ({"cost": estimate.cost, "container_seconds": round(estimate.container_seconds, 1),
+                          "vcpu_seconds": round(estimate.vcpu_seconds, 1)}
+                         if estimate is not None else None),
+            "per_group": [g.to_dict() for g in done],
+        }
+
+    def task_seconds(self) -> dict[str, float]:
+        """Container seconds per task: each group's seconds shared equally by its tasks (a
+        group's start-up is paid by all of them), summed over the task's attempts."""
+        per: dict[str, float] = {}
+        for group in self.groups.values():
+            if group.seconds is None or not group.tasks:
+                continue
+            share = group.seconds / len(group.tasks)
+            for task in group.tasks:
+                per[task] = per.get(task, 0.0) + share
+        return per
