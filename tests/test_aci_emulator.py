@@ -293,6 +293,41 @@ def test_the_runner_image_runs_the_projects_runner(aci_emulator: Any) -> None:
     assert "no work order" in logs
 
 
+def test_racing_puts_of_one_name_leave_one_group(aci_emulator: Any) -> None:
+    import threading
+
+    emu, client = aci_emulator, aci_emulator.client()
+    cg = group(emu, container(command=[sys.executable, "-c", "import time; time.sleep(300)"]))
+    outcomes: list[str] = []
+
+    def put() -> None:
+        try:
+            outcomes.append(create(emu, client, "race", cg).provisioning_state)
+        except HttpResponseError as err:  # a PUT replaced by a later one: its operation ends
+            outcomes.append(str(err.error.code if err.error else err))
+
+    threads = [threading.Thread(target=put) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert emu.group_names() == ["race"]
+    assert "Succeeded" in outcomes and len(outcomes) == 4
+    assert set(outcomes) <= {"Succeeded", "OperationCanceled"}
+    assert wait_for(lambda: len(emu.live_pids()) == 1, timeout=10)
+    client.container_groups.begin_delete(emu.resource_group, "race").result()
+    assert emu.live_pids() == []
+
+
+def test_locations_are_answered_by_name(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    cg = group(emu)
+    cg.location = "West Europe"  # the display name, as users often write it
+    assert create(emu, client, "display", cg).location == "westeurope"
+    usage = {u.name.value: u for u in client.location.list_usage("westeurope")}
+    assert usage["ContainerGroups"].current_value == 1
+
+
 # -- validation and errors -------------------------------------------------------------------
 def test_bad_requests_get_arm_error_bodies(aci_emulator: Any) -> None:
     emu, client = aci_emulator, aci_emulator.client()

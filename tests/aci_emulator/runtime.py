@@ -343,7 +343,14 @@ class Engine:
             group.state = "Stopped"
 
     def destroy(self, group: Group) -> None:
-        group.deleted.set()
+        with self.lock:
+            group.deleted.set()
+            if group.operation.end is None:
+                # Its creation will never finish: end the operation, or pollers wait forever.
+                group.operation.finish("Canceled", {
+                    "code": "OperationCanceled",
+                    "message": f"The operation on container group '{group.name}' was canceled: "
+                               f"the group was deleted or replaced."})
         self.kill(group)
 
     def leftovers(self) -> list[str]:

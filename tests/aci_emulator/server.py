@@ -88,6 +88,11 @@ class Limits:
     create_windows: tuple[tuple[int, float], ...] = ((100, 300.0), (300, 3600.0))
 
 
+def normalize_location(location: str) -> str:
+    """ARM answers with the location's name, not its display name: 'West Europe' -> 'westeurope'."""
+    return location.replace(" ", "").lower()
+
+
 def _format_seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -253,7 +258,7 @@ class ArmApi:
         """Current usage per quota name in a location: live groups and their cores."""
         with self.engine.lock:
             groups = [g for g in self.engine.groups.values()
-                      if g.location.lower() == location.lower()]
+                      if g.location == normalize_location(location)]
             used = {"ContainerGroups": float(len(groups)),
                     "StandardCores": sum(g.cores for g in groups
                                          if g.active and g.body.get("properties", {})
@@ -374,33 +379,33 @@ class ArmApi:
                              f"'{name}' is not accessible. Please check the image and registry "
                              f"credential.")
         key = self._key(args)
-        old = self._group(args)
-        if old is None:
-            cores = sum(float(c["properties"]["resources"]["requests"]["cpu"])
-                        for c in props["containers"])
-            refused = self._quota_error(str(body["location"]), name, cores) or \
-                self._create_rate_error()
-            if refused is not None:
-                return refused
-        else:
-            # Re-PUT of an existing group: the emulator replaces it (real ACI updates in place
-            # and restarts the containers when their spec changed).
-            with self.engine.lock:
-                self.engine.groups.pop(key, None)
-            self.engine.destroy(old)
-        op = Operation(str(uuid.uuid4()), self.subscription_id, str(body["location"]).lower())
+        location = normalize_location(str(body["location"]))
+        op = Operation(str(uuid.uuid4()), self.subscription_id, location)
         group = Group(subscription=self.subscription_id, resource_group=args[1], name=name,
-                      body={k: v for k, v in body.items() if k not in ("id", "name", "type")},
+                      body={**{k: v for k, v in body.items() if k not in ("id", "name", "type")},
+                            "location": location},
                       containers=[ContainerRun(c["name"], dict(c["properties"]))
                                   for c in props["containers"]],
                       operation=op, created_ns=time.time_ns())
-        with self.mutex:
-            self.operations[op.id] = op
-            if old is None:
-                self.creates.append(time.monotonic())
+        # Check and insert in one step: two PUTs racing for one name must not both create (the
+        # loser's processes would run on, unknown to everyone).
         with self.engine.lock:
+            old = self.engine.groups.get(key)
+            if old is None:
+                refused = self._quota_error(location, name, group.cores) or \
+                    self._create_rate_error()
+                if refused is not None:
+                    return refused
             self.engine.groups[key] = group
             view = group.to_json(instance_view=False)
+            with self.mutex:
+                self.operations[op.id] = op
+                if old is None:
+                    self.creates.append(time.monotonic())
+        if old is not None:
+            # Re-PUT of an existing group: the emulator replaces it (real ACI updates in place
+            # and restarts the containers when their spec changed).
+            self.engine.destroy(old)
         self.engine.start_group(group)
         headers = {"Azure-AsyncOperation": self._operation_url(op), **self._rate_headers()}
         return Response(200 if old is not None else 201, view, headers)
