@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from logicapp.frontend import serving
 from logicapp.http import ManagedIdentity
 from logicapp.validate import container_group_errors
 
+from serverless_score.backends.base import GroupInfo
+from serverless_score.controller.cleanup import expires_at
 from serverless_score.templates import Options, read_job, render
 
 pytestmark = [pytest.mark.slow, pytest.mark.aci, pytest.mark.azurite]
@@ -115,6 +118,12 @@ def test_timer_template_scores_the_day_and_deletes_the_group(
         "environmentVariables"]}
     assert env["SERVERLESS_SCORE_ROLE"] == "controller" and env["SERVERLESS_SCORE_DATE"] == today
     assert all(env.values())  # ACI has refused environment variables without a value
+    # Found by `cleanup --expired` if the Logic App itself vanished: job and expires tags.
+    tags = GroupInfo("g", body["tags"]["job"], body["tags"])
+    assert tags.job_id == f"logic-app-{result.run_id}"
+    expires = expires_at(tags)
+    assert expires is not None
+    assert 120 + 500 < (expires - datetime.now(UTC)).total_seconds() < 120 + 700  # PT2M + 10 min
     assert json.loads(env["SERVERLESS_SCORE_JOB"])["name"] == "lapp"
     assert not any("secureValue" in e for e in body["properties"]["containers"][0]["properties"][
         "environmentVariables"])

@@ -55,6 +55,10 @@ def _parameters(trigger: Trigger) -> dict[str, Any]:
                        maxValue=5000),
         "timeout": _p("string", "Longest the workflow waits for the job (ISO 8601, Until "
                       "timeout limit); the group is deleted after it either way.", "PT6H"),
+        "lifetimeSeconds": _p("int", "The controller group's `expires` tag: this long after its "
+                              "creation `serverless-score cleanup --expired` may delete it. Keep "
+                              "it above timeout (render sets timeout + 10 minutes).", 22200,
+                              minValue=60),
         "assignContributor": _p("bool", "Also give the identity Contributor on this resource "
                                 "group (the deploying principal needs Owner or User Access "
                                 "Administrator for that).", False),
@@ -95,6 +99,7 @@ def workflow_parameter_values() -> dict[str, str]:
                      "'value', parameters('jobUri')))]",
         "jobName": "[parameters('jobName')]",
         "output": "[parameters('output')]",
+        "lifetimeSeconds": "[parameters('lifetimeSeconds')]",
     }
 
 

@@ -81,6 +81,14 @@ def _check_job(raw: dict[str, Any], source: str) -> None:
                         "Container Instances", hint='Remove the key or set backend = "aci".')
 
 
+def _seconds(duration: str) -> int:
+    """PT6H -> 21600 (the forms _ISO_DURATION admits: days, hours, minutes, seconds)."""
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?", duration)
+    assert match, duration
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -143,6 +151,7 @@ def render(raw: dict[str, Any], trigger: Trigger, options: Options,
         "armEndpoint": options.arm_endpoint,
         "pollSeconds": options.poll_seconds,
         "timeout": options.timeout,
+        "lifetimeSeconds": _seconds(options.timeout) + 600,
     }
     if trigger == "timer":
         values.update({"frequency": options.frequency, "interval": options.interval,

@@ -100,8 +100,12 @@ def _group_body(trigger: Trigger) -> dict[str, Any]:
     return {
         "location": "@parameters('location')",
         "identity": "@parameters('groupIdentity')",
-        "tags": {"serverless-score": "controller", "workflow-run": "@{workflow()['run']['name']}",
-                 "job-name": "@{parameters('jobName')}"},
+        # `job` and `expires` as on every group this tool makes (backends/base.py): should the
+        # Logic App itself vanish mid-run, `serverless-score cleanup --expired` finds this one.
+        "tags": {"job": "@{concat('logic-app-', workflow()['run']['name'])}",
+                 "expires": "@{addSeconds(utcNow(), parameters('lifetimeSeconds'), "
+                            "'yyyy-MM-ddTHH:mm:ssZ')}",
+                 "serverless-score": "controller", "job-name": "@{parameters('jobName')}"},
         "properties": {
             "osType": "Linux",
             "restartPolicy": "Never",  # a finished controller must stay finished
@@ -222,7 +226,8 @@ def _parameters(values: dict[str, str]) -> dict[str, Any]:
              "subscriptionId": "String", "resourceGroup": "String", "location": "String",
              "identity": "String", "identityClientId": "String", "groupIdentity": "Object",
              "registryCredentials": "Array", "image": "String", "resources": "Object",
-             "jobSource": "Object", "jobName": "String", "output": "String"}
+             "jobSource": "Object", "jobName": "String", "output": "String",
+             "lifetimeSeconds": "Int"}
     return {name: {"type": kind, "defaultValue": values[name]} for name, kind in kinds.items()}
 
 
