@@ -248,6 +248,20 @@ def test_a_finished_container_leaves_no_orphans(aci_emulator: Any) -> None:
     assert wait_for(lambda: emu.live_pids() == [], timeout=5)
 
 
+def test_a_delete_racing_the_start_leaves_nothing(tmp_path: Path) -> None:
+    from aci_emulator import AciEmulator
+
+    with AciEmulator(work_dir=tmp_path / "emu", pending_seconds=0, pull_seconds=0) as emu:
+        client = emu.client()
+        cg = group(emu, *(container(f"c{i}", command=sh("sleep 300")) for i in range(3)))
+        for i in range(8):
+            client.container_groups.begin_create_or_update(emu.resource_group, f"race-{i}", cg,
+                                                           polling=False)
+            time.sleep(0.005 * i)  # delete at different points of the start
+            client.container_groups.begin_delete(emu.resource_group, f"race-{i}").result()
+            assert emu.live_pids() == [], f"race-{i}"
+
+
 def test_async_delete_answers_202_and_polls_an_operation(tmp_path: Path) -> None:
     from aci_emulator import AciEmulator
 
@@ -693,3 +707,62 @@ def test_raw_put_gives_an_async_operation_that_goes_creating_then_succeeded(
     notfound = session.get(url, params={"api-version": "2023-05-01"}, timeout=10)
     assert notfound.status_code == 404
     assert notfound.json()["error"]["code"] == "ResourceNotFound"
+
+
+def test_standalone_emulator_with_remote_fault_control(tmp_path: Path) -> None:
+    """``python -m aci_emulator``: another process's emulator, steered over HTTP."""
+    import requests
+
+    proc = subprocess.Popen([sys.executable, "-m", "aci_emulator"], cwd=Path(__file__).parent,
+                            stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        env = {}
+        for line in proc.stdout:
+            if line.startswith("#"):
+                break
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            env[name] = value.strip("'")
+        token = requests.get(env["IDENTITY_ENDPOINT"], params={
+            "api-version": "2019-08-01", "resource": "https://management.azure.com"},
+            headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, timeout=10).json()
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = env["REQUESTS_CA_BUNDLE"]
+        session.headers["Authorization"] = f"Bearer {token['access_token']}"
+        control = f"{env['SERVERLESS_SCORE_ARM_ENDPOINT']}/_emulator"
+        assert session.post(f"{control}/throttle", json={"times": 1, "retry_after": 0.1},
+                            timeout=10).status_code == 200
+        assert session.post(f"{control}/no_such_thing", timeout=10).status_code == 400
+        assert requests.post(f"{control}/throttle", verify=env["REQUESTS_CA_BUNDLE"],
+                             timeout=10).status_code == 401  # no token, no control
+
+        from aci_emulator import StaticToken
+        from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+        client = ContainerInstanceManagementClient(
+            StaticToken(token["access_token"], int(token["expires_on"])),
+            env["AZURE_SUBSCRIPTION_ID"], base_url=env["SERVERLESS_SCORE_ARM_ENDPOINT"],
+            connection_verify=env["REQUESTS_CA_BUNDLE"])
+        cg = m.ContainerGroup(location="westeurope", os_type="Linux", restart_policy="Never",
+                              containers=[container(command=sh("sleep 300"))])
+        client.container_groups.begin_create_or_update(
+            env["SERVERLESS_SCORE_AZURE_RESOURCE_GROUP"], "remote", cg, **FAST).result()
+        calls = session.get(f"{control}/calls", timeout=10).json()["result"]
+        assert {"method": "PUT", "kind": "group", "count": 2} in calls  # the 429, then the create
+        assert session.get(f"{control}/groups", timeout=10).json()["result"] == ["remote"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    # Its group's processes went with it.
+    marker = b"ACI_EMULATOR_GROUP=remote"
+    leftovers = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    leftovers.append(entry.name)
+            except OSError:
+                continue
+    assert leftovers == []

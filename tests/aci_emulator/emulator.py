@@ -123,6 +123,7 @@ class AciEmulator:
                           resource_groups={resource_group}, location=location,
                           base_url=lambda: self.base_url)
         self.api.delete_mode = delete_mode
+        self.api.control = self._control
         self._servers: list[Any] = []
         self.ca_bundle: Path | None = None
 
@@ -374,6 +375,22 @@ class AciEmulator:
             self.engine.faults = Faults()
         with self.api.mutex:
             self.api.faults.clear()
+
+    # Fault methods a process without this object can call over HTTP (``POST /_emulator/NAME``).
+    REMOTE = ("throttle", "fail_requests", "set_quota", "inaccessible_image", "restart_container",
+              "fail_provisioning", "slow_provisioning", "hang", "clear_faults", "add_image",
+              "reset_calls")
+
+    def _control(self, method: str, name: str, kwargs: dict[str, Any]) -> Any:
+        if method == "GET" and name == "calls":
+            return [{"method": m, "kind": k, "count": n} for (m, k), n in self.calls.items()]
+        if method == "GET" and name == "groups":
+            return self.group_names()
+        if method != "POST" or name not in self.REMOTE:
+            raise KeyError(f"not a remote control; expected GET calls|groups or POST one of "
+                           f"{', '.join(self.REMOTE)}")
+        getattr(self, name)(**kwargs)
+        return None
 
     @contextlib.contextmanager
     def environ(self) -> Iterator[dict[str, str]]:

@@ -170,6 +170,7 @@ class Group:
     deleted: threading.Event = field(default_factory=threading.Event)
     stopped: bool = False
     created_ns: int = 0
+    launching: int = 0  # containers being started right now
 
     @property
     def id(self) -> str:

@@ -102,6 +102,7 @@ class Engine:
         self.settings = settings
         self.faults = Faults()
         self.lock = threading.RLock()
+        self.launched = threading.Condition(self.lock)  # notified when a launch completes
         self.groups: dict[tuple[str, str, str], Group] = {}
         self.launcher: Launcher
         if settings.docker is not None:
@@ -234,9 +235,19 @@ class Engine:
         with self.lock:
             if group.deleted.is_set() or group.stopped:
                 return
+            group.launching += 1  # a delete waits for this launch, then kills what it started
             home = self.settings.work_dir / group.resource_group / group.name / c.name
             argv, env = self._argv(c), self._env(group, c)
             requests = (c.spec.get("resources") or {}).get("requests") or {}
+        try:
+            self._launch(group, c, home, argv, env, requests)
+        finally:
+            with self.lock:
+                group.launching -= 1
+                self.launched.notify_all()
+
+    def _launch(self, group: Group, c: ContainerRun, home: Path, argv: list[str] | None,
+                env: dict[str, str], requests: dict[str, Any]) -> None:
         (home / "tmp").mkdir(parents=True, exist_ok=True)
         started = utc_now()
         try:
@@ -318,6 +329,8 @@ class Engine:
         wait for it. Called WITHOUT the lock (it waits for the watcher threads, which take it)."""
         handles = []
         with self.lock:
+            # A container being launched right now would escape the kill: wait for it first.
+            self.launched.wait_for(lambda: group.launching == 0, timeout=60)
             for c in group.containers:
                 if c.handle is not None and c.handle.running():
                     add_event(c.events, event, f"Killing container with id {c.name}")

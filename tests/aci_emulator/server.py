@@ -27,6 +27,7 @@ from .groups import ContainerRun, Group, Operation
 from .runtime import Engine
 
 PROVIDER = r"providers/Microsoft\.ContainerInstance"
+CONTROL_PREFIX = "/_emulator/"
 ROUTES: list[tuple[str, re.Pattern[str]]] = [
     ("group", re.compile(rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/{PROVIDER}"
                          r"/containerGroups/([^/]+)$", re.I)),
@@ -120,6 +121,8 @@ class ArmApi:
         self.list_page_size: int | None = None
         self.mutex = threading.Lock()
         self.remaining = {"reads": 12000, "writes": 1200, "deletes": 15000}
+        # (method, name, kwargs) -> JSON-able result; set by AciEmulator (remote fault control)
+        self.control: Callable[[str, str, dict[str, Any]], Any] | None = None
 
     # -- tokens ------------------------------------------------------------------------------
     def issue_token(self, ttl: float = 3600) -> tuple[str, int]:
@@ -174,6 +177,8 @@ class ArmApi:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         path = parts.path.rstrip("/")
+        if path.startswith(CONTROL_PREFIX) and self.control is not None:
+            return self._control(method, path[len(CONTROL_PREFIX):], headers, body)
         route = next(((kind, match) for kind, pattern in ROUTES
                       if (match := pattern.match(path))), None)
         if route is None:
@@ -189,6 +194,22 @@ class ArmApi:
         with self.mutex:
             self.log.append((time.monotonic(), method, kind, path, response.status))
         return response
+
+    def _control(self, method: str, name: str, headers: dict[str, str], body: bytes) -> Response:
+        """The test's remote control (not ARM, not counted): ``POST /_emulator/<fault method>``
+        with the method's keyword arguments as JSON; ``GET /_emulator/calls``. Same bearer
+        tokens as ARM."""
+        denied = self._authorized(headers)
+        if denied is not None:
+            return denied
+        try:
+            kwargs = json.loads(body) if body else {}
+            if not isinstance(kwargs, dict):
+                raise ValueError("expected a JSON object of keyword arguments")
+            assert self.control is not None
+            return Response(200, {"result": self.control(method, name, kwargs)})
+        except (KeyError, TypeError, ValueError) as err:
+            return error(400, "InvalidControlRequest", f"{method} /_emulator/{name}: {err}")
 
     def _checked(self, method: str, kind: str, args: tuple[str, ...], query: dict[str, str],
                  headers: dict[str, str], body: bytes) -> Response:
