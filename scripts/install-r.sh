@@ -5,8 +5,8 @@
 set -euo pipefail
 
 DEBS=(r-base-core r-cran-jsonlite r-cran-data.table r-cran-randomforest r-cran-ranger
-      r-cran-glmnet r-cran-testthat r-cran-processx)
-R_PACKAGES=(jsonlite data.table randomForest ranger glmnet testthat processx)
+      r-cran-glmnet r-cran-testthat r-cran-processx r-cran-curl)
+R_PACKAGES=(jsonlite data.table randomForest ranger glmnet testthat processx curl)
 
 if command -v dpkg-query >/dev/null 2>&1; then
   missing=()

@@ -153,8 +153,10 @@ def version() -> None:
 def _add_subcommands() -> None:
     from . import ops
     from .models import app as models_app
+    from .templates import app as templates_app
 
     app.add_typer(models_app, name="models")
+    app.add_typer(templates_app, name="templates")
     app.command()(ops.status)
     app.command()(ops.logs)
     app.command()(ops.cleanup)

@@ -91,6 +91,11 @@ def _load_order(text: str) -> WorkOrder:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("SERVERLESS_SCORE_ROLE") == "controller":
+        # A Logic App's container: run the whole job here (templates/contract.py).
+        from ..templates.controller import main as controller_main
+
+        return controller_main()
     text = _order_text(sys.argv[1:] if argv is None else argv)
     _start_r_early(text)
     try:

@@ -56,6 +56,7 @@ submit_job <- function(job = "score.toml", backend = NULL, ...) {
 #' @export
 job_status <- function(handle) {
   check_handle(handle)
+  if (identical(handle$via, "http")) return(http_job_status(handle))
   if (handle$process$is_alive()) {
     progress <- progress_of(read_lines(handle$stderr))
     return(c(list(status = "running", job = handle$job,
@@ -70,9 +71,11 @@ job_status <- function(handle) {
 #' @param handle A handle from [submit_job()].
 #' @param quiet TRUE to not echo progress.
 #' @param poll Seconds between looks at the job.
+#' @param timeout Seconds to wait at most (jobs submitted with [submit_http()]).
 #' @export
-wait_job <- function(handle, quiet = FALSE, poll = 0.2) {
+wait_job <- function(handle, quiet = FALSE, poll = 0.2, timeout = 6 * 3600) {
   check_handle(handle)
+  if (identical(handle$via, "http")) return(http_wait(handle, poll = max(poll, 1), timeout = timeout))
   repeat {
     alive <- handle$process$is_alive()
     if (!quiet) echo_new_lines(handle)
@@ -96,7 +99,7 @@ check_handle <- function(handle) {
   if (!inherits(handle, "serverless_score_job")) {
     stop(serveRless_error("expected a job handle from submit_job() or score_job(wait = FALSE)"))
   }
-  if (!identical(handle$via, "cli")) {
+  if (!handle$via %in% c("cli", "http")) {
     stop(serveRless_error(sprintf("job handles via '%s' are not supported by this version",
                                   handle$via)))
   }
@@ -156,6 +159,12 @@ job_failed <- function(result) {
 }
 
 summary_line <- function(result) {
+  if (!is.null(result$run_id)) {  # from a Logic App (submit_http)
+    return(sprintf("%s: %s rows -> %s (job %s, Logic App run %s)", result$status,
+                   format(if (is.null(result$rows_out)) NA else result$rows_out, big.mark = ","),
+                   if (is.null(result$output)) "?" else result$output,
+                   if (is.null(result$job_id)) "?" else result$job_id, result$run_id))
+  }
   if (identical(result$status, "up-to-date")) {
     return(sprintf("up to date: %s was already written by this job (%s rows)", result$output,
                    format(result$rows_out, big.mark = ",")))
@@ -173,6 +182,11 @@ print.serverless_score_result <- function(x, ...) {
 
 #' @export
 print.serverless_score_job <- function(x, ...) {
+  if (identical(x$via, "http")) {
+    cat(sprintf("<serverless-score job> via Logic App %s (started %s)\n", x$job,
+                format(x$started, "%H:%M:%S")))
+    return(invisible(x))
+  }
   state <- if (x$process$is_alive()) "running" else "finished"
   cat(sprintf("<serverless-score job> %s (%s, started %s)\n", x$job, state,
               format(x$started, "%H:%M:%S")))
