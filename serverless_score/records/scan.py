@@ -274,7 +274,8 @@ class _Bounds:
 
 
 def _has_blank_line(newlines: np.ndarray, crs: np.ndarray | None) -> bool:
-    """Whether a newline is followed by "\n" or "\r\n" (bitmaps of newlines and CRs)."""
+    """Whether a newline is followed by another one, or by CR and a newline (a blank line),
+    from bitmaps of the newlines and the CRs."""
     if (newlines & _bits_after(newlines, 1)).any():
         return True
     return crs is not None and bool(
