@@ -421,6 +421,7 @@ def main(argv: list[str]) -> int:
     # Every pass reads from memory: this measures the reader, not the disk.
     common.warm_page_cache(path)
     common.warn_if_busy()
+    machine = common.machine_info()  # its load average is the one at the start
     load_start = os.getloadavg()
     repeat = args.repeat
     results = [best_of(repeat, lambda: scan_pass(api, path, cuts, rows, "even"))]
@@ -443,7 +444,7 @@ def main(argv: list[str]) -> int:
         RESULT_JSON,
         {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": common.machine_info(),
+            "machine": machine,
             "file": {"path": str(path), "bytes": size, "rows": rows},
             "ranges": args.ranges,
             "repeat": repeat,
