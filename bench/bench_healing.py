@@ -13,10 +13,15 @@ What is timed, in one process, on a warm page cache:
            multi-line field, where "the next line start" is not a record start: the reader
            either guesses right anyway (a quote-aware guess) or the repair path runs, and the
            `repairs` column says which, with its cost.
+  read     the floor: the same ranges read with ``f.read`` in 8 MiB blocks and nothing else.
+  even@REV with ``--against REV``: the ``even`` pass with the reader of git revision REV
+           (``serverless_score/records/scan.py`` as it was there), in the same run, for a
+           before/after comparison that the machine's load and speed affect alike.
   csv      the baseline: Python's ``csv`` module reading the whole file,
            ``sum(1 for _ in csv.reader(f))``.
 
-Usage: python bench/bench_healing.py [--size-mb 1000] [--ranges 16] [--forced 3]
+Usage: python bench/bench_healing.py [--size-mb 1000] [--ranges 16] [--forced 3] [--repeat K]
+                                     [--against REV]
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import datetime as dt
 import itertools
 import json
 import os
+import subprocess
 import sys
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,6 +63,24 @@ def import_records_api() -> tuple[Any, Any, Any]:
             "serverless_score/records/ exist yet?"
         )
     return scan_range, RecordFormat, read_header
+
+
+def records_api_at(rev: str) -> tuple[Any, Any, Any]:
+    """The record reader as it was at git revision ``rev``, loaded beside the current one."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{rev}:serverless_score/records/scan.py"],
+            cwd=root, check=True, capture_output=True, text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        sys.exit(f"bench_healing: cannot read the reader at revision {rev!r}: {err}")
+    # Its one relative import, made absolute so the module can live outside the package.
+    source = source.replace("from ..errors import", "from serverless_score.errors import")
+    module = types.ModuleType(f"scan_at_{rev}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:serverless_score/records/scan.py", "exec"), module.__dict__)
+    return module.scan_range, module.RecordFormat, module.read_header
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -250,6 +275,24 @@ def _verify(
     )
 
 
+def best_of(repeat: int, run: Any) -> PassResult:
+    """The fastest of ``repeat`` runs of a pass: the one other load disturbed least."""
+    return min((run() for _ in range(repeat)), key=lambda r: r.seconds)
+
+
+def read_pass(path: Path, cuts: list[int], block: int = 8 << 20) -> PassResult:
+    """The floor: every range read in the reader's block size, nothing looked at."""
+    size = path.stat().st_size
+    with path.open("rb") as f, common.timed() as t:
+        for start, end in itertools.pairwise(cuts):
+            f.seek(start)
+            left = end - start
+            while left > 0:
+                left -= len(f.read(min(block, left)))
+    return PassResult("read", t.seconds, size / MB / t.seconds, t.cpu_seconds,
+                      size / MB / t.cpu_seconds, 0, 0, 0.0, True, True, [])
+
+
 def csv_module_pass(path: Path, rows: int) -> PassResult:
     """Baseline: the standard library's quote-aware reader over the whole file, one thread."""
     size = path.stat().st_size
@@ -287,11 +330,16 @@ def report(results: list[PassResult], ranges: int, size: int, rows: int) -> None
         "chained",
         "count",
         "vs csv",
+        "vs read",
     ]
     baseline = next((r for r in results if r.label == "csv"), None)
+    floor = next((r for r in results if r.label == "read"), None)
 
     def vs_csv(r: PassResult) -> str:
         return "n/a" if baseline is None else f"{r.mb_s / baseline.mb_s:.1f}x"
+
+    def vs_read(r: PassResult) -> str:
+        return "n/a" if floor is None else f"{r.mb_s / floor.mb_s:.2f}"
 
     table = [
         [
@@ -306,6 +354,7 @@ def report(results: list[PassResult], ranges: int, size: int, rows: int) -> None
             "yes" if r.chained else "NO",
             "ok" if r.count_ok else "WRONG",
             vs_csv(r),
+            vs_read(r),
         ]
         for r in results
     ]
@@ -325,6 +374,12 @@ def report(results: list[PassResult], ranges: int, size: int, rows: int) -> None
         f" per CPU second: {even.mb_per_cpu_s:,.0f} MB/s"
     )
     print(f"ratio vs csv module: {vs_csv(even)}")
+    for r in results:
+        if r.label.startswith("even@"):
+            print(
+                f"ratio vs the reader at {r.label[5:]} (same run): {even.mb_s / r.mb_s:.2f}x"
+                f" wall, {even.mb_per_cpu_s / r.mb_per_cpu_s:.2f}x per CPU second"
+            )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -344,37 +399,57 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-csv", action="store_true", help="skip the csv-module baseline (slow on 1 GB)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="keep the fastest of K runs of each reader pass"
+    )
+    parser.add_argument(
+        "--against", metavar="REV", help="also run the even pass with the reader of git REV"
+    )
     args = parser.parse_args(argv)
-    if args.size_mb < 1 or args.ranges < 1:
-        parser.error("--size-mb and --ranges must be >= 1")
+    if args.size_mb < 1 or args.ranges < 1 or args.repeat < 1:
+        parser.error("--size-mb, --ranges and --repeat must be >= 1")
     return args
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     api = import_records_api()  # before generating a gigabyte, so a missing API fails fast
+    before = records_api_at(args.against) if args.against else None
     path, rows = healing_csv(args.size_mb)
     size = path.stat().st_size
     cuts = [size * i // args.ranges for i in range(args.ranges + 1)]
     # Every pass reads from memory: this measures the reader, not the disk.
     common.warm_page_cache(path)
     common.warn_if_busy()
-    results = [scan_pass(api, path, cuts, rows, "even")]
+    machine = common.machine_info()  # its load average is the one at the start
+    load_start = os.getloadavg()
+    repeat = args.repeat
+    results = [best_of(repeat, lambda: scan_pass(api, path, cuts, rows, "even"))]
+    if before is not None:
+        label = f"even@{args.against}"
+        results.append(best_of(repeat, lambda: scan_pass(before, path, cuts, rows, label)))
     if args.forced > 0:
-        results.append(
-            scan_pass(api, path, forced_cut_points(path, cuts, args.forced), rows, "forced")
-        )
+        forced = forced_cut_points(path, cuts, args.forced)
+        results.append(best_of(repeat, lambda: scan_pass(api, path, forced, rows, "forced")))
+    results.append(best_of(repeat, lambda: read_pass(path, cuts)))
     if not args.no_csv:
         common.log("csv module baseline (the slow part)")
         results.append(csv_module_pass(path, rows))
     report(results, args.ranges, size, rows)
+    load_end = os.getloadavg()
+    print(f"load average (1, 5, 15 min): {load_start[0]:.2f} {load_start[1]:.2f} "
+          f"{load_start[2]:.2f} at the start, {load_end[0]:.2f} {load_end[1]:.2f} "
+          f"{load_end[2]:.2f} at the end; best of {repeat} run(s) per reader pass")
     common.write_json(
         RESULT_JSON,
         {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": common.machine_info(),
+            "machine": machine,
             "file": {"path": str(path), "bytes": size, "rows": rows},
             "ranges": args.ranges,
+            "repeat": repeat,
+            "against": args.against,
+            "loadavg_at_end": list(load_end),
             "results": [asdict(r) for r in results],
             "target_mb_s": TARGET_MB_S,
         },

@@ -17,7 +17,7 @@ _READ = 1024 * 1024
 
 def run_command(
     command: str,
-    chunks: Iterable[bytes],
+    chunks: Iterable[bytes | memoryview],
     env: Mapping[str, str],
     sink: Callable[[bytes, int], None],
 ) -> int:

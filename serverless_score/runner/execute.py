@@ -149,7 +149,7 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
             lines = scorer.score_records(items)
             writer.write_lines(("\n".join(lines) + "\n").encode(), len(lines))
             continue
-        frame = read_batch(batch.data, work.format or "csv", source.header, work.id_columns)
+        frame = read_batch(batch.view, work.format or "csv", source.header, work.id_columns)
         if len(frame) != batch.records:
             raise ScoreError(
                 f"task {order.task.id}: parsing found {len(frame)} rows where the partitioner "
@@ -180,13 +180,13 @@ def _run_command(work: WorkOrder, order: TaskOrder, f: BinaryIO | None, writer: 
         return None, None, None
     source = _Input(work, order, f)
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Iterator[bytes | memoryview]:
         first = True
         for batch in source.reader:
             if first and source.header:
                 yield source.header  # CSV: the header line first, so the command can parse
             first = False
-            yield batch.data
+            yield batch.view
         if first and source.header:
             yield source.header
 

@@ -146,7 +146,7 @@ def _as_frame(result: Any, rows: int) -> Any:
     return frame
 
 
-def read_batch(data: bytes, fmt: str, header: bytes, id_columns: list[str]) -> Any:
+def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: list[str]) -> Any:
     """Parse whole records of csv/jsonl into a DataFrame; id columns kept as text so they are
     carried to the output exactly as they were."""
     import pandas as pd

@@ -55,7 +55,7 @@ class Frame:
     payload: bytes
 
 
-def encode_frame(verb: str, payload: bytes = b"", count: int = 0) -> bytes:
+def encode_frame(verb: str, payload: bytes | memoryview = b"", count: int = 0) -> bytes:
     header = f"{verb:<4} {count:>12} {len(payload):>13}\n".encode("ascii")
     assert len(header) == HEADER_BYTES, header
     return header + payload

@@ -179,7 +179,7 @@ class RSession:
                     if batch.records:
                         sent.append(batch.records)
                         total[0] += batch.records
-                        self.stdin.write(encode_frame("ROWS", batch.data, batch.records))
+                        self.stdin.write(encode_frame("ROWS", batch.view, batch.records))
                 self.stdin.write(encode_frame("DONE"))
                 self.stdin.flush()
             except BrokenPipeError:
