@@ -7,9 +7,10 @@ that fails leaves the R process usable (the protocol resynchronises at the task'
 process that dies is started again for the next task; a model that cannot be loaded fails every
 later task at once with the same message instead of reading it again.
 
-Records stream through: a feeder thread sends the task's batches (a few MB each, as the range
-reader yields them) while this thread turns R's answers into the part, so R never holds more
-than one batch and the pipes can never deadlock. See ``r_protocol`` for the frames.
+Records stream through: a feeder thread hands the task's batches to R (``r_feed``: in memory
+files, else in frames) and reads their id columns while R scores them; this thread turns R's
+answers into the part, ids first, so R never holds more than one batch and the pipes can never
+deadlock. See ``r_protocol`` for the frames.
 """
 
 from __future__ import annotations
@@ -26,19 +27,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ScoreError
 from ..records import Batch
+from .csv_ids import header_names, read_id_columns
+from .r_feed import BatchFiles
 from .r_protocol import (
     Frame,
     ProtocolError,
+    columns_csv,
     decode_columns,
     encode_frame,
     header_line,
     read_frame,
-    scores_csv,
 )
 from .writers import PartWriter
 
@@ -112,15 +117,27 @@ def _error_from(frame: Frame) -> ScoreError:
                       retryable=not info.get("permanent", False))
 
 
+@dataclass
+class _Sent:
+    """A batch R has been given and not answered yet."""
+
+    records: int
+    file: int | None = None  # the memory file holding it, freed when R answers
+    ids: Future[list[Any]] = field(default_factory=Future)  # its id columns (runner-read)
+
+
 class RSession:
     """A running ``score.R`` that has loaded the model."""
 
     def __init__(self, work: RWork, model_path: str) -> None:
         """Start R; it reads the model while the runner gets on with its own start-up."""
         self.started = time.monotonic()
+        self.id_columns = list(work.id_columns)
+        self.files = BatchFiles.create()
         self.proc = subprocess.Popen(
             [find_rscript(), script_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=sys.stderr.fileno(), env=r_env(work, model_path),
+            pass_fds=self.files.fds if self.files else (),
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
@@ -163,10 +180,12 @@ class RSession:
                    writer: PartWriter) -> int:
         """Send the task's records, write R's scores into ``writer``; return the records sent."""
         task = order.task
-        sent: deque[int] = deque()  # record counts of the batches R has not answered yet
+        sent: deque[_Sent] = deque()  # the batches R has not answered yet
         stop = threading.Event()
         feed_error: list[BaseException] = []
         total = [0]
+        files = self.files
+        names = header_names(header)
 
         def feed() -> None:
             try:
@@ -174,13 +193,34 @@ class RSession:
                         "input_path": task.path or "",
                         "header": header.decode("utf-8", "replace").rstrip("\r\n")}
                 self.stdin.write(encode_frame("TASK", json.dumps(info).encode()))
+                self.stdin.flush()
                 for batch in batches:
                     if stop.is_set():
                         break
-                    if batch.records:
-                        sent.append(batch.records)
-                        total[0] += batch.records
-                        self.stdin.write(encode_frame("ROWS", batch.data, batch.records))
+                    if not batch.records:
+                        continue
+                    item = _Sent(batch.records)
+                    if files is not None:
+                        item.file = files.acquire(stop)
+                        if item.file is None:
+                            break
+                        frame = encode_frame("FILE", files.fill(item.file, header, batch.data),
+                                             batch.records)
+                    else:
+                        frame = encode_frame("ROWS", batch.data, batch.records)
+                    sent.append(item)
+                    total[0] += batch.records
+                    try:
+                        self.stdin.write(frame)
+                        self.stdin.flush()
+                    except BaseException as err:
+                        item.ids.set_exception(err)  # never leave the reading side waiting
+                        raise
+                    try:  # while R scores the batch; an error shows only if R scored it
+                        item.ids.set_result(read_id_columns(batch.data, names, self.id_columns,
+                                                            batch.records, task.id))
+                    except Exception as err:
+                        item.ids.set_exception(err)
                 self.stdin.write(encode_frame("DONE"))
                 self.stdin.flush()
             except BrokenPipeError:
@@ -203,39 +243,55 @@ class RSession:
                     failure = failure or _error_from(frame)
                     stop.set()
                 elif frame.verb == "COLS" and failure is None:
-                    self._write(frame, sent.popleft() if sent else 0, writer, task.id)
+                    if not sent:
+                        raise ProtocolError("R answered a batch it was not given")
+                    item = sent.popleft()
+                    if files is not None and item.file is not None:
+                        files.release(item.file)  # R has read it: the feeder may refill it
+                    self._write(frame, item, writer, task.id)
         except BaseException:
             stop.set()
             self.kill()  # out of step with R (or interrupted): never reuse this process
             raise
         finally:
             feeder.join(timeout=30)
+            if files is not None:  # batches R skipped after a failure hold their files
+                for item in sent:
+                    if item.file is not None:
+                        files.release(item.file)
         if feed_error:
             raise feed_error[0]
         if failure is not None:
             raise failure
         return total[0]
 
-    @staticmethod
-    def _write(frame: Frame, expected: int, writer: PartWriter, task_id: str) -> None:
+    def _write(self, frame: Frame, item: _Sent, writer: PartWriter, task_id: str) -> None:
         scores = decode_columns(frame)
-        if scores.rows != expected:
+        if scores.rows != item.records:
             raise ScoreError(f"task {task_id}: R returned {scores.rows} scores for a batch of "
-                             f"{expected} records", retryable=False)
+                             f"{item.records} records", retryable=False)
+        ids = item.ids.result()
+        names = self.id_columns + scores.names
         if not writer.columns:
-            writer.columns = scores.names
-            writer.header = header_line(scores.names)
-        elif scores.names != writer.columns:
+            writer.columns = names
+            writer.header = header_line(names)
+        elif names != writer.columns:
             raise ScoreError(f"task {task_id}: the score columns changed between batches: "
-                             f"{writer.columns} then {scores.names}",
+                             f"{writer.columns[len(self.id_columns):]} then {scores.names}",
                              hint="score() must return the same columns for every batch.",
                              retryable=False)
-        writer.write_lines(scores_csv(scores), scores.rows)
+        writer.write_lines(columns_csv(ids + scores.columns, scores.rows), scores.rows)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self._close_files()
+
+    def _close_files(self) -> None:
+        if self.files is not None:
+            self.files.close()
+            self.files = None
 
     def close(self) -> None:
         """Ask R to exit; kill it if it does not."""
@@ -248,6 +304,7 @@ class RSession:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._close_files()
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
