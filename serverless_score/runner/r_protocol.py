@@ -38,8 +38,6 @@ import json
 from dataclasses import dataclass
 from typing import IO, Any
 
-import numpy as np
-
 from ..errors import ScoreError
 
 HEADER_BYTES = 32
@@ -122,6 +120,8 @@ def decode_columns(frame: Frame) -> Scores:
 
 
 def _decode_column(kind: str, blob: memoryview, rows: int, name: str) -> Any:
+    # numpy and pyarrow on first use: the runner imports this module before it starts R
+    import numpy as np
     import pyarrow as pa
 
     if kind == "double":

@@ -26,14 +26,13 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ScoreError
-from ..records import Batch
 from .csv_ids import header_names, read_id_columns
 from .r_feed import BatchFiles
 from .r_protocol import (
@@ -48,6 +47,7 @@ from .r_protocol import (
 from .writers import PartWriter
 
 if TYPE_CHECKING:
+    from ..records import Batch  # (the records package imports numpy: not before R starts)
     from .contract import TaskOrder, WorkOrder
 
 
@@ -102,6 +102,9 @@ def r_env(work: RWork, model_path: str) -> dict[str, str]:
     # collector ran after nearly every one (a third of a glm's scoring time). A user's own
     # setting wins.
     env.setdefault("R_GC_MEM_GROW", "3")
+    # No byte-code JIT (score.R's glue does its work in C): said here, R does not even load the
+    # compiler package to turn it off.
+    env.setdefault("R_ENABLE_JIT", "0")
     return env
 
 
@@ -359,10 +362,34 @@ SESSIONS = _Sessions()
 atexit.register(SESSIONS.close)
 
 
+def first_read_ahead(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """``batches``, with the first one read (and cut into records) in a thread from now on: the
+    first task reads its first 32 MB while R is still loading the model, not after."""
+    source = iter(batches)
+    first: Future[Batch | None] = Future()
+
+    def pull() -> None:
+        try:
+            first.set_result(next(source, None))
+        except BaseException as err:  # e.g. a boundary error: raised where the batch is used
+            first.set_exception(err)
+
+    threading.Thread(target=pull, name="read-ahead", daemon=True).start()
+
+    def chained() -> Iterator[Batch]:
+        batch = first.result()
+        if batch is not None:
+            yield batch
+            yield from source
+
+    return chained()
+
+
 def score_with_r(work: WorkOrder, order: TaskOrder, model_path: str | None, header: bytes,
                  batches: Iterable[Batch], writer: PartWriter) -> int:
     if not model_path:
         raise ScoreError('model: required for runtime = "r"', retryable=False)
+    batches = first_read_ahead(batches)
     try:
         return SESSIONS.get(work, model_path).score_task(order, header, batches, writer)
     except ProtocolError as err:

@@ -21,8 +21,9 @@
 # Per task, TASK_ID, TASK_INDEX, ATTEMPT and INPUT_PATH are set before the user's code runs.
 
 # The byte-code JIT would compile this script's functions as they are first called: ~0.4 s of a
-# worker's start-up, for glue whose work happens in C (fread, predict, writeBin).
-invisible(compiler::enableJIT(0L))
+# worker's start-up, for glue whose work happens in C (fread, predict, writeBin). The runner
+# turns it off with R_ENABLE_JIT=0 (then R does not load the compiler package at all).
+if (Sys.getenv("R_ENABLE_JIT") != "0") invisible(compiler::enableJIT(0L))
 
 # -- errors ---------------------------------------------------------------------------------
 # A score_error is what the user sees: a message naming what is wrong, a hint, and whether running
