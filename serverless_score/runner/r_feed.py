@@ -45,13 +45,18 @@ class BatchFiles:
             while not self._free:
                 if stop.is_set():
                     return None
-                self._changed.wait(timeout=0.05)
+                self._changed.wait(timeout=0.5)  # woken by release() or wake()
             return None if stop.is_set() else self._free.popleft()
 
     def release(self, fd: int) -> None:
         with self._changed:
             if fd not in self._free:
                 self._free.append(fd)
+            self._changed.notify_all()
+
+    def wake(self) -> None:
+        """Wake a waiting ``acquire`` (its ``stop`` was just set)."""
+        with self._changed:
             self._changed.notify_all()
 
     @staticmethod

@@ -156,6 +156,7 @@ class RSession:
         frame = self._next_frame("starting R")
         if frame.verb == "FAIL":
             self.kill()
+            self._close_files()  # no feeder has started
             raise _error_from(frame)
         if frame.verb != "REDY":
             raise ProtocolError(f"R said {frame.verb} before REDY")
@@ -245,6 +246,8 @@ class RSession:
                 if frame.verb == "FAIL":
                     failure = failure or _error_from(frame)
                     stop.set()
+                    if files is not None:
+                        files.wake()  # the feeder may be waiting for a file R will not free
                 elif frame.verb == "COLS" and failure is None:
                     if not sent:
                         raise ProtocolError("R answered a batch it was not given")
@@ -254,6 +257,8 @@ class RSession:
                     self._write(frame, item, writer, task.id)
         except BaseException:
             stop.set()
+            if files is not None:
+                files.wake()
             self.kill()  # out of step with R (or interrupted): never reuse this process
             raise
         finally:
@@ -262,6 +267,8 @@ class RSession:
                 for item in sent:
                     if item.file is not None:
                         files.release(item.file)
+                if not self.alive and not feeder.is_alive():
+                    self._close_files()
         if feed_error:
             raise feed_error[0]
         if failure is not None:
@@ -286,10 +293,11 @@ class RSession:
         writer.write_lines(columns_csv(ids + scores.columns, scores.rows), scores.rows)
 
     def kill(self) -> None:
+        """Kill R. Its memory files stay open until no feeder can write them (``score_task``
+        closes them after joining its feeder): a closed fd number can be reused at once."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        self._close_files()
 
     def _close_files(self) -> None:
         if self.files is not None:
@@ -348,6 +356,7 @@ class _Sessions:
                 self.load_error = err
             raise
         if not self.session.alive:  # R died after an earlier task: a fresh one for this task
+            self.session.close()  # (reaps it, frees its memory files: no feeder runs now)
             self.session = RSession(work, model_path)
             self.session.wait_ready()
         return self.session
