@@ -105,6 +105,10 @@ def r_env(work: RWork, model_path: str) -> dict[str, str]:
     # No byte-code JIT (score.R's glue does its work in C): said here, R does not even load the
     # compiler package to turn it off.
     env.setdefault("R_ENABLE_JIT", "0")
+    # glibc's malloc reuses freed big blocks instead of unmapping them (see the runner's
+    # _keep_freed_memory): R frees and allocates a batch's vectors for every batch.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 30))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 30))
     return env
 
 
