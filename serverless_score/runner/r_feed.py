@@ -59,6 +59,10 @@ class BatchFiles:
         with self._changed:
             self._changed.notify_all()
 
+    def paths(self) -> list[str]:
+        """How R opens each file: its inherited descriptor, by number."""
+        return [_path(fd) for fd in self.fds]
+
     @staticmethod
     def fill(fd: int, header: bytes, data: bytes) -> bytes:
         """Write header + records into ``fd``; return the path R opens it by."""
@@ -70,9 +74,13 @@ class BatchFiles:
                 offset += written
                 view = view[written:]
         os.ftruncate(fd, offset)  # drop what a longer earlier batch left past the end
-        return f"/proc/self/fd/{fd}".encode()
+        return _path(fd).encode()
 
     def close(self) -> None:
         for fd in self.fds:
             os.close(fd)
         self.fds = []
+
+
+def _path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"

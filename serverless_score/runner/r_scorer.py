@@ -141,10 +141,12 @@ class RSession:
         self.started = time.monotonic()
         self.id_columns = list(work.id_columns)
         self.files = BatchFiles.create()
+        env = r_env(work, model_path)
+        if self.files is not None:
+            env["SERVERLESS_SCORE_BATCH_FILES"] = ",".join(self.files.paths())
         self.proc = subprocess.Popen(
             [find_rscript(), script_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=sys.stderr.fileno(), env=r_env(work, model_path),
-            pass_fds=self.files.fds if self.files else (),
+            stderr=sys.stderr.fileno(), env=env, pass_fds=self.files.fds if self.files else (),
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
@@ -165,6 +167,8 @@ class RSession:
         if frame.verb != "REDY":
             raise ProtocolError(f"R said {frame.verb} before REDY")
         info = json.loads(frame.payload)
+        if self.files is not None and not info.get("files"):
+            self._close_files()  # R cannot open them (no /proc?): records go in ROWS frames
         print(f"R {info.get('r')}: model {info.get('model_class')} loaded "
               f"(packages: {', '.join(info.get('packages') or []) or 'none'}) in "
               f"{time.monotonic() - self.started:.2f}s", file=sys.stderr, flush=True)

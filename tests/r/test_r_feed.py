@@ -92,3 +92,22 @@ def test_records_in_frames_score_as_records_in_memory_files(
     assert via_frames == via_files
     assert via_files.startswith(b"id,prediction\nr100001,")
     assert via_files.count(b"\n") == 3001
+
+
+def test_an_r_that_cannot_open_the_memory_files_gets_frames(
+        r_models: RModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if R had no /proc: the paths it is told do not open, so it says files=false in REDY.
+    monkeypatch.setattr(BatchFiles, "paths", lambda self: [str(tmp_path / "no-such-fd")])
+    work = SimpleNamespace(job_id="j", scorer="predict", id_columns=["id"], predict_args={},
+                           on_unknown_level="error")
+    session = r_scorer.RSession(work, str(r_models.model("glm")))  # type: ignore[arg-type]
+    try:
+        assert session.files is not None
+        session.wait_ready()
+        assert session.files is None  # records will go in ROWS frames
+    finally:
+        session.close()
+    data = tmp_path / "plain.csv"
+    data.write_text("id,x1,x2,k,region\nr1,0.5,1,3,north\nr2,-1,0,2,east\n", encoding="utf-8")
+    assert _score_in_process(r_models.model("glm"), data, ["id"]).startswith(
+        b"id,prediction\nr1,")

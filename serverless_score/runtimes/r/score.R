@@ -250,10 +250,18 @@ start_session <- function() {
        predict_args = if (length(args)) args else list(), policy = policy)
 }
 
+# Whether this R can open the memory files the runner shares (SERVERLESS_SCORE_BATCH_FILES):
+# if not, the runner sends the records in ROWS frames instead of FILE frames.
+batch_files_ok <- function() {
+  paths <- strsplit(Sys.getenv("SERVERLESS_SCORE_BATCH_FILES"), ",", fixed = TRUE)[[1L]]
+  length(paths) > 0L && all(file.exists(paths))
+}
+
 ready_info <- function(session) {
-  sprintf("{\"r\":%s,\"model_class\":%s,\"packages\":%s}",
+  sprintf("{\"r\":%s,\"model_class\":%s,\"packages\":%s,\"files\":%s}",
           json_string(paste(R.version$major, R.version$minor, sep = ".")),
-          json_string(class(session$model)[1L]), json_array(session$packages))
+          json_string(class(session$model)[1L]), json_array(session$packages),
+          if (batch_files_ok()) "true" else "false")
 }
 
 # -- one task ----------------------------------------------------------------------------------------
