@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import json
 import os
+import queue
 import select
 import shutil
 import subprocess
@@ -243,12 +244,37 @@ class RSession:
                     self.stdin.write(encode_frame("DONE"))
                     self.stdin.flush()
 
+        # R's answers are read in a thread too, so R goes on with the next batch while this
+        # thread writes the scores of the last one; two answers at most wait here (then R
+        # waits for its COLS to be read, as before).
+        answers: queue.Queue[tuple[Frame, _Sent | None] | BaseException] = queue.Queue(maxsize=2)
+
+        def read() -> None:
+            try:
+                while True:
+                    frame = self._next_frame(f"scoring task {task.id}")
+                    item = None
+                    if frame.verb == "COLS" and sent:
+                        item = sent.popleft()
+                        if files is not None and item.file is not None:
+                            files.release(item.file)  # R has read it: the feeder may refill it
+                    answers.put((frame, item))
+                    if frame.verb == "DONE":
+                        return
+            except BaseException as err:
+                answers.put(err)
+
         feeder = threading.Thread(target=feed, name="feed-r", daemon=True)
+        reader = threading.Thread(target=read, name="read-r", daemon=True)
         feeder.start()
+        reader.start()
         failure: ScoreError | None = None
         try:
             while True:
-                frame = self._next_frame(f"scoring task {task.id}")
+                answer = answers.get()
+                if isinstance(answer, BaseException):
+                    raise answer
+                frame, answered = answer
                 if frame.verb == "DONE":
                     break
                 if frame.verb == "FAIL":
@@ -257,17 +283,15 @@ class RSession:
                     if files is not None:
                         files.wake()  # the feeder may be waiting for a file R will not free
                 elif frame.verb == "COLS" and failure is None:
-                    if not sent:
+                    if answered is None:
                         raise ProtocolError("R answered a batch it was not given")
-                    item = sent.popleft()
-                    if files is not None and item.file is not None:
-                        files.release(item.file)  # R has read it: the feeder may refill it
-                    self._write(frame, item, writer, task.id)
+                    self._write(frame, answered, writer, task.id)
         except BaseException:
             stop.set()
             if files is not None:
                 files.wake()
             self.kill()  # out of step with R (or interrupted): never reuse this process
+            _drain(answers, reader)
             raise
         finally:
             feeder.join(timeout=30)
@@ -324,6 +348,15 @@ class RSession:
                 self.proc.kill()
                 self.proc.wait()
         self._close_files()
+
+
+def _drain(answers: queue.Queue[Any], reader: threading.Thread, timeout: float = 30) -> None:
+    """Empty the answer queue until the reader thread has ended (R is dead: it ends at EOF),
+    so it never stays blocked on a full queue."""
+    deadline = time.monotonic() + timeout
+    while reader.is_alive() and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            answers.get(timeout=0.05)
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
