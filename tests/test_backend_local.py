@@ -142,3 +142,23 @@ def test_a_stale_pid_file_never_kills_an_unrelated_process(tmp_path: Path) -> No
     backend.delete_group("g-stale")
     assert _alive(os.getpid())
     assert sys.executable  # still here to assert anything at all
+
+
+def test_wait_any_returns_when_a_worker_exits_not_at_the_timeout(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path / "state"))
+    backend.begin_create_group(_group("g-slow", _shard_work(tmp_path / "slow", "sleep 30")))
+    backend.begin_create_group(_group("g-quick", _shard_work(tmp_path, "sleep 0.3")))
+    try:
+        started = time.monotonic()
+        backend.wait_any(["g-slow", "g-quick"], timeout=20)
+        waited = time.monotonic() - started
+        # woken by g-quick's exit (0.3 s of sleep plus a Python start), not by the 20 s timeout
+        assert waited < 10
+        assert backend.get_states(["g-quick"])["g-quick"].phase.finished
+        assert not backend.get_states(["g-slow"])["g-slow"].phase.finished
+        started = time.monotonic()
+        backend.wait_any(["g-slow"], timeout=0.3)  # nothing exits: the timeout ends the wait
+        assert 0.25 <= time.monotonic() - started < 5
+    finally:
+        backend.delete_group("g-slow")
+        backend.delete_group("g-quick")

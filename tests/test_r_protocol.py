@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +86,17 @@ def test_header_is_csv_and_columns_must_match_their_row_count() -> None:
         decode_columns(cols_frame(2, [("s", "string", strings(["ab", "c"])[:-1])]))
     with pytest.raises(ProtocolError, match="unknown type 'complex'"):
         decode_columns(cols_frame(1, [("p", "complex", b"")]))
+
+
+def test_decoding_and_writing_scores_imports_no_pandas() -> None:
+    # pandas costs a worker ~0.3 s of CPU to import; the R path has no use for it.
+    code = (
+        "import sys, json, numpy as np\n"
+        "from serverless_score.runner.r_protocol import Frame, decode_columns, scores_csv\n"
+        "values = np.array([0.5, np.nan]).astype('<f8').tobytes()\n"
+        "meta = json.dumps({'rows': 2, 'columns': [{'name': 'p', 'type': 'double', 'bytes': 16}]}).encode()\n"
+        "assert scores_csv(decode_columns(Frame('COLS', len(meta), meta + values))) == b'0.5\\n\\n'\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Phase(enum.Enum):
@@ -101,4 +101,15 @@ class Backend(Protocol):
 
     def list_all_groups(self) -> list[GroupInfo]:
         """Every group this tool created that still exists, of any job (``cleanup``)."""
+        ...
+
+
+@runtime_checkable
+class WaitsForGroups(Protocol):
+    """Optional: a backend that can sleep until one of its groups may have finished, so the
+    controller hears of a finished group at once instead of at its next poll (the local backend:
+    its worker processes' exits)."""
+
+    def wait_any(self, names: Sequence[str], timeout: float) -> None:
+        """Return when one of ``names`` may have finished, or after ``timeout`` seconds."""
         ...

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -80,6 +81,25 @@ class LocalBackend:
                 detail = (f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
                 states[name] = GroupState(name, Phase.FAILED, code, detail)
         return states
+
+    def wait_any(self, names: Sequence[str], timeout: float) -> None:
+        """Sleep until one of the named workers exits (a pidfd per worker becomes readable then),
+        or ``timeout``: the controller's loop then collects a finished worker at once instead of
+        up to a poll interval later. Without pidfds (not Linux, kernel < 5.3) it just sleeps."""
+        fds: list[int] = []
+        try:
+            for name in names:
+                proc = self._procs.get(name)
+                if proc is None or proc.returncode is not None:
+                    return  # already known to be gone: nothing to wait for
+                fds.append(os.pidfd_open(proc.pid))
+            if fds:
+                select.select(fds, [], [], timeout)
+        except (AttributeError, OSError):
+            time.sleep(timeout)  # no pidfd_open here (or the pid was reaped meanwhile)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def get_logs(self, name: str) -> str:
         try:

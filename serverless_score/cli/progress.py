@@ -3,18 +3,10 @@ and a summary at the end. Everything goes to stderr so ``--json`` output on stdo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from ..controller import JobResult
 from ..planning import Plan
@@ -23,11 +15,23 @@ from ..planning.tasks import Task
 from ..runner.contract import TaskResult
 from ..units import format_size
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 
 class RichProgress:
     """Implements the controller's Progress protocol with a rich bar."""
 
     def __init__(self, console: Console, total_tasks: int, label: str) -> None:
+        # Imported here: a --quiet run (the R package's, scripts') never draws a bar.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self.console = console
         self.rows = 0
         self._bar = Progress(
@@ -65,6 +69,8 @@ class RichProgress:
 
 
 def plan_table(plan: Plan) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"job {plan.job_id}: {len(plan.tasks)} tasks", title_justify="left")
     table.add_column("task")
     table.add_column("input")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ..backends import Backend, GroupSpec, GroupState, Phase
-from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS
+from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS, WaitsForGroups
 from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
 from ..planning.partition import Span, anchored_tasks, pack_groups
@@ -167,7 +167,7 @@ class Scheduler:
         try:
             while queue or self._running or self._waiting:
                 self._launch(queue)
-                time.sleep(self.poll_interval if self._running else 0.05)
+                self._pause()
                 self._collect(queue, results)
                 self._release_waiting(queue, results, stalled=not (queue or self._running))
         finally:
@@ -193,6 +193,16 @@ class Scheduler:
                      f"--job {self.job_id}` or in the portal.")
 
     # -- internals ----------------------------------------------------------------------------
+    def _pause(self) -> None:
+        """Until the next look at the groups: a poll interval, cut short by a backend that can
+        tell when a group finishes (a short job would otherwise lose up to one interval)."""
+        if not self._running:
+            time.sleep(0.05)
+        elif isinstance(self.backend, WaitsForGroups):
+            self.backend.wait_any(list(self._running), self.poll_interval)
+        else:
+            time.sleep(self.poll_interval)
+
     def _launch(self, queue: deque[tuple[float, list[Task]]]) -> None:
         now = self.clock()
         while queue and len(self._running) < self.max_parallel:

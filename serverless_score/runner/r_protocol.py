@@ -8,14 +8,17 @@ carries CSV records with quoted newlines unharmed, and tells scores from errors 
 runner -> R::
 
     TASK 0 n   JSON: task_id, task_index, attempt, input_path, header (the CSV header line)
-    ROWS k n   k whole CSV records (n bytes), exactly as they are in the input
+    FILE k n   the path of a file holding the header and k whole CSV records (``r_feed``)
+    ROWS k n   k whole CSV records (n bytes), exactly as they are in the input (where there
+               are no memory files to put them in)
     DONE 0 0   the task has no more records
     QUIT 0 0   exit
 
 R -> runner::
 
     REDY 0 n   JSON: the model was loaded (R version, model class, packages loaded)
-    COLS m n   the scores of one ROWS frame: m bytes of JSON (rows, columns: name, type, bytes),
+    COLS m n   the scores of one FILE / ROWS frame, without the id columns (the runner reads
+               those from the records it sent): m bytes of JSON (rows, columns: name, type, bytes),
                then each column's bytes: ``double`` little-endian IEEE 754, ``integer`` int32
                (NA = INT_MIN), ``string`` one NA flag byte per row, then every string as
                NUL-terminated UTF-8
@@ -34,8 +37,6 @@ import io
 import json
 from dataclasses import dataclass
 from typing import IO, Any
-
-import numpy as np
 
 from ..errors import ScoreError
 
@@ -119,14 +120,18 @@ def decode_columns(frame: Frame) -> Scores:
 
 
 def _decode_column(kind: str, blob: memoryview, rows: int, name: str) -> Any:
+    # numpy and pyarrow on first use: the runner imports this module before it starts R
+    import numpy as np
     import pyarrow as pa
 
+    # Arrays are built from their buffers: pa.array() of a numpy array imports pandas (~0.3 s of
+    # CPU in every worker) to look for pandas types.
     if kind == "double":
-        values = np.frombuffer(blob, dtype="<f8")
-        array = pa.array(values, from_pandas=True)  # NaN (R's NA too) -> null
+        values = np.frombuffer(blob, dtype="<f8").copy()  # (copied: aligned for Arrow)
+        array = _from_buffers(pa.float64(), values, np.isnan(values))  # NaN, R's NA too -> null
     elif kind == "integer":
-        values = np.frombuffer(blob, dtype="<i4")
-        array = pa.array(values, mask=values == INT_NA)
+        values = np.frombuffer(blob, dtype="<i4").copy()
+        array = _from_buffers(pa.int32(), values, values == INT_NA)
     elif kind == "string":
         # one NA flag byte per row, then each string NUL-terminated (R's writeBin of text)
         flags = np.frombuffer(blob[:rows], dtype=np.uint8)
@@ -152,6 +157,14 @@ def _decode_column(kind: str, blob: memoryview, rows: int, name: str) -> Any:
     return array
 
 
+def _from_buffers(kind: Any, values: Any, missing: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    valid = (pa.py_buffer(np.packbits(~missing, bitorder="little")) if missing.any() else None)
+    return pa.Array.from_buffers(kind, len(values), [valid, pa.py_buffer(values)])
+
+
 def header_line(names: list[str]) -> str:
     """The CSV header of the scores (quoted only where needed, like the records)."""
     out = io.StringIO()
@@ -160,13 +173,18 @@ def header_line(names: list[str]) -> str:
 
 
 def scores_csv(scores: Scores) -> bytes:
-    """The rows as CSV without a header: doubles as the shortest text that reads back exactly
-    (Arrow's formatter), NA / NaN as empty fields, text quoted only when it must be."""
+    return columns_csv(scores.columns, scores.rows)
+
+
+def columns_csv(columns: list[Any], rows: int) -> bytes:
+    """Arrow arrays of ``rows`` values as CSV rows without a header: doubles as the shortest text
+    that reads back exactly (Arrow's formatter), NA / NaN as empty fields, text quoted only when
+    it must be."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    table = pa.Table.from_arrays(scores.columns, names=[f"c{i}" for i in range(len(scores.columns))])
-    batch = max(1, scores.rows)  # one batch: Arrow's default of 1,024 rows costs twice the time
+    table = pa.Table.from_arrays(columns, names=[f"c{i}" for i in range(len(columns))])
+    batch = max(1, rows)  # one batch: Arrow's default of 1,024 rows costs twice the time
     sink = io.BytesIO()
     try:
         # Arrow's "needed" style quotes every string; "none" writes them bare and refuses a value

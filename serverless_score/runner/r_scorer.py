@@ -7,9 +7,10 @@ that fails leaves the R process usable (the protocol resynchronises at the task'
 process that dies is started again for the next task; a model that cannot be loaded fails every
 later task at once with the same message instead of reading it again.
 
-Records stream through: a feeder thread sends the task's batches (a few MB each, as the range
-reader yields them) while this thread turns R's answers into the part, so R never holds more
-than one batch and the pipes can never deadlock. See ``r_protocol`` for the frames.
+Records stream through: a feeder thread hands the task's batches to R (``r_feed``: in memory
+files, else in frames) and reads their id columns while R scores them; this thread turns R's
+answers into the part, ids first, so R never holds more than one batch and the pipes can never
+deadlock. See ``r_protocol`` for the frames.
 """
 
 from __future__ import annotations
@@ -18,30 +19,36 @@ import atexit
 import contextlib
 import json
 import os
+import queue
+import select
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ScoreError
-from ..records import Batch
+from .csv_ids import header_names, read_id_columns
+from .r_feed import BatchFiles
 from .r_protocol import (
     Frame,
     ProtocolError,
+    columns_csv,
     decode_columns,
     encode_frame,
     header_line,
     read_frame,
-    scores_csv,
 )
 from .writers import PartWriter
 
 if TYPE_CHECKING:
+    from ..records import Batch  # (the records package imports numpy: not before R starts)
     from .contract import TaskOrder, WorkOrder
 
 
@@ -96,6 +103,13 @@ def r_env(work: RWork, model_path: str) -> dict[str, str]:
     # collector ran after nearly every one (a third of a glm's scoring time). A user's own
     # setting wins.
     env.setdefault("R_GC_MEM_GROW", "3")
+    # No byte-code JIT (score.R's glue does its work in C): said here, R does not even load the
+    # compiler package to turn it off.
+    env.setdefault("R_ENABLE_JIT", "0")
+    # glibc's malloc reuses freed big blocks instead of unmapping them (see the runner's
+    # _keep_freed_memory): R frees and allocates a batch's vectors for every batch.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 30))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 30))
     return env
 
 
@@ -111,15 +125,29 @@ def _error_from(frame: Frame) -> ScoreError:
                       retryable=not info.get("permanent", False))
 
 
+@dataclass
+class _Sent:
+    """A batch R has been given and not answered yet."""
+
+    records: int
+    file: int | None = None  # the memory file holding it, freed when R answers
+    ids: Future[list[Any]] = field(default_factory=Future)  # its id columns (runner-read)
+
+
 class RSession:
     """A running ``score.R`` that has loaded the model."""
 
     def __init__(self, work: RWork, model_path: str) -> None:
         """Start R; it reads the model while the runner gets on with its own start-up."""
         self.started = time.monotonic()
+        self.id_columns = list(work.id_columns)
+        self.files = BatchFiles.create()
+        env = r_env(work, model_path)
+        if self.files is not None:
+            env["SERVERLESS_SCORE_BATCH_FILES"] = ",".join(self.files.paths())
         self.proc = subprocess.Popen(
             [find_rscript(), script_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=sys.stderr.fileno(), env=r_env(work, model_path),
+            stderr=sys.stderr.fileno(), env=env, pass_fds=self.files.fds if self.files else (),
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
@@ -135,10 +163,13 @@ class RSession:
         frame = self._next_frame("starting R")
         if frame.verb == "FAIL":
             self.kill()
+            self._close_files()  # no feeder has started
             raise _error_from(frame)
         if frame.verb != "REDY":
             raise ProtocolError(f"R said {frame.verb} before REDY")
         info = json.loads(frame.payload)
+        if self.files is not None and not info.get("files"):
+            self._close_files()  # R cannot open them (no /proc?): records go in ROWS frames
         print(f"R {info.get('r')}: model {info.get('model_class')} loaded "
               f"(packages: {', '.join(info.get('packages') or []) or 'none'}) in "
               f"{time.monotonic() - self.started:.2f}s", file=sys.stderr, flush=True)
@@ -162,10 +193,12 @@ class RSession:
                    writer: PartWriter) -> int:
         """Send the task's records, write R's scores into ``writer``; return the records sent."""
         task = order.task
-        sent: deque[int] = deque()  # record counts of the batches R has not answered yet
+        sent: deque[_Sent] = deque()  # the batches R has not answered yet
         stop = threading.Event()
         feed_error: list[BaseException] = []
         total = [0]
+        files = self.files
+        names = header_names(header)
 
         def feed() -> None:
             try:
@@ -173,13 +206,34 @@ class RSession:
                         "input_path": task.path or "",
                         "header": header.decode("utf-8", "replace").rstrip("\r\n")}
                 self.stdin.write(encode_frame("TASK", json.dumps(info).encode()))
+                self.stdin.flush()
                 for batch in batches:
                     if stop.is_set():
                         break
-                    if batch.records:
-                        sent.append(batch.records)
-                        total[0] += batch.records
-                        self.stdin.write(encode_frame("ROWS", batch.view, batch.records))
+                    if not batch.records:
+                        continue
+                    item = _Sent(batch.records)
+                    if files is not None:
+                        item.file = files.acquire(stop)
+                        if item.file is None:
+                            break
+                        frame = encode_frame("FILE", files.fill(item.file, header, batch.view),
+                                             batch.records)
+                    else:
+                        frame = encode_frame("ROWS", batch.view, batch.records)
+                    sent.append(item)
+                    total[0] += batch.records
+                    try:
+                        self.stdin.write(frame)
+                        self.stdin.flush()
+                    except BaseException as err:
+                        item.ids.set_exception(err)  # never leave the reading side waiting
+                        raise
+                    try:  # while R scores the batch; an error shows only if R scored it
+                        item.ids.set_result(read_id_columns(batch.view, names, self.id_columns,
+                                                            batch.records, task.id))
+                    except Exception as err:
+                        item.ids.set_exception(err)
                 self.stdin.write(encode_frame("DONE"))
                 self.stdin.flush()
             except BrokenPipeError:
@@ -190,51 +244,97 @@ class RSession:
                     self.stdin.write(encode_frame("DONE"))
                     self.stdin.flush()
 
+        # R's answers are read in a thread too, so R goes on with the next batch while this
+        # thread writes the scores of the last one; two answers at most wait here (then R
+        # waits for its COLS to be read, as before).
+        answers: queue.Queue[tuple[Frame, _Sent | None] | BaseException] = queue.Queue(maxsize=2)
+
+        def read() -> None:
+            try:
+                while True:
+                    frame = self._next_frame(f"scoring task {task.id}")
+                    item = None
+                    if frame.verb == "COLS" and sent:
+                        item = sent.popleft()
+                        if files is not None and item.file is not None:
+                            files.release(item.file)  # R has read it: the feeder may refill it
+                    answers.put((frame, item))
+                    if frame.verb == "DONE":
+                        return
+            except BaseException as err:
+                answers.put(err)
+
         feeder = threading.Thread(target=feed, name="feed-r", daemon=True)
+        reader = threading.Thread(target=read, name="read-r", daemon=True)
         feeder.start()
+        reader.start()
         failure: ScoreError | None = None
         try:
             while True:
-                frame = self._next_frame(f"scoring task {task.id}")
+                answer = answers.get()
+                if isinstance(answer, BaseException):
+                    raise answer
+                frame, answered = answer
                 if frame.verb == "DONE":
                     break
                 if frame.verb == "FAIL":
                     failure = failure or _error_from(frame)
                     stop.set()
+                    if files is not None:
+                        files.wake()  # the feeder may be waiting for a file R will not free
                 elif frame.verb == "COLS" and failure is None:
-                    self._write(frame, sent.popleft() if sent else 0, writer, task.id)
+                    if answered is None:
+                        raise ProtocolError("R answered a batch it was not given")
+                    self._write(frame, answered, writer, task.id)
         except BaseException:
             stop.set()
+            if files is not None:
+                files.wake()
             self.kill()  # out of step with R (or interrupted): never reuse this process
+            _drain(answers, reader)
             raise
         finally:
             feeder.join(timeout=30)
+            if files is not None:  # batches R skipped after a failure hold their files
+                for item in sent:
+                    if item.file is not None:
+                        files.release(item.file)
+                if not self.alive and not feeder.is_alive():
+                    self._close_files()
         if feed_error:
             raise feed_error[0]
         if failure is not None:
             raise failure
         return total[0]
 
-    @staticmethod
-    def _write(frame: Frame, expected: int, writer: PartWriter, task_id: str) -> None:
+    def _write(self, frame: Frame, item: _Sent, writer: PartWriter, task_id: str) -> None:
         scores = decode_columns(frame)
-        if scores.rows != expected:
+        if scores.rows != item.records:
             raise ScoreError(f"task {task_id}: R returned {scores.rows} scores for a batch of "
-                             f"{expected} records", retryable=False)
+                             f"{item.records} records", retryable=False)
+        ids = item.ids.result()
+        names = self.id_columns + scores.names
         if not writer.columns:
-            writer.columns = scores.names
-            writer.header = header_line(scores.names)
-        elif scores.names != writer.columns:
+            writer.columns = names
+            writer.header = header_line(names)
+        elif names != writer.columns:
             raise ScoreError(f"task {task_id}: the score columns changed between batches: "
-                             f"{writer.columns} then {scores.names}",
+                             f"{writer.columns[len(self.id_columns):]} then {scores.names}",
                              hint="score() must return the same columns for every batch.",
                              retryable=False)
-        writer.write_lines(scores_csv(scores), scores.rows)
+        writer.write_lines(columns_csv(ids + scores.columns, scores.rows), scores.rows)
 
     def kill(self) -> None:
+        """Kill R. Its memory files stay open until no feeder can write them (``score_task``
+        closes them after joining its feeder): a closed fd number can be reused at once."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+    def _close_files(self) -> None:
+        if self.files is not None:
+            self.files.close()
+            self.files = None
 
     def close(self) -> None:
         """Ask R to exit; kill it if it does not."""
@@ -243,10 +343,32 @@ class RSession:
                 self.stdin.write(encode_frame("QUIT"))
                 self.stdin.close()
             try:
-                self.proc.wait(timeout=5)
+                _wait_exit(self.proc, timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._close_files()
+
+
+def _drain(answers: queue.Queue[Any], reader: threading.Thread, timeout: float = 30) -> None:
+    """Empty the answer queue until the reader thread has ended (R is dead: it ends at EOF),
+    so it never stays blocked on a full queue."""
+    deadline = time.monotonic() + timeout
+    while reader.is_alive() and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            answers.get(timeout=0.05)
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """``proc.wait(timeout)``, woken by the exit itself (a pidfd) rather than by Popen's polling,
+    which sleeps up to 50 ms between looks: R exits within milliseconds of QUIT."""
+    with contextlib.suppress(AttributeError, OSError):
+        fd = os.pidfd_open(proc.pid)
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+    proc.wait(timeout=0.5)
 
 
 class _Sessions:
@@ -275,6 +397,7 @@ class _Sessions:
                 self.load_error = err
             raise
         if not self.session.alive:  # R died after an earlier task: a fresh one for this task
+            self.session.close()  # (reaps it, frees its memory files: no feeder runs now)
             self.session = RSession(work, model_path)
             self.session.wait_ready()
         return self.session
@@ -289,10 +412,34 @@ SESSIONS = _Sessions()
 atexit.register(SESSIONS.close)
 
 
+def first_read_ahead(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """``batches``, with the first one read (and cut into records) in a thread from now on: the
+    first task reads its first 32 MB while R is still loading the model, not after."""
+    source = iter(batches)
+    first: Future[Batch | None] = Future()
+
+    def pull() -> None:
+        try:
+            first.set_result(next(source, None))
+        except BaseException as err:  # e.g. a boundary error: raised where the batch is used
+            first.set_exception(err)
+
+    threading.Thread(target=pull, name="read-ahead", daemon=True).start()
+
+    def chained() -> Iterator[Batch]:
+        batch = first.result()
+        if batch is not None:
+            yield batch
+            yield from source
+
+    return chained()
+
+
 def score_with_r(work: WorkOrder, order: TaskOrder, model_path: str | None, header: bytes,
                  batches: Iterable[Batch], writer: PartWriter) -> int:
     if not model_path:
         raise ScoreError('model: required for runtime = "r"', retryable=False)
+    batches = first_read_ahead(batches)
     try:
         return SESSIONS.get(work, model_path).score_task(order, header, batches, writer)
     except ProtocolError as err:

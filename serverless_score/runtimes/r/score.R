@@ -3,9 +3,12 @@
 # The runner starts it once per worker (`Rscript score.R`), so the model is read once and every
 # task of the worker is scored by the same R process. Runner and R talk in frames on stdin/stdout
 # (serverless_score/runner/r_protocol.py describes them):
-#   runner -> R:  TASK (task id, CSV header) . ROWS (whole CSV records) ... . DONE . QUIT
-#   R -> runner:  REDY (model loaded) . COLS (scores of one ROWS, column by column) .
+#   runner -> R:  TASK (task id, CSV header) . FILE (a file of header + whole CSV records) or
+#                 ROWS (the records themselves) ... . DONE . QUIT
+#   R -> runner:  REDY (model loaded) . COLS (scores of one batch, column by column) .
 #                 FAIL (message, hint, permanent) . DONE (end of task, also after a FAIL)
+# The id columns are not sent back: the runner reads them from the records it sent (as the exact
+# text of the input), so R reads them only when the model or the user's score() may use them.
 # Scores go back as binary columns, doubles as their 8 IEEE bytes: fwrite() keeps only 15
 # significant digits and sprintf("%.17g") costs more than a glm's whole prediction, while the
 # runner writes each double as the shortest text that reads back to the same double.
@@ -18,8 +21,9 @@
 # Per task, TASK_ID, TASK_INDEX, ATTEMPT and INPUT_PATH are set before the user's code runs.
 
 # The byte-code JIT would compile this script's functions as they are first called: ~0.4 s of a
-# worker's start-up, for glue whose work happens in C (fread, predict, writeBin).
-invisible(compiler::enableJIT(0L))
+# worker's start-up, for glue whose work happens in C (fread, predict, writeBin). The runner
+# turns it off with R_ENABLE_JIT=0 (then R does not load the compiler package at all).
+if (Sys.getenv("R_ENABLE_JIT") != "0") invisible(compiler::enableJIT(0L))
 
 # -- errors ---------------------------------------------------------------------------------
 # A score_error is what the user sees: a message naming what is wrong, a hint, and whether running
@@ -181,6 +185,23 @@ model_columns <- function(model) {
   info
 }
 
+# The input columns predict() may read, or NULL when the model does not say (then R reads every
+# column). Only used to skip reading id columns that no variable of the model refers to: text ids
+# are the costliest columns to read (a string each), and the runner carries them anyway.
+model_variables <- function(model, info) {
+  if (!is.null(info$matrix)) return(info$matrix)
+  if (!is.null(info$ranger_vars)) return(info$ranger_vars)
+  if (!is.list(model)) return(NULL)
+  if (inherits(model$terms, "terms")) {
+    vars <- all.vars(stats::delete.response(model$terms))
+    return(if ("." %in% vars) NULL else vars)
+  }
+  if (inherits(model, "randomForest") && !is.null(rownames(model$importance))) {
+    return(rownames(model$importance))
+  }
+  NULL
+}
+
 # -- the user's scorer ------------------------------------------------------------------------------
 load_user_scorer <- function(path) {
   env <- new.env(parent = globalenv())
@@ -218,16 +239,29 @@ start_session <- function() {
   }
   policy <- Sys.getenv("ON_UNKNOWN_LEVEL", "error")
   args <- jsonlite::fromJSON(Sys.getenv("PREDICT_ARGS", "{}"), simplifyVector = TRUE)
-  list(model = model, user = user, columns = model_columns(model), packages = packages,
+  columns <- model_columns(model)
+  id_columns <- as.character(jsonlite::fromJSON(Sys.getenv("ID_COLUMNS", "[]")))
+  # A user's score() may read any column; predict() only the model's variables, when known.
+  vars <- if (is.null(user)) model_variables(model, columns) else NULL
+  list(model = model, user = user, columns = columns, packages = packages,
        data_arg = if (is.null(method)) "newdata" else data_argument(method),
-       id_columns = as.character(jsonlite::fromJSON(Sys.getenv("ID_COLUMNS", "[]"))),
+       id_columns = id_columns,
+       skip_columns = if (is.null(vars)) character(0) else setdiff(id_columns, vars),
        predict_args = if (length(args)) args else list(), policy = policy)
 }
 
+# Whether this R can open the memory files the runner shares (SERVERLESS_SCORE_BATCH_FILES):
+# if not, the runner sends the records in ROWS frames instead of FILE frames.
+batch_files_ok <- function() {
+  paths <- strsplit(Sys.getenv("SERVERLESS_SCORE_BATCH_FILES"), ",", fixed = TRUE)[[1L]]
+  length(paths) > 0L && all(file.exists(paths))
+}
+
 ready_info <- function(session) {
-  sprintf("{\"r\":%s,\"model_class\":%s,\"packages\":%s}",
+  sprintf("{\"r\":%s,\"model_class\":%s,\"packages\":%s,\"files\":%s}",
           json_string(paste(R.version$major, R.version$minor, sep = ".")),
-          json_string(class(session$model)[1L]), json_array(session$packages))
+          json_string(class(session$model)[1L]), json_array(session$packages),
+          if (batch_files_ok()) "true" else "false")
 }
 
 # -- one task ----------------------------------------------------------------------------------------
@@ -263,15 +297,23 @@ batch_file <- local({
   file.path(dir, sprintf("serverless-score-batch-%d.csv", Sys.getpid()))
 })
 
-read_rows <- function(session, task, payload) {
-  text <- intersect(c(session$id_columns, names(session$columns$levels)), task$names)
+# A ROWS frame's records, written to batch_file with the header for fread.
+rows_file <- function(task, payload) {
   con <- file(batch_file, "wb")
   writeBin(task$header, con)
   writeBin(payload, con)
   close(con)
-  on.exit(unlink(batch_file), add = TRUE)
+  batch_file
+}
+
+# fread a batch file (header + records). Id columns no model variable refers to are skipped
+# (unless nothing else would be left: fread needs a column to count rows).
+read_rows <- function(session, task, path) {
+  skip <- intersect(session$skip_columns, task$names)
+  if (length(skip) == length(task$names)) skip <- character(0)
+  text <- setdiff(intersect(c(session$id_columns, names(session$columns$levels)), task$names), skip)
   data <- data.table::fread(
-    batch_file, header = TRUE, sep = ",",
+    path, header = TRUE, sep = ",", drop = if (length(skip)) skip else NULL,
     colClasses = if (length(text)) list(character = text) else NULL,
     na.strings = c("", "NA"), showProgress = FALSE, data.table = FALSE
   )
@@ -461,9 +503,9 @@ encode_column <- function(x, name) {
 TIMING <- nzchar(Sys.getenv("SERVERLESS_SCORE_R_TIMING"))
 clock <- function() proc.time()[["elapsed"]]
 
-score_rows <- function(session, task, payload, count) {
+score_rows <- function(session, task, path, count) {
   started <- clock()
-  data <- read_rows(session, task, payload)
+  data <- read_rows(session, task, path)
   read_at <- clock()
   if (nrow(data) != count) {
     fail(sprintf("task %s: R read %d rows where the runner sent %d records (malformed CSV?)",
@@ -479,9 +521,10 @@ score_rows <- function(session, task, payload, count) {
   clash <- intersect(session$id_columns, names(scores))
   if (length(clash)) fail(sprintf("score columns %s clash with id_columns; rename them",
                                   paste(clash, collapse = ", ")))
-  columns <- c(lapply(data[session$id_columns], plain), scores)
-  names(columns) <- make.unique(c(session$id_columns, names(scores)))
-  encoded <- Map(encode_column, columns, names(columns))
+  # Named as they will be in the output, after the id columns the runner puts first.
+  ids <- length(session$id_columns)
+  names(scores) <- make.unique(c(session$id_columns, names(scores)))[ids + seq_along(scores)]
+  encoded <- Map(encode_column, scores, names(scores))
   task$rows_done <- task$rows_done + count
   meta <- sprintf("{\"rows\":%d,\"columns\":[%s]}", nrow(data), paste(vapply(names(encoded), function(n) {
     sprintf("{\"name\":%s,\"type\":\"%s\",\"bytes\":%.0f}", json_string(n), encoded[[n]]$type,
@@ -493,6 +536,12 @@ score_rows <- function(session, task, payload, count) {
                     read_at - started, scored_at - read_at, clock() - scored_at))
   }
   list(meta = meta, blobs = c(list(meta), lapply(encoded, `[[`, "blob")))
+}
+
+score_batch <- function(session, task, frame) {
+  if (frame$verb == "FILE") return(score_rows(session, task, rawToChar(frame$payload), frame$count))
+  on.exit(unlink(batch_file), add = TRUE)
+  score_rows(session, task, rows_file(task, frame$payload), frame$count)
 }
 
 # Warnings (rank-deficient fits, coercions...) go to the task log and never stop scoring.
@@ -528,10 +577,9 @@ main <- function() {
         send_fail(output, task$setup_error)
         task$failed <- TRUE
       }
-    } else if (frame$verb == "ROWS") {
+    } else if (frame$verb %in% c("FILE", "ROWS")) {
       if (task$failed) next  # the task already failed: skip its records until DONE
-      answer <- tryCatch(log_warnings(score_rows(session, task, frame$payload, frame$count)),
-                         error = function(e) e)
+      answer <- tryCatch(log_warnings(score_batch(session, task, frame)), error = function(e) e)
       if (inherits(answer, "error")) {
         send_fail(output, answer)
         task$failed <- TRUE
