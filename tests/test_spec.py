@@ -139,7 +139,6 @@ def test_unknown_key_without_a_close_match() -> None:
     [
         ("format", "xml", ["format:", "'csv', 'jsonl', 'parquet' or 'records'", "got 'xml'"]),
         ("runtime", "julia", ["runtime:", "'python'", "got 'julia'"]),
-        ("backend", "docker", ["backend:", "not available in this version"]),
         ("chunk_size", "abc", ["chunk_size:", "expected a size like '64MB'", "got 'abc'"]),
         ("chunk_size", 0, ["chunk_size:", "positive size"]),
         ("chunk_size", "-5MB", ["chunk_size:", "got '-5MB'"]),

@@ -3,5 +3,6 @@ central ``if``. Kept free of imports so the spec can check a name without import
 
 BACKENDS = {
     "local": "serverless_score.backends.local:LocalBackend",
+    "docker": "serverless_score.backends.docker:DockerBackend",
     "aci": "serverless_score.backends.aci:AciBackend",
 }

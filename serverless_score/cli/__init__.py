@@ -154,11 +154,13 @@ def version() -> None:
 
 def _add_subcommands() -> None:
     from . import ops
+    from .image import app as image_app
     from .models import app as models_app
     from .templates import app as templates_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(templates_app, name="templates")
+    app.add_typer(image_app, name="image")
     app.command()(ops.status)
     app.command()(ops.logs)
     app.command()(ops.cleanup)
