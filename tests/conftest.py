@@ -304,3 +304,37 @@ def aci_emulator(tmp_path: Path) -> Iterator[Any]:
         yield emu
     leaked = emu.leftovers()  # stop() deleted every group: nothing of it may still run
     assert not leaked, f"the ACI emulator left processes behind: {leaked}"
+
+
+# -- Docker: an engine and the scoring images --------------------------------------------------
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Any]:
+    """A Docker engine (scripts/ensure-docker.sh starts one when none answers) with the base
+    image local/bookworm; DOCKER_HOST points at it for the session and its subprocesses."""
+    from dockerhelp import ensure_engine
+
+    before = os.environ.get("DOCKER_HOST")
+    engine = ensure_engine()
+    yield engine
+    engine.client.close()
+    if before is None:
+        os.environ.pop("DOCKER_HOST", None)
+    else:
+        os.environ["DOCKER_HOST"] = before
+
+
+@pytest.fixture(scope="session")
+def python_image(docker_engine: Any) -> Any:
+    """The Python scoring image, FROM local/bookworm, under its built-in tag (reused when built
+    from the same inputs)."""
+    from dockerhelp import build_image
+
+    return build_image(docker_engine, "python")
+
+
+@pytest.fixture(scope="session")
+def r_image(docker_engine: Any) -> Any:
+    """The R scoring image with randomForest (the forest example), under its built-in tag."""
+    from dockerhelp import build_image
+
+    return build_image(docker_engine, "r", r_packages=("randomForest",))

@@ -7,6 +7,7 @@ output to ``say``. ``push`` streams layer progress to ``on_progress``.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import docker
 
 Say = Callable[[str], None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # apt's colours in the build output
 _LOG_TAIL = 25
 
 
@@ -110,7 +112,7 @@ def _run_build(client: docker.DockerClient, ctx: Path, request: BuildRequest,
                 raise ScoreError(
                     f"building {request.tag} failed: {detail.strip()}\n" + "\n".join(tail[-_LOG_TAIL:]),
                     hint=_build_hint(request, "\n".join(tail) + detail))
-            text = event.get("stream") or event.get("status") or ""
+            text = _ANSI.sub("", event.get("stream") or event.get("status") or "")
             for line in text.rstrip("\n").splitlines():
                 if line.strip():
                     tail.append(line)

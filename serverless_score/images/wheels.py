@@ -96,11 +96,12 @@ def probe(client: docker.DockerClient, base: str) -> Target:
 
 
 def installed_versions() -> dict[str, str]:
-    """name -> version of every distribution beside the controller (the preferred pins)."""
+    """name -> version of every distribution beside the controller (the preferred pins; pip,
+    setuptools and wheel left out: an old venv's setuptools must not hold back the build)."""
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = str(dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name and name != "serverless-score":
+        if name and name != "serverless-score" and name not in _NOT_LOCKED:
             found.setdefault(name, dist.version)
     return found
 
