@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite demo test lint bench bench-r bench-aci clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml
 azurite:
 	bash scripts/ensure-azurite.sh
 
+## docker: a Docker engine for the docker tests (Debian docker.io + a private dockerd under
+## .tools/docker when none answers) and the base image local/bookworm (debootstrap, once)
+docker:
+	bash scripts/ensure-docker.sh
+
 ## demo: train the example models, score them (R forest first, then R glm, then Python), print where the scores are
 demo: setup
 	test -f examples/r-churn-forest/model/churn-forest.rds || Rscript examples/r-churn-forest/prepare.R
@@ -37,9 +42,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check serverless_score tests bench examples
 	$(BIN)/mypy
 
-## test: lint, then the whole test suite (R and blob tests included: r-setup installs R from
-## Debian packages; the blob tests start Azurite on a free port, then stop it)
-test: lint r-setup azurite
+## test: lint, then the whole test suite (R, blob and docker tests included: r-setup installs R
+## from Debian packages; the blob tests start Azurite on a free port, then stop it; the docker
+## tests build the scoring images FROM local/bookworm, reused until the source changes)
+test: lint r-setup azurite docker
 	$(BIN)/pytest
 
 ## bench: the benchmarks of bench/README.md (installs lithops for the comparison)

@@ -63,6 +63,12 @@ install_debs() {  # install the Debian packages given that are missing
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+if [ "${1:-}" = "--registry-binary" ]; then
+  command -v docker-registry >/dev/null 2>&1 || install_debs docker-registry
+  command -v docker-registry
+  exit 0
+fi
+
 # -- 1. an engine that already answers ---------------------------------------------------------
 host=""
 for candidate in "${DOCKER_HOST:-}" "unix:///var/run/docker.sock" "unix://$sock"; do

@@ -10,8 +10,15 @@ session after a change pays for a build.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import socket
 import subprocess
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,3 +60,45 @@ def our_containers(engine: Engine, job_id: str | None = None) -> list[dict[str, 
     labels = ["managed-by=serverless-score"] + ([f"job={job_id}"] if job_id else [])
     found: list[dict[str, Any]] = engine.client.api.containers(all=True, filters={"label": labels})
     return found
+
+
+@contextlib.contextmanager
+def local_registry(directory: Path) -> Iterator[str]:
+    """Debian's docker-registry (CNCF distribution 2.8) on a free localhost port: a real registry
+    to push to (the engine allows plain HTTP to 127.0.0.0/8). Yields ``127.0.0.1:PORT``."""
+    binary = subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh"), "--registry-binary"],
+                            capture_output=True, text=True, timeout=600, check=True).stdout.strip()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = directory / "registry.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                      f"    rootdirectory: {directory / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("docker-registry did not start") from None
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def tiny_image(engine: Engine, repository: str) -> str:
+    """A one-file image (``docker import`` of a small tar) tagged ``repository:1``: quick to push."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        body = b"hello from a tiny image\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    engine.client.api.import_image_from_data(data.getvalue(), repository=repository, tag="1")
+    return f"{repository}:1"

@@ -134,3 +134,26 @@ def test_containers_writing_to_local_paths_run_as_the_caller(docker_engine: Any,
     assert writes.user == f"{os.getuid()}:{os.getgid()}"
     reads = DockerBackend(shell_image, client=docker_engine.client, binds=[Bind("/tmp/in", True)])
     assert reads.user is None  # the image's own (non-root) user
+
+
+# -- image push ---------------------------------------------------------------------------------
+def test_image_push_tags_for_the_registry_and_pushes_with_progress(
+        docker_engine: Any, tmp_path: Any, cli: Any) -> None:
+    import json
+    import urllib.request
+
+    from dockerhelp import local_registry, tiny_image
+
+    tag = tiny_image(docker_engine, "serverless-score-test-tiny")
+    with local_registry(tmp_path) as registry:
+        result = cli("image", "push", tag, "--registry", registry, "--json")
+        assert result.code == 0, result
+        assert result.json == {"image": f"{registry}/{tag}", "digest": result.json["digest"]}  # type: ignore[index]
+        assert result.json["digest"].startswith("sha256:")  # type: ignore[index]
+        with urllib.request.urlopen(f"http://{registry}/v2/serverless-score-test-tiny/tags/list") as r:
+            assert json.load(r)["tags"] == ["1"]
+        docker_engine.client.images.remove(f"{registry}/{tag}")
+    missing = cli("image", "push", f"{registry}/serverless-score-test-tiny:nope")
+    assert missing.code == 1 and "does not exist on this engine" in missing.flat_stderr
+    unnamed = cli("image", "push", tag)
+    assert unnamed.code == 1 and "name the registry in the tag" in unnamed.flat_stderr

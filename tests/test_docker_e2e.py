@@ -109,9 +109,10 @@ def test_a_signal_mid_job_removes_every_container(
     controller = procs.start("run", job, "-q", cwd=job_dir)
     assert procs.wait_for(lambda: Path(f"{output}.work/job.json").exists(), timeout=60)
     job_id = json.loads(Path(f"{output}.work/job.json").read_text())["job_id"]
-    running = procs.wait_for(lambda: [c for c in our_containers(docker_engine, job_id)
-                                      if c["State"] == "running"], timeout=60)
-    assert len(running) == 2, running  # max_parallel = 2
+    def running() -> list[dict[str, Any]]:
+        return [c for c in our_containers(docker_engine, job_id) if c["State"] == "running"]
+
+    assert procs.wait_for(lambda: len(running()) == 2, timeout=60), running()  # max_parallel = 2
     controller.send_signal(signum)
     _, stderr = controller.communicate(timeout=60)
     assert controller.returncode == 130, stderr
@@ -144,9 +145,9 @@ def test_a_blob_job_through_docker_reaches_azurite_with_sas_grants(
     azurite.service().get_blob_client(container, "in/data.csv").upload_blob(data)
     job = make_job(job_dir, name="dblob", input=f"az://{container}/in/data.csv",
                    output=f"az://{container}/out/s.txt", runtime="command",
-                   scorer="env >&2; cat", chunks=3, backend="docker")
+                   scorer="env >&2; tail -n +2", chunks=3, backend="docker")
     result = cli("run", job, "--json", "-q", timeout=300)
-    assert result.code == 0, result
+    assert result.code == 0, result.json
     out = bytes(azurite.service().get_blob_client(container, "out/s.txt").download_blob().readall())
     assert out == data.split(b"\n", 1)[1]  # every record once, in order (the header is not a record)
     manifest = json.loads(azurite.service().get_blob_client(
@@ -155,5 +156,6 @@ def test_a_blob_job_through_docker_reaches_azurite_with_sas_grants(
     task_log = azurite.service().get_blob_client(
         container, "out/s.txt.work/tasks/t00000/attempt-1.log").download_blob().readall().decode()
     assert "SERVERLESS_SCORE_GROUP=" in task_log  # the container's environment, as it ran
+    assert "HOME=/home/scorer" in task_log  # no local path to write: the image's non-root user
     assert KEY not in task_log and "AccountKey" not in task_log  # SAS grants only, no key
     assert our_containers(docker_engine, result.json["job_id"]) == []  # type: ignore[index]

@@ -168,10 +168,16 @@ class DockerBackend:
             # Never the environment in a message: it holds the secure values.
             raise ScoreError(f"creating container {group.name} failed: {_explain(err)}",
                              hint=_create_hint(_explain(err))) from None
+        except KeyboardInterrupt:  # Ctrl-C before the scheduler knew of the group: ours to remove
+            self._remove_quietly(group.name)
+            raise
         try:
             self.client.api.start(group.name)
         except APIError as err:
             self._start_errors[group.name] = f"could not start: {_explain(err)}"
+        except KeyboardInterrupt:
+            self._remove_quietly(group.name)
+            raise
 
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
         from docker.errors import NotFound

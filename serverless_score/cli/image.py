@@ -88,7 +88,7 @@ class _PushBars:
             return
         detail = event.get("progressDetail") or {}
         if layer not in self.layers:
-            self.layers[layer] = self.progress.add_task(str(layer), total=None)
+            self.layers[layer] = self.progress.add_task(str(layer), total=None, status=status)
         task = self.layers[layer]
         if detail.get("total"):
             self.progress.update(task, total=detail["total"], completed=detail.get("current", 0),
