@@ -324,17 +324,28 @@ def docker_engine() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def python_image(docker_engine: Any) -> Any:
-    """The Python scoring image, FROM local/bookworm, under its built-in tag (reused when built
-    from the same inputs)."""
-    from dockerhelp import build_image
+def scoring_images(docker_engine: Any) -> dict[str, Any]:
+    """The Python image and the R image with randomForest (the forest example), FROM
+    local/bookworm under their built-in tags, built side by side (each build waits on apt and pip
+    downloads as much as on the CPU); reused when built from the same inputs."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    return build_image(docker_engine, "python")
+    from dockerhelp import build_image, engine_copy
+
+    # One client per thread: a DockerClient's HTTP session is not meant to be shared by threads.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        python = pool.submit(build_image, engine_copy(docker_engine), "python")
+        r = pool.submit(build_image, engine_copy(docker_engine), "r", r_packages=("randomForest",))
+        return {"python": python.result(), "r": r.result()}
 
 
 @pytest.fixture(scope="session")
-def r_image(docker_engine: Any) -> Any:
-    """The R scoring image with randomForest (the forest example), under its built-in tag."""
-    from dockerhelp import build_image
+def python_image(scoring_images: dict[str, Any]) -> Any:
+    """The Python scoring image (the builder's ``Built``)."""
+    return scoring_images["python"]
 
-    return build_image(docker_engine, "r", r_packages=("randomForest",))
+
+@pytest.fixture(scope="session")
+def r_image(scoring_images: dict[str, Any]) -> Any:
+    """The R scoring image with randomForest (the builder's ``Built``)."""
+    return scoring_images["r"]

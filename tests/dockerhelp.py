@@ -45,6 +45,13 @@ def ensure_engine() -> Engine:
     return Engine(host, docker.DockerClient(base_url=host, timeout=300))
 
 
+def engine_copy(engine: Engine) -> Engine:
+    """The same engine through a client of its own (one per thread)."""
+    import docker
+
+    return Engine(engine.host, docker.DockerClient(base_url=engine.host, timeout=300))
+
+
 def build_image(engine: Engine, runtime: str, *, tag: str | None = None,
                 r_packages: tuple[str, ...] = ()) -> Any:
     """Build (or reuse) a scoring image FROM local/bookworm; returns the builder's ``Built``."""

@@ -1,5 +1,5 @@
 #!/bin/sh
-# R and the R packages a model needs:  r-packages.sh MODE PACKAGE...
+# R and the R packages a model needs:  r-packages.sh MODE [--no-renv] PACKAGE...
 #   MODE apt   r-base-core and r-cran-<package> from the distribution (Debian, Ubuntu): binary,
 #              no compiler; a package the distribution does not have is refused with a message
 #   MODE cran  rocker/r-ver's install2.r, from the CRAN snapshot its tag pins; renv.lock beside
@@ -9,6 +9,8 @@ set -eu
 here="$(dirname "$0")"
 mode="$1"
 shift
+renv=yes
+if [ "${1:-}" = "--no-renv" ]; then renv=no; shift; fi
 if [ "$mode" = auto ]; then
   if command -v install2.r >/dev/null 2>&1; then mode=cran; else mode=apt; fi
 fi
@@ -24,10 +26,11 @@ done
 
 case "$mode" in
   apt)
-    if [ -f "$here/renv.lock" ]; then
+    if [ "$renv" = yes ] && [ -f "$here/renv.lock" ]; then
       echo "error: renv.lock needs CRAN (R_INSTALL=cran on a rocker/r-ver base), not apt" >&2
       exit 1
     fi
+    if [ -z "$wanted" ] && command -v Rscript >/dev/null 2>&1; then exit 0; fi
     apt-get update -qq
     debs="r-base-core"
     missing=""
@@ -47,7 +50,7 @@ case "$mode" in
   cran)
     # shellcheck disable=SC2086
     [ -z "$wanted" ] || install2.r --error --skipinstalled --ncpus -1 $wanted
-    if [ -f "$here/renv.lock" ]; then
+    if [ "$renv" = yes ] && [ -f "$here/renv.lock" ]; then
       install2.r --error --skipinstalled renv
       Rscript -e "renv::restore(lockfile = '$here/renv.lock', library = .libPaths()[1], prompt = FALSE)"
     fi
