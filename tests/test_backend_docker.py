@@ -121,7 +121,7 @@ def test_deleting_a_running_group_stops_and_removes_it(backend: Any, script: str
 def test_a_missing_image_says_how_to_build_it(docker_engine: Any) -> None:
     backend = DockerBackend("serverless-score-r:no-such-version", client=docker_engine.client)
     with pytest.raises(ScoreError) as err:
-        backend.check_image("r", named=False)
+        backend.check_image("r", False)
     assert "serverless-score-r:no-such-version is not on the Docker engine" in err.value.message
     assert "serverless-score image build --runtime r --tag serverless-score-r:no-such-version" in err.value.hint
 
@@ -157,3 +157,24 @@ def test_image_push_tags_for_the_registry_and_pushes_with_progress(
     assert missing.code == 1 and "does not exist on this engine" in missing.flat_stderr
     unnamed = cli("image", "push", tag)
     assert unnamed.code == 1 and "name the registry in the tag" in unnamed.flat_stderr
+
+
+def test_cleanup_removes_expired_containers_without_needing_an_image(
+        backend: Any, docker_engine: Any, cli: Any) -> None:
+    """A container whose controller died (expiry label in the past) is found by its labels and
+    removed by `cleanup --expired`; one still in its time is left alone."""
+    stale, fresh = _group("sleep 300"), _group("sleep 300")
+    stale = GroupSpec(**{**stale.__dict__, "labels": {**stale.labels, LABEL_EXPIRES: "2020-01-01T00:00:00Z"}})
+    backend.begin_create_group(stale)
+    backend.begin_create_group(fresh)
+    dry = cli("cleanup", "--expired", "--backend", "docker", "--dry-run", "--json")
+    assert dry.code == 0, dry
+    listed = [g["name"] for g in dry.json["groups"]]  # type: ignore[index]
+    assert stale.name in listed and fresh.name not in listed
+    assert backend.list_groups(stale.job_id) == [stale.name]
+    done = cli("cleanup", "--expired", "--backend", "docker", "--json")
+    assert done.code == 0, done
+    deleted = [g["name"] for g in done.json["groups"] if g["deleted"]]  # type: ignore[index]
+    assert stale.name in deleted and fresh.name not in deleted
+    assert backend.list_groups(stale.job_id) == []
+    assert backend.list_groups(fresh.job_id) == [fresh.name]

@@ -20,6 +20,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def no_leftovers(docker_engine: Any) -> Any:
+    """Containers of this module's jobs go when a test ends, even one that failed half way
+    (its controller is then SIGKILLed and cannot clean up)."""
+    yield
+    for c in our_containers(docker_engine):
+        if c["Labels"].get("job", "").startswith(_JOBS):
+            docker_engine.client.api.remove_container(c["Id"], force=True)
+
+
+_JOBS = ("dsignal-", "dfail-", "dblob-", "dnoimage-", "churn-", "loan-glm-")
+
+
 def _example(tmp_path_factory: pytest.TempPathFactory, name: str, files: tuple[str, ...],
              prepare: list[str]) -> Path:
     folder = tmp_path_factory.mktemp(name)

@@ -89,6 +89,9 @@ class DockerBackend:
             f"{os.getuid()}:{os.getgid()}" if writable else None)
         self._memory: dict[str, float] = {}
         self._start_errors: dict[str, str] = {}
+        # (runtime, whether the job named the image): checked before the first container only,
+        # so status, logs and cleanup work on an engine without the image.
+        self._image_check: tuple[str, bool] | None = None
 
     @classmethod
     def from_spec(cls, spec: Any, *, state_dir: str | None = None) -> DockerBackend:
@@ -98,11 +101,11 @@ class DockerBackend:
         binds = job_binds(model=spec.model, input=spec.input, output=spec.output,
                           scorer=spec.scorer, runtime=spec.runtime)
         backend = cls(image, binds=binds)
-        backend.check_image(spec.runtime, named=spec.image is not None)
+        backend._image_check = (spec.runtime, spec.image is not None)
         return backend
 
     # -- checks before anything runs --------------------------------------------------------------
-    def check_image(self, runtime: str, *, named: bool) -> None:
+    def check_image(self, runtime: str, named: bool) -> None:
         """The image is on the engine (pulled if the job names one that is not) and is of the
         job's runtime when it says which it is."""
         from docker.errors import APIError, ImageNotFound
@@ -139,6 +142,9 @@ class DockerBackend:
         from docker.errors import APIError, ImageNotFound
         from docker.types import Mount
 
+        if self._image_check is not None:
+            self.check_image(*self._image_check)
+            self._image_check = None
         for bind in self.binds:
             if not bind.read_only:  # the work dir: the controller writes there anyway
                 os.makedirs(bind.path, exist_ok=True)
