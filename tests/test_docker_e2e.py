@@ -72,6 +72,9 @@ def _same_output_through_docker(cli: Any, engine: Any, folder: Path) -> dict[str
     assert (folder / "out" / "docker.csv").read_bytes() == (folder / "out" / "local.csv").read_bytes()
     manifest = json.loads((folder / "out" / "docker.csv.manifest.json").read_text())
     assert manifest["backend"] == "docker"
+    # Container seconds from the engine's own start and finish times of each container.
+    per_group = manifest["usage"]["per_group"]
+    assert per_group and all(g["measured_by"] == "backend" and g["seconds"] > 0 for g in per_group)
     assert our_containers(engine, docker.json["job_id"]) == []  # every container removed
     return docker.json
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from serverless_score.backends.base import Phase
-from serverless_score.backends.docker import container_phase
+from serverless_score.backends.docker import container_phase, container_times
 from serverless_score.backends.docker_mounts import Bind, job_binds, merge_binds
 from serverless_score.errors import ScoreError
 from serverless_score.images.acr import ACR_USER, exchange_token
@@ -46,6 +46,14 @@ def test_container_phase(state: dict[str, Any], phase: Phase, code: int | None, 
     got_phase, got_code, got_detail = container_phase(state, 0.5)
     assert (got_phase, got_code) == (phase, code)
     assert detail in got_detail if detail else got_detail == ""
+
+
+def test_container_times_are_epoch_seconds_and_the_zero_time_is_none() -> None:
+    started, finished = container_times({"StartedAt": "2026-11-29T10:00:00.123456789Z",
+                                         "FinishedAt": "2026-11-29T10:00:05.5Z"})
+    assert started is not None and finished is not None
+    assert abs((finished - started) - 5.376543) < 1e-6
+    assert container_times({"StartedAt": "0001-01-01T00:00:00Z"}) == (None, None)
 
 
 # -- bind mounts --------------------------------------------------------------------------------

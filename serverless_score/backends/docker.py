@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ScoreError, SpecError
@@ -66,6 +67,23 @@ def container_phase(state: Mapping[str, Any], memory_gb: float | None) -> tuple[
     if code in (137, 143):
         return Phase.FAILED, code, f"was killed by signal {code - 128} (exit code {code})"
     return Phase.FAILED, code, f"exited with code {code}"
+
+
+def container_times(state: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """(started, finished) epoch seconds from an inspected ``State`` (RFC 3339 with nanoseconds;
+    the zero time ``0001-01-01T00:00:00Z`` means never)."""
+    def parse(text: Any) -> float | None:
+        if not isinstance(text, str) or not text or text.startswith("0001-"):
+            return None
+        main, _, rest = text.rstrip("Z").partition(".")
+        fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
+        try:
+            when = datetime.fromisoformat(main + (f".{fraction}" if fraction else "")).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        return when.timestamp()
+
+    return parse(state.get("StartedAt")), parse(state.get("FinishedAt"))
 
 
 class DockerBackend:
@@ -207,6 +225,9 @@ class DockerBackend:
                 except NotFound:
                     inspected = {"Status": "dead", "Error": "removed before it was inspected"}
                 phase, code, detail = container_phase(inspected, self._memory.get(name))
+                started, finished = container_times(inspected)
+                states[name] = GroupState(name, phase, code, detail, started, finished)
+                continue
             states[name] = GroupState(name, phase, code, detail)
         return states
 
