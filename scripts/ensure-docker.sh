@@ -34,9 +34,14 @@ stop_private() {
     if kill -0 "$pid" 2>/dev/null && grep -q dockerd "/proc/$pid/comm" 2>/dev/null; then
       say "stopping dockerd (pid $pid)"
       kill "$pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -f "$state/dockerd.pid"
+  fi
+  # dockerd leaves its network namespace mounted in the exec root
+  if [ -d "$exec_root" ] && ! pgrep -f -- "--exec-root $exec_root" >/dev/null 2>&1; then
+    umount "$exec_root/netns/default" 2>/dev/null || true
+    rm -rf "$exec_root" 2>/dev/null || true
   fi
 }
 
