@@ -624,7 +624,9 @@ DOCKER_IMAGE = os.environ.get("ACI_EMULATOR_DOCKER_IMAGE", "local/bookworm")
 
 
 @pytest.fixture
-def docker_emulator(tmp_path: Path) -> Any:
+def docker_emulator(tmp_path: Path, docker_engine: Any) -> Any:
+    """The emulator on the tests' Docker engine (conftest's docker_engine: started by
+    scripts/ensure-docker.sh when none answers, with local/bookworm)."""
     from aci_emulator import AciEmulator
     from aci_emulator.emulator import docker_available
 
