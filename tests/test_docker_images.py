@@ -6,6 +6,7 @@ asked for, an unchanged image is not rebuilt, and an R package Debian lacks is a
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import time
 from typing import Any
 
@@ -94,3 +95,19 @@ def test_an_r_package_debian_does_not_have_is_a_clear_error(r_image: Any, docker
     assert "noSuchPackageXyz" in err.value.message
     assert "not packaged by this distribution" in err.value.message
     assert "rocker/r-ver" in err.value.hint
+
+
+def test_the_images_can_also_run_a_whole_job_as_the_controller(python_image: Any, r_image: Any,
+                                                               docker_engine: Any) -> None:
+    """SERVERLESS_SCORE_ROLE=controller (a Logic App's container): the image runs `run` on the
+    job in SERVERLESS_SCORE_JOB; it has the ACI SDK the controller fans out with on Azure."""
+    job = {"name": "in-image", "runtime": "command", "scorer": "echo shard-$SHARD_INDEX",
+           "shards": 2, "output": "/tmp/out/shards.txt", "backend": "local", "max_parallel": 2}
+    for built in (python_image, r_image):
+        code, out = _run(docker_engine, built.tag, env={
+            "SERVERLESS_SCORE_ROLE": "controller", "SERVERLESS_SCORE_JOB": json.dumps(job)})
+        assert code == 0, out
+        result = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+        assert result["status"] == "succeeded" and result["rows_out"] == 2, result
+        code, out = _sh(docker_engine, built.tag, "python -c 'import azure.mgmt.containerinstance'")
+        assert code == 0, out

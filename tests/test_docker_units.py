@@ -112,12 +112,14 @@ def test_the_lock_pins_every_wheel_but_the_build_tools() -> None:
 
 # -- build requests and contexts ----------------------------------------------------------------
 def test_image_requirements_are_the_packages_and_its_extras_without_the_docker_sdk() -> None:
-    python = requirements(ROOT, ("blob", "sklearn"))
-    r = requirements(ROOT, ("blob",))
+    python = requirements(ROOT, BuildRequest(runtime="python", tag="t", base="b").extras)
+    r = requirements(ROOT, BuildRequest(runtime="r", tag="t", base="b").extras)
     names = {item.split(">")[0].split("=")[0] for item in python}
-    assert {"pyarrow", "pandas", "azure-storage-blob", "scikit-learn"} <= names
+    assert {"pyarrow", "pandas", "azure-storage-blob", "azure-mgmt-containerinstance",
+            "scikit-learn"} <= names
     assert "docker" not in names
     assert not any(item.startswith("scikit-learn") for item in r)
+    assert any(item.startswith("azure-mgmt-containerinstance") for item in r)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

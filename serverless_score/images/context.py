@@ -72,8 +72,10 @@ class BuildRequest:
 
     @property
     def extras(self) -> tuple[str, ...]:
-        """The package extras the image installs: blob access always, scikit-learn for Python."""
-        return ("blob", "sklearn") if self.runtime == "python" else ("blob",)
+        """The package extras the image installs: blob access, and the ACI SDK so the image can
+        also run a whole job (``SERVERLESS_SCORE_ROLE=controller``, a Logic App's container);
+        scikit-learn for Python."""
+        return ("blob", "aci", "sklearn") if self.runtime == "python" else ("blob", "aci")
 
 
 def source_root(explicit: Path | None = None) -> Path:
