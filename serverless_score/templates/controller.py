@@ -85,6 +85,9 @@ def main() -> int:
     from ..errors import ScoreError
     from ..spec import spec_from_dict
 
+    # Workers started from here (the local backend passes its environment on) are runners, not
+    # controllers: without this each would start the whole job again.
+    os.environ.pop(c.ROLE, None)
     job_id = None
     try:
         raw, source = job_from_env()
