@@ -46,3 +46,20 @@ def test_push_cli_prints_only_the_uri_on_stdout(tmp_path: Path, cli) -> None:
     assert result.stdout.strip() == str(tmp_path / "reg" / hashlib.sha256(b"abc").hexdigest()[:16] / "m.joblib")
     missing = cli("models", "push", tmp_path / "nope.joblib", tmp_path / "reg")
     assert missing.code == 2 and "is not a file" in missing.stderr
+
+
+def test_exact_stores_at_the_uri_and_replaces_only_when_asked(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.rds", tmp_path / "b.rds"
+    first.write_bytes(b"model one")
+    second.write_bytes(b"model two")
+    target = tmp_path / "models" / "churn.rds"
+    pushed = push_model(first, str(target), exact=True)
+    assert pushed.uri == str(target) and pushed.created and target.read_bytes() == b"model one"
+    assert not push_model(first, str(target), exact=True).created  # same bytes: a no-op
+    with pytest.raises(ScoreError, match="already exists with other content") as err:
+        push_model(second, str(target), exact=True)
+    assert "--overwrite" in (err.value.hint or "")
+    assert target.read_bytes() == b"model one"
+    replaced = push_model(second, str(target), exact=True, overwrite=True)
+    assert replaced.created and target.read_bytes() == b"model two"
+    assert replaced.sha256 != pushed.sha256

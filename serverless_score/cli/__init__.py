@@ -19,7 +19,6 @@ from ..controller import JobResult, plan_job, run_job
 from ..controller.estimate import plan_estimate
 from ..errors import JobInterrupted, ScoreError, TaskFailed
 from ..spec import JobSpec, load_spec
-from ..storage import store_model
 from .progress import RichProgress, estimate_lines, plan_summary, plan_table, summary
 
 app = typer.Typer(
@@ -125,23 +124,6 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
     console.print(plan_summary(planned), highlight=False)
     console.print(estimate_lines(cost.estimate, cost.pricing.describe(), cost.groups,
                                  planned.spec.max_cost), highlight=False, markup=False)
-
-
-@app.command("push-model")
-def push_model(
-    source: Annotated[Path, typer.Argument(help="The model file to store (e.g. an .rds).", show_default=False)],
-    uri: Annotated[str, typer.Argument(help="Where to store it: a path (blob URIs come with the blob store).", show_default=False)],
-    as_json: JsonOpt = False, debug: DebugOpt = False,
-) -> None:
-    """Store a model file where jobs read it (what the R package's push_model() calls)."""
-    try:
-        stored = store_model(source, uri)
-    except ScoreError as err:
-        raise _fail(err, as_json=as_json, debug=debug) from None
-    if as_json:
-        print(json.dumps(stored))
-    else:
-        Console().print(f"stored {stored['bytes']:,} bytes at {escape(str(stored['uri']))}", highlight=False)
 
 
 @app.command()

@@ -40,19 +40,24 @@ def push(
     uri: Annotated[str, typer.Argument(help="Where models live: az://CONTAINER/PREFIX, an https:// URL (with a SAS or not) or a folder.")],
     account: Annotated[str | None, typer.Option(help="Storage account for az:// (default: AZURE_STORAGE_ACCOUNT or the connection string's).")] = None,
     credential: Annotated[str, typer.Option(help="auto | default | connection_string | key | sas")] = "auto",
+    exact: Annotated[bool, typer.Option("--exact", help="Store at URI itself, not under URI/<sha256 prefix>/<name>.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --exact: replace other content at URI (jobs running on it then fail on its checksum).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of the URI.")] = False,
 ) -> None:
-    """Upload FILE under URI/<sha256 prefix>/<name> (never overwriting) and print its URI."""
+    """Upload FILE under URI/<sha256 prefix>/<name> (never overwriting), or at URI with --exact,
+    and print its URI."""
     from . import _fail
 
     try:
         if credential not in ("auto", "default", "connection_string", "key", "sas"):
             raise ScoreError(f"--credential: expected auto, default, connection_string, key or sas; got {credential!r}")
         base, config = _config(uri, account, credential)
-        pushed = push_model(file, base, config)
+        if overwrite and not exact:
+            raise ScoreError("--overwrite: only with --exact (a content address never needs it)")
+        pushed = push_model(file, base, config, exact=exact, overwrite=overwrite)
     except ScoreError as err:
         raise _fail(err, as_json=as_json, debug=False) from None
-    what = "uploaded" if pushed.created else "already there (same sha256)"
+    what = "stored" if pushed.created else "already there (same sha256)"
     err_console.print(f"{what}: {pushed.size:,} bytes, sha256 {pushed.sha256}", highlight=False)
     err_console.print(f'put this in the job file:  model = "{pushed.uri}"', highlight=False)
     print(json.dumps(pushed.to_dict()) if as_json else pushed.uri)

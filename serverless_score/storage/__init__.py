@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from functools import lru_cache
-from pathlib import Path
 
 from ..errors import InputError
 from .base import ComposeResult, ObjectInfo, Store
@@ -20,7 +18,7 @@ STORES = {
 _INSTALL_HINT = {"serverless_score.storage.blob": "pip install 'serverless-score[blob]'"}
 
 __all__ = ["ComposeResult", "ObjectInfo", "Store", "StoreConfig", "get_store", "is_local",
-           "scheme_of", "store_model"]
+           "scheme_of"]
 
 
 def scheme_of(uri: str) -> str:
@@ -57,13 +55,3 @@ def _store(target: str, config: StoreConfig | None) -> Store:
     store: Store = getattr(imported, cls)(config) if config is not None else getattr(imported, cls)()
     return store
 
-
-def store_model(source: str | Path, uri: str) -> dict[str, object]:
-    """Copy a model file to ``uri`` atomically (a job never sees half a model); return where it
-    went, its size and sha256."""
-    try:
-        data = Path(source).read_bytes()
-    except OSError as err:
-        raise InputError(f"model: cannot read {str(source)!r}: {err.strerror or err}") from None
-    get_store(uri).write_bytes(uri, data)
-    return {"uri": uri, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -25,19 +25,22 @@ read_scores <- function(result) {
 #' Save a model with saveRDS() and store it where a job reads it.
 #'
 #' @param model Any R object (a fitted model).
-#' @param uri Where to store it: a local path now; blob URIs come with the blob store.
+#' @param uri Where to store it: a local path, `az://CONTAINER/PATH` or an `https://` blob URL.
+#'   The model is stored at exactly `uri` (atomically; other content there is replaced, and a job
+#'   still running on the old model then fails on its checksum). For versioned, never-replaced
+#'   models run `serverless-score models push FILE URI` instead.
 #' @return `uri`, invisibly, with attributes `bytes` and `sha256`.
 #' @export
 push_model <- function(model, uri) {
   file <- tempfile(fileext = ".rds")
   on.exit(unlink(file), add = TRUE)
   saveRDS(model, file)
-  out <- processx::run(find_cli(), c("push-model", file, uri, "--json"), error_on_status = FALSE,
+  out <- processx::run(find_cli(), c("models", "push", file, uri, "--exact", "--overwrite", "--json"), error_on_status = FALSE,
                        env = cli_env())
   stored <- parse_result(out$stdout)
   if (out$status != 0L || is.null(stored$uri)) {
     detail <- if (!is.null(stored$error$message)) stored$error$message else out$stderr
     stop(serveRless_error(sprintf("push_model: storing the model at '%s' failed: %s", uri, detail)))
   }
-  invisible(structure(stored$uri, bytes = stored$bytes, sha256 = stored$sha256))
+  invisible(structure(stored$uri, bytes = stored$size, sha256 = stored$sha256))
 }
