@@ -157,11 +157,14 @@ def test_a_failing_chunk_fails_the_job_naming_it_and_leaves_no_group(
 def test_an_inaccessible_image_fails_with_what_to_check(job_dir, make_job, aci_env, aci_emulator,
                                                          azurite, container, cli) -> None:
     aci_emulator.inaccessible_image("*serverless-score*", at="pull")
-    job = _command_job(make_job, job_dir, azurite, container, "cat", retries=0)
+    job = _command_job(make_job, job_dir, azurite, container, "cat", retries=2)
     result = cli("run", job, "--json", "-q")
     assert result.code == 1, result
     message = result.json["error"]["message"] if result.json else ""
     assert f"could not pull its image {IMAGE!r}" in message and "AcrPull" in message
+    # the image stays unreachable until the user acts: its retries are not spent on it
+    assert "not retried" in message
+    assert aci_emulator.calls[("PUT", "group")] <= 2  # the two groups of the first wave only
     assert aci_emulator.group_names() == []
 
 

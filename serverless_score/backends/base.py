@@ -33,6 +33,9 @@ class GroupState:
     # controller's own measurement (create request -> seen finished).
     started_at: float | None = None
     finished_at: float | None = None
+    # False when running the task again cannot help until the user changes something (an image
+    # that cannot be pulled): the task fails at once instead of spending its retries.
+    retryable: bool = True
 
 
 # Labels / tags every group carries, so any controller (or `cleanup`) can find it again.

@@ -85,7 +85,7 @@ def failure_reason(task_log: str, group: GroupState | None) -> tuple[str, bool]:
             kind, _, reason = line.split(" ", 2)[2].partition(": ")
             return reason.strip(), kind != "failed-permanently"
     if group is not None and group.detail:
-        return f"the worker {group.detail} before the task finished", True
+        return f"before the task finished, the worker {group.detail}", group.retryable
     return "the task wrote no result", True
 
 

@@ -219,7 +219,10 @@ class AciBackend:
                 self._quota_reached(group, str(err), now)
                 return
             except Refused as err:
-                group.state = GroupState(name, Phase.FAILED, None, _rejected(err, self.settings))
+                # An image Azure cannot reach stays unreachable until the user acts; other
+                # refusals (capacity, a registry's pull limit) may pass.
+                group.state = GroupState(name, Phase.FAILED, None, _rejected(err, self.settings),
+                                         retryable=err.code != "InaccessibleImage")
                 continue
             group.created = True
             self._quota_since = None

@@ -69,7 +69,7 @@ def _phase(name: str, group: Any) -> GroupState:
 
     pull = _pull_failure(containers, events)
     if pull:
-        return GroupState(name, Phase.FAILED, None, pull)
+        return GroupState(name, Phase.FAILED, None, pull, retryable=False)
     if provisioning == "failed":
         why = _last_warning(events)
         return GroupState(name, Phase.FAILED, None,
