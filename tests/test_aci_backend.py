@@ -248,3 +248,15 @@ def test_another_process_reads_the_states_of_groups_it_did_not_create(emu) -> No
     for name in names:
         observer.delete_group(name)
     assert emu.group_names() == []
+
+
+def test_an_unhealthy_group_fails_with_a_reason_and_is_deleted(emu) -> None:
+    emu.add_image("emu/sick*", ["sh", "-c", "sleep 60"])
+    backend = _backend(emu, image="emu/sick")
+    backend.begin_create_group(_group("job1-sick-1"))
+    assert emu.wait_for_state("job1-sick-1", ["Running"]) == "Running"
+    emu.unhealthy("job1-sick-1")
+    state = _wait(backend, ["job1-sick-1"])["job1-sick-1"]
+    assert state.phase is Phase.FAILED and "Unhealthy" in state.detail
+    backend.delete_group("job1-sick-1")
+    assert emu.group_names() == [] and emu.live_pids() == []

@@ -368,6 +368,12 @@ class AciEmulator:
         with self.engine.lock:
             self.engine.faults.hang.append(pattern)
 
+    def unhealthy(self, name: str) -> None:
+        """Group ``name`` reports provisioningState ``Unhealthy`` from now on (as ACI does when
+        the platform finds the group not working) while its containers keep running."""
+        with self.engine.lock:
+            self.group(name).provisioning = "Unhealthy"
+
     def clear_faults(self) -> None:
         from .runtime import Faults
 
@@ -378,7 +384,7 @@ class AciEmulator:
 
     # Fault methods a process without this object can call over HTTP (``POST /_emulator/NAME``).
     REMOTE = ("throttle", "fail_requests", "set_quota", "inaccessible_image", "restart_container",
-              "fail_provisioning", "slow_provisioning", "hang", "clear_faults", "add_image",
+              "fail_provisioning", "slow_provisioning", "hang", "unhealthy", "clear_faults", "add_image",
               "reset_calls")
 
     def _control(self, method: str, name: str, kwargs: dict[str, Any]) -> Any:
