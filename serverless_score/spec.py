@@ -335,15 +335,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
+def set_key(raw: dict[str, Any], path: list[str], value: Any, *, context: str) -> None:
+    """``raw[path[0]][path[1]]... = value``, making tables on the way; ``context`` starts the
+    error when a step is not a table (``--set 'a.b=1'`` where ``a`` is a string)."""
+    target = raw
+    for part in path[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise SpecError(f"{context}: {part} is not a table")
+    target[path[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
+    """Apply ``--set key=value`` items to a job document (a TOML table) in place."""
     for item in overrides:
         path, value = parse_override(item)
-        target = raw
-        for part in path[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise SpecError(f"--set {item!r}: {part} is not a table")
-        target[path[-1]] = value
+        set_key(raw, path, value, context=f"--set {item!r}")
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:
@@ -425,5 +432,5 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
             f"{path}: not valid TOML: {err}",
             hint="Strings need quotes (name = \"churn\"), tables go in [brackets].",
         ) from None
-    _apply_overrides(raw, overrides or [])
+    apply_overrides(raw, overrides or [])
     return spec_from_dict(raw, base=path.resolve().parent, source=str(path))

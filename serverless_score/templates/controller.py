@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SpecError
+from ..spec import set_key
 from . import contract as c
 
 _PATHS = ("model", "input", "output")
@@ -38,13 +39,7 @@ def _job_from_env(env: Mapping[str, str]) -> tuple[dict[str, Any], str]:
 
 
 def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    target = raw
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise SpecError(f"set: {part} is not a table (in {dotted!r})")
-    target[parts[-1]] = value
+    set_key(raw, dotted.split("."), value, context=f"set {dotted!r}")
 
 
 def job_from_env(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..spec import parse_override, spec_from_dict
+from ..spec import apply_overrides, spec_from_dict
 from .arm import FREQUENCIES, parameters_file, template
 from .workflow import Trigger
 
@@ -46,14 +46,7 @@ def read_job(path: Path, overrides: list[str]) -> dict[str, Any]:
         raise SpecError(f"job file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise SpecError(f"job file {str(path)!r} cannot be read: {err}") from None
-    for item in overrides:  # --set, as for `run`
-        keys, value = parse_override(item)
-        target = raw
-        for part in keys[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise SpecError(f"--set {item!r}: {part} is not a table")
-        target[keys[-1]] = value
+    apply_overrides(raw, overrides)  # --set, as for `run`
     return raw
 
 
