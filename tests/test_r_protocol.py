@@ -100,3 +100,15 @@ def test_decoding_and_writing_scores_imports_no_pandas() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_id_columns_of_a_record_longer_than_the_parsers_block() -> None:
+    # The runner parses ids in 1 MB blocks; a record spanning several blocks (a long quoted text
+    # with a line break) still gives its id, and the ids stay in order.
+    from serverless_score.runner.csv_ids import read_id_columns
+
+    long_text = "x" * (3 << 20)
+    data = ("a1,1\n" + f'"a,2","{long_text}\nmore"\n' + "a3,3\n" * 200_000).encode()
+    ids = read_id_columns(memoryview(data), ["id", "v"], ["id"], 200_002, "t00000")
+    values = ids[0].to_pylist()
+    assert values[:3] == ["a1", "a,2", "a3"] and len(values) == 200_002
