@@ -33,11 +33,17 @@ _NOT_IN_IMAGES = {"docker"}
 _SOURCE_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 
-def default_tag(runtime: str) -> str:
-    """The image a job uses when it names none: ``serverless-score-<runtime>:<version>``."""
-    from .. import __version__
+def image_name(runtime: str) -> str:
+    """The built-in runner image of a runtime; a ``command`` job runs in the Python image."""
+    return f"serverless-score-{'python' if runtime == 'command' else runtime}"
 
-    return f"serverless-score-{'python' if runtime == 'command' else runtime}:{__version__}"
+
+def default_tag(runtime: str, version: str | None = None) -> str:
+    """The image a job uses when it names none: ``serverless-score-<runtime>:<version>`` (the
+    docker backend as is, the aci backend under its registry)."""
+    if version is None:
+        from .. import __version__ as version
+    return f"{image_name(runtime)}:{version}"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ...errors import SpecError
+from ...images.context import default_tag, image_name
 from ...storage.uris import is_blob_uri
 
 if TYPE_CHECKING:
@@ -32,14 +33,9 @@ _IDENTITY = re.compile(
     r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.managedidentity/"
     r"userassignedidentities/[^/]+$", re.IGNORECASE)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-# The built-in runner image of each runtime; a "command" job runs in the Python image.
-_IMAGE_OF_RUNTIME = {"python": "serverless-score-python", "r": "serverless-score-r",
-                     "command": "serverless-score-python"}
-
-
 def builtin_image(runtime: str, registry: str, version: str) -> str:
     """``myreg.azurecr.io/serverless-score-r:0.1.0``: the image ``image build`` tags and pushes."""
-    return f"{registry.rstrip('/')}/{_IMAGE_OF_RUNTIME.get(runtime, _IMAGE_OF_RUNTIME['python'])}:{version}"
+    return f"{registry.rstrip('/')}/{default_tag(runtime, version)}"
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class AciSettings:
             problem = SpecError(
                 "backend \"aci\" needs an image: set `image` (any image with the runner "
                 "installed) or [azure] registry (then the built-in "
-                f"{_IMAGE_OF_RUNTIME[spec.runtime]} image is pulled from it)",
+                f"{image_name(spec.runtime)} image is pulled from it)",
                 hint="Build and push one with `serverless-score image build` and `image push`.")
         resources = spec.resources
         return cls(
