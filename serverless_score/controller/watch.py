@@ -248,15 +248,14 @@ class Scheduler:
             if timed_out:
                 state = GroupState(name, Phase.FAILED, None,
                                    f"timed out after {self.timeout:g}s per task and was stopped")
-            self._finish_group(running, state, queue, results)
+            self._finish_group(running, state, queue, results, timed_out=timed_out)
 
     def _finish_group(self, running: _Running, state: GroupState | None,
                       queue: deque[tuple[float, list[Task]]],
-                      results: dict[str, TaskResult]) -> None:
+                      results: dict[str, TaskResult], *, timed_out: bool) -> None:
         name = running.spec.name
         # A group seen finished stopped using its resources then; one that timed out runs (and
         # is billed) until it is deleted.
-        timed_out = state is not None and state.detail.startswith("timed out")
         if not timed_out:
             self.usage.finished(name, state, state.phase.value if state is not None else "failed")
         group_log = self.backend.get_logs(name)  # logs first: some backends lose them on delete
@@ -264,7 +263,8 @@ class Scheduler:
             self.store.write_bytes(self.layout.group_log(name), group_log.encode())
         self.backend.delete_group(name)
         self._running.pop(name, None)
-        self.usage.finished(name, state, "timed-out")  # no-op unless it timed out
+        if timed_out:
+            self.usage.finished(name, state, "timed-out")
         task_logs = split_log(group_log)
         for task in running.tasks:
             attempt = running.attempts[task.id]
