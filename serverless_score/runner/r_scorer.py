@@ -21,7 +21,6 @@ import json
 import os
 import queue
 import select
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,12 +29,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ScoreError
 from .csv_ids import header_names, read_id_columns
-from .r_feed import BatchFiles
+from .r_launch import start_r, take_early
 from .r_protocol import (
     Frame,
     ProtocolError,
@@ -50,67 +48,12 @@ from .writers import PartWriter
 if TYPE_CHECKING:
     from ..records import Batch  # (the records package imports numpy: not before R starts)
     from .contract import TaskOrder, WorkOrder
+    from .r_launch import RWork
 
 
-class RWork(Protocol):
-    """What starting R needs from a work order (the runner has these before it has imported
-    the rest of itself: see ``runner.__main__``)."""
-
-    @property
-    def job_id(self) -> str: ...
-    @property
-    def scorer(self) -> str: ...
-    @property
-    def id_columns(self) -> list[str]: ...
-    @property
-    def predict_args(self) -> dict[str, Any]: ...
-    @property
-    def on_unknown_level(self) -> str: ...
-
-ENV_RSCRIPT = "SERVERLESS_SCORE_RSCRIPT"  # another Rscript than the one on PATH
 # Records per message to R: each fread() call costs ~30 ms of set-up whatever its size, so R
 # gets bigger batches than the in-process Python scorer (R holds one batch: ~3x its CSV size).
 R_BATCH_BYTES = 32 * 1024 * 1024
-INSTALL_HINT = ("Install R: `make setup` does it on Debian/Ubuntu, or apt-get install r-base-core "
-                "r-cran-data.table r-cran-jsonlite (plus the model's package, e.g. r-cran-randomforest).")
-
-
-def script_path() -> str:
-    return str(resources.files("serverless_score") / "runtimes" / "r" / "score.R")
-
-
-def find_rscript() -> str:
-    chosen = os.environ.get(ENV_RSCRIPT)
-    rscript = chosen or shutil.which("Rscript")
-    if not rscript or not os.access(rscript, os.X_OK):
-        where = f"{ENV_RSCRIPT}={chosen} is not an executable" if chosen else "no Rscript on PATH"
-        raise ScoreError(f"R is not installed here: {where}", hint=INSTALL_HINT, retryable=False)
-    return rscript
-
-
-def r_env(work: RWork, model_path: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("SERVERLESS_SCORE_WORK", None)
-    env.update({
-        "JOB_ID": work.job_id,
-        "MODEL_PATH": model_path,
-        "SCORER": work.scorer,
-        "ID_COLUMNS": json.dumps(work.id_columns),
-        "PREDICT_ARGS": json.dumps(work.predict_args),
-        "ON_UNKNOWN_LEVEL": work.on_unknown_level,
-    })
-    # Each batch allocates a batch's worth of vectors; with R's default heap growth the garbage
-    # collector ran after nearly every one (a third of a glm's scoring time). A user's own
-    # setting wins.
-    env.setdefault("R_GC_MEM_GROW", "3")
-    # No byte-code JIT (score.R's glue does its work in C): said here, R does not even load the
-    # compiler package to turn it off.
-    env.setdefault("R_ENABLE_JIT", "0")
-    # glibc's malloc reuses freed big blocks instead of unmapping them (see the runner's
-    # _keep_freed_memory): R frees and allocates a batch's vectors for every batch.
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 30))
-    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(1 << 30))
-    return env
 
 
 def _error_from(frame: Frame) -> ScoreError:
@@ -138,17 +81,15 @@ class RSession:
     """A running ``score.R`` that has loaded the model."""
 
     def __init__(self, work: RWork, model_path: str) -> None:
-        """Start R; it reads the model while the runner gets on with its own start-up."""
-        self.started = time.monotonic()
+        """Start R (or adopt the one the runner started for this work at its very start); it
+        reads the model while the runner gets on with its own start-up."""
         self.id_columns = list(work.id_columns)
-        self.files = BatchFiles.create()
-        env = r_env(work, model_path)
-        if self.files is not None:
-            env["SERVERLESS_SCORE_BATCH_FILES"] = ",".join(self.files.paths())
-        self.proc = subprocess.Popen(
-            [find_rscript(), script_path()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=sys.stderr.fileno(), env=env, pass_fds=self.files.fds if self.files else (),
-        )
+        early = take_early(work, model_path)
+        if early is not None:
+            self.started, self.proc, self.files = early
+        else:
+            self.started = time.monotonic()
+            self.proc, self.files = start_r(work, model_path)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin = self.proc.stdin
         self.stdout = self.proc.stdout
@@ -385,12 +326,6 @@ class _Sessions:
     def __init__(self) -> None:
         self.session: RSession | None = None
         self.load_error: ScoreError | None = None
-
-    def start(self, work: RWork, model_path: str) -> None:
-        """Start R early (the runner calls this before its own imports); a failure to start is
-        left for the first task to report."""
-        with contextlib.suppress(ScoreError, OSError):
-            self.session = RSession(work, model_path)
 
     def get(self, work: RWork, model_path: str) -> RSession:
         if self.load_error is not None:
