@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         from ..templates.controller import main as controller_main
 
         return controller_main()
-    _keep_freed_memory()
     text = _order_text(sys.argv[1:] if argv is None else argv)
-    _start_r_early(text)
+    _start_r_early(text)  # first: R's start is on the job's critical path, ctypes' import is not
+    _keep_freed_memory()
     try:
         work = _load_order(text)
     except (ValueError, TypeError, KeyError) as err:
