@@ -147,6 +147,12 @@ class Clients:
             return Account(BlobServiceClient(endpoint, credential=credential, **self._kwargs),
                            account_key=cfg.account_key.reveal())
         if kind in ("auto", "default"):
+            if not endpoint.startswith("https://"):  # the SDK would raise a bare ValueError
+                raise InputError(
+                    f"{path.uri}: no key or SAS for this plain-http endpoint, and Azure AD tokens "
+                    "are only sent over https", retryable=False,
+                    hint="For an emulator (Azurite) set AZURE_STORAGE_CONNECTION_STRING, "
+                         "AZURE_STORAGE_KEY or a SAS URL.")
             token = default_credential()
             return Account(BlobServiceClient(endpoint, credential=token, **self._kwargs), token=token)
         variable = {"connection_string": ENV_CONNECTION_STRING, "key": ENV_KEY, "sas": ENV_SAS}[kind]
