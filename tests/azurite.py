@@ -1,7 +1,8 @@
 """Azurite, the Azure Storage emulator, for the blob tests: installed from npm by
 ``scripts/ensure-azurite.sh`` when missing, started on a free port with a fresh data directory,
 stopped after. Two versions: 3.37 implements Put Block From URL (the server-side merge), 3.35 does
-not (the merge's fallback)."""
+not (the merge's fallback). Over plain http by default; ``tls=True`` serves https with a throw-away
+CA (tests/aci_emulator/tls.py), which token credentials need: the SDK refuses them over http."""
 
 from __future__ import annotations
 
@@ -38,10 +39,12 @@ class Azurite:
     port: int
     location: Path
     proc: subprocess.Popen[bytes]
+    ca_bundle: Path | None = None  # with tls: the trusted roots plus the test CA
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        scheme = "https" if self.ca_bundle else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
@@ -49,12 +52,18 @@ class Azurite:
                 f"BlobEndpoint={self.endpoint};")
 
     def env(self) -> dict[str, str]:
-        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string, **self.tls_env()}
+
+    def tls_env(self) -> dict[str, str]:
+        """What a subprocess needs to trust this server (azure-core's requests transport reads
+        REQUESTS_CA_BUNDLE); nothing over http."""
+        return {"REQUESTS_CA_BUNDLE": str(self.ca_bundle)} if self.ca_bundle else {}
 
     def service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient.from_connection_string(self.connection_string)
+        extra = {"connection_verify": str(self.ca_bundle)} if self.ca_bundle else {}
+        return BlobServiceClient.from_connection_string(self.connection_string, **extra)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -66,21 +75,29 @@ class Azurite:
                 self.proc.wait()
 
 
-def start(version: str, location: Path, *, timeout: float = 60) -> Azurite:
+def start(version: str, location: Path, *, timeout: float = 60, tls: bool = False) -> Azurite:
     node = TOOLS / "node_modules" / ".bin" / "node"
     main = TOOLS / "node_modules" / PACKAGES[version] / "dist" / "src" / "blob" / "main.js"
     if not (node.exists() and main.exists()):
         ensure_installed()
     location.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    tls_args: list[str] = []
+    bundle = None
+    if tls:
+        from aci_emulator.tls import make_certificates
+
+        files = make_certificates(location / "tls")
+        tls_args = ["--cert", str(files.cert_file), "--key", str(files.key_file)]
+        bundle = files.bundle_file
     log = open(location / "azurite.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [str(node), str(main), "--blobHost", "127.0.0.1", "--blobPort", str(port),
          "--location", str(location), "--silent", "--disableTelemetry",
          # azure-storage-blob sends a newer API version than Azurite knows (reference/azure.md)
-         "--skipApiVersionCheck"],
+         "--skipApiVersionCheck", *tls_args],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = Azurite(version, port, location, proc)
+    server = Azurite(version, port, location, proc, bundle)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -93,8 +110,8 @@ def start(version: str, location: Path, *, timeout: float = 60) -> Azurite:
 
 
 @contextlib.contextmanager
-def running(version: str, location: Path) -> Iterator[Azurite]:
-    server = start(version, location)
+def running(version: str, location: Path, *, tls: bool = False) -> Iterator[Azurite]:
+    server = start(version, location, tls=tls)
     try:
         yield server
     finally:

@@ -267,6 +267,16 @@ def azurite_legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def azurite_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Azurite 3.37 over https (a throw-away CA; ``tls_env()`` trusts it), where the SDK sends
+    Azure AD tokens: the blob tests of DefaultAzureCredential need it."""
+    from azurite import running
+
+    with running("3.37", tmp_path_factory.mktemp("azurite-tls"), tls=True) as server:
+        yield server
+
+
 @pytest.fixture
 def blob_env(azurite: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     """This process and the CLI subprocesses it starts reach Azurite through the connection

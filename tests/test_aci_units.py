@@ -356,7 +356,9 @@ def test_a_worker_with_a_group_identity_asks_for_that_identity(monkeypatch) -> N
         assert isinstance(credential, ManagedIdentityCredential)
         monkeypatch.delenv("SERVERLESS_SCORE_WORKER_IDENTITY")
         azure_auth.default_credential.cache_clear()
-        assert isinstance(azure_auth.default_credential(), DefaultAzureCredential)
+        chain = azure_auth.default_credential()
+        assert isinstance(chain, azure_auth.FailFastCredential)
+        assert isinstance(chain.inner, DefaultAzureCredential)
     finally:
         azure_auth.default_credential.cache_clear()
 

@@ -58,6 +58,20 @@ def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = N
     return typer.Exit(code=err.exit_code)
 
 
+# azure-identity logs a WARNING of a dozen lines each time DefaultAzureCredential finds no
+# credential (every credential it tried, and why each did not apply). The error the command then
+# prints names the blob or resource and what to do, so that logger shows errors only, unless
+# --debug. Its level is set, not logging disabled: everything else logs as before.
+IDENTITY_LOGGER = "azure.identity"
+
+
+def _debug_logging(debug: bool) -> None:
+    """With --debug: log everything from DEBUG up, azure-identity's records included."""
+    if debug:
+        logging.basicConfig(level=logging.DEBUG)
+        logging.getLogger(IDENTITY_LOGGER).setLevel(logging.NOTSET)
+
+
 def _load(job: Path, overrides: list[str] | None) -> JobSpec:
     return load_spec(job, overrides or [])
 
@@ -66,7 +80,8 @@ def _load(job: Path, overrides: list[str] | None) -> JobSpec:
 def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False) -> None:
     """Plan the job, score every chunk in parallel, merge the parts into the output."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    _debug_logging(debug)
+    logging.basicConfig(level=logging.WARNING)  # a no-op after --debug's
     job_id = None
     try:
         spec = _load(job, set_)
@@ -101,6 +116,7 @@ def _report(result: JobResult, as_json: bool) -> None:
 @app.command()
 def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Show the tasks a job would run, without running anything."""
+    _debug_logging(debug)
     try:
         planned = plan_job(_load(job, set_))
         cost = plan_estimate(planned)
@@ -155,6 +171,7 @@ def main() -> None:
     """The console script. Once the command is done and its output flushed, the process ends
     without the interpreter's teardown (freeing pydantic's, rich's and pyarrow's state took tens
     of milliseconds of every command); workers and files are already cleaned up by then."""
+    logging.getLogger(IDENTITY_LOGGER).setLevel(logging.ERROR)  # see IDENTITY_LOGGER
     try:
         app(prog_name="serverless-score")
         code = 0

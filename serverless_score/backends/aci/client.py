@@ -2,7 +2,8 @@
 one method per call, with the SDK's hidden waits taken out and its errors translated.
 
 * Credential: ``DefaultAzureCredential`` (managed identity, workload identity, environment
-  service principal, ``az login``; never the interactive browser), unless one is passed in.
+  service principal, ``az login``; never the interactive browser), unless one is passed in;
+  a failure to find any is remembered (``storage.azure_auth.FailFastCredential``).
 * Endpoint: ``SERVERLESS_SCORE_ARM_ENDPOINT`` (see ``settings.arm_endpoint``); plain http is
   allowed to loopback only, for the local emulator, by telling the bearer-token policy so.
 * Retries: the SDK's own retry policy keeps connection/read retries but does **no** status
@@ -81,9 +82,12 @@ class AciClient:
         self.sleep = sleep
         self.clock = clock
         if credential is None:
-            from azure.identity import DefaultAzureCredential
+            # DefaultAzureCredential without the browser, remembering a failure to find any
+            # credential: the backend's polls and cleanup then fail at once, not each after
+            # another pass through the chain (and another WARNING).
+            from ...storage.azure_auth import chain_credential
 
-            credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+            credential = chain_credential()
 
         class _AllowLoopbackHttp(SansIOHTTPPolicy):
             def on_request(self, request: Any) -> None:

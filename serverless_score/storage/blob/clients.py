@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.storage.blob import (
     BlobClient,
     BlobSasPermissions,
@@ -51,6 +52,17 @@ class _Retry(ExponentialRetry):
         import random
 
         return float(self._backoff * (2 ** settings["count"]) * random.uniform(0.8, 1.2))
+
+    def increment(self, settings: dict[str, Any], request: Any, response: Any = None,
+                  error: AzureError | None = None) -> bool:
+        # No token (DefaultAzureCredential found nothing, a managed identity refused): the storage
+        # SDK's policy retries any AzureError, so every call slept ~60 s through its backoff and
+        # ran the whole credential chain (and its WARNING) 6 times before failing the same way.
+        # azure-core's own RetryPolicy never retries this error; credentials retry their own
+        # transient failures (the managed-identity client waits out a starting endpoint).
+        if isinstance(error, ClientAuthenticationError):
+            return False
+        return bool(super().increment(settings, request, response, error))
 
 
 @dataclass
@@ -135,6 +147,12 @@ class Clients:
             return Account(BlobServiceClient(endpoint, credential=credential, **self._kwargs),
                            account_key=cfg.account_key.reveal())
         if kind in ("auto", "default"):
+            if not endpoint.startswith("https://"):  # the SDK would raise a bare ValueError
+                raise InputError(
+                    f"{path.uri}: no key or SAS for this plain-http endpoint, and Azure AD tokens "
+                    "are only sent over https", retryable=False,
+                    hint="For an emulator (Azurite) set AZURE_STORAGE_CONNECTION_STRING, "
+                         "AZURE_STORAGE_KEY or a SAS URL.")
             token = default_credential()
             return Account(BlobServiceClient(endpoint, credential=token, **self._kwargs), token=token)
         variable = {"connection_string": ENV_CONNECTION_STRING, "key": ENV_KEY, "sas": ENV_SAS}[kind]
