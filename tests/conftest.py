@@ -22,6 +22,13 @@ from typing import Any
 import pytest
 
 CLI = Path(sys.executable).parent / "serverless-score"
+
+# A suite started in the background by a non-interactive shell (`make test &`, some CI runners)
+# inherits SIGINT ignored, and so would every CLI it starts: the Ctrl-C tests would then test the
+# launcher. The CLIs start as from a terminal: SIGINT delivered (a handler here is reset to the
+# default in a child at exec; an ignored signal is not).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 FEATURES = ["a", "b", "c"]
 GROUP_ENV = b"SERVERLESS_SCORE_GROUP="
 
