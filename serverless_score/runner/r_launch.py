@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import ScoreError
@@ -115,8 +116,6 @@ def _settings(work: RWork, model_path: str) -> str:
 def start_early(work: RWork, model_path: str) -> None:
     """Start R now, for the first task to adopt (``take_early``). A failure to start is left
     for that task to report, with its task id."""
-    import time
-
     global _early
     started = time.monotonic()
     try:
