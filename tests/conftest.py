@@ -177,19 +177,10 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
 def job_processes(job_id: str) -> list[int]:
     """Pids of live processes (workers and their children) started for ``job_id``: every group
     name is ``<job_id>-<task>-<attempt>`` and is in the SERVERLESS_SCORE_GROUP variable."""
+    from aci_emulator.procfs import live_pids_with_env
+
     prefix = GROUP_ENV + job_id.encode() + b"-"
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(v.startswith(prefix) for v in environ.split(b"\0")):
-            found.append(int(entry.name))
-    return found
+    return live_pids_with_env(lambda environ: any(v.startswith(prefix) for v in environ))
 
 
 def process_names(pids: list[int]) -> list[str]:

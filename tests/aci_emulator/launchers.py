@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .procfs import live_pids_with_env
+
 LABEL = "aci-emulator"
 
 
@@ -120,18 +122,7 @@ class ProcessLauncher:
 
     def leftovers(self, emulator_id: str) -> list[str]:
         marker = f"ACI_EMULATOR_ID={emulator_id}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state != "Z" and marker in environ.split(b"\0"):
-                found.append(entry.name)
-        return found
+        return [str(pid) for pid in live_pids_with_env(lambda environ: marker in environ)]
 
 
 class DockerHandle:
