@@ -10,6 +10,8 @@ For ``output = out/scores.csv``::
     out/scores.csv.work/tasks/t00003/result.json   its accounting (written after the part)
     out/scores.csv.work/tasks/t00003/attempt-1.log its log, per attempt
     out/scores.csv.work/groups/<group>.log         a whole worker/container log
+    out/scores.csv.work/launches/<group>.json      written before a group is created, marked
+                                                   ended once it is deleted (crash-proof create)
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class JobLayout:
 
     def group_log(self, group: str) -> str:
         return f"{self.work}/groups/{group}.log"
+
+    def launch_record(self, group: str) -> str:
+        return f"{self.launches_dir}/{group}.json"
+
+    @property
+    def launches_dir(self) -> str:
+        return f"{self.work}/launches"
 
     @property
     def groups_dir(self) -> str:

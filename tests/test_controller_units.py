@@ -149,28 +149,3 @@ def test_group_labels_name_the_job_tasks_and_expiry() -> None:
     assert long == "t00000..t00399" and len(long) <= 256
 
 
-def test_stop_all_deletes_every_group_even_when_one_delete_fails() -> None:
-    from serverless_score.controller.watch import Scheduler, _Running
-    from serverless_score.errors import ScoreError
-
-    class Backend:
-        name = "fake"
-
-        def __init__(self) -> None:
-            self.deleted: list[str] = []
-
-        def delete_group(self, name: str) -> None:
-            if name == "g1":
-                raise ScoreError("Azure kept refusing to delete container group g1")
-            self.deleted.append(name)
-
-    backend = Backend()
-    scheduler = Scheduler(job_id="job", backend=backend, store=None, layout=None, work=None,  # type: ignore[arg-type]
-                          progress=None, max_parallel=3, retries=0, timeout=1)  # type: ignore[arg-type]
-    for name in ("g0", "g1", "g2"):
-        scheduler._running[name] = _Running(None, [], {}, 0.0)  # type: ignore[arg-type]
-    with pytest.raises(ScoreError) as err:
-        scheduler.stop_all()
-    assert backend.deleted == ["g0", "g2"] and not scheduler._running
-    assert "could not delete 1 group(s): g1 (Azure kept refusing" in err.value.message
-    assert "cleanup --job job" in err.value.hint

@@ -2,24 +2,22 @@
 
 plan -> resume -> fan out (watch.Scheduler) -> verify boundaries (repair wrong guesses) ->
 merge -> manifest. Leaving the ``with`` block, however it is left, deletes every group the job
-created; SIGTERM is turned into the same path as Ctrl-C.
+created; SIGTERM is turned into the same path as Ctrl-C, and signals that arrive while groups
+are being deleted wait until the deletes are done (controller/signals.py). An interrupt says
+truthfully which stage it cut short and what was kept.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import platform
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from ..backends import Backend, get_backend
@@ -34,8 +32,10 @@ from ..storage import ComposeResult, StoreConfig, get_store
 from ..storage.config import cache_root
 from .access import WorkerAccess
 from .estimate import Pricing, check_max_cost, estimate_job
+from .launches import LaunchBook, attempts_launched, unended
 from .merge import merge, merge_plan
 from .model_info import ModelInfo, model_info
+from .signals import held, interrupts
 from .state import load_state
 from .watch import Progress, Scheduler, chain_of
 
@@ -79,21 +79,19 @@ class JobResult:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the Ctrl-C path (KeyboardInterrupt), so one ``finally`` cleans up both."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+# What an interrupt in each stage of ``Job.run`` cut short and what it kept: the user is told
+# the truth, and told that running the same command again resumes.
+_INTERRUPTED = {
+    "planning": "interrupted while planning: nothing was created or written",
+    "resuming": "interrupted while resuming: no new worker was started, finished tasks are kept "
+                "and no output was written",
+    "running": "interrupted: every worker was stopped, finished tasks are kept and no output "
+               "was written",
+    "merging": "interrupted while merging: every task had finished and is kept; the output was "
+               "not replaced",
+    "finishing": "interrupted after the output was written, before its manifest: the output "
+                 "is complete",
+}
 
 
 class Job:
@@ -111,6 +109,7 @@ class Job:
         self.plan: Plan | None = None
         self._replace_output = spec.overwrite  # may the merge replace an existing output?
         self._task_seconds: dict[str, float] = {}  # this run's container seconds per task
+        self.stage = "planning"  # what an interrupt would cut short (see _INTERRUPTED)
 
     def __enter__(self) -> Job:
         return self
@@ -122,6 +121,23 @@ class Job:
 
     # -- the flow -----------------------------------------------------------------------------
     def run(self) -> JobResult:
+        """Run the job; on Ctrl-C or SIGTERM stop every group and raise JobInterrupted saying
+        what the interrupt cut short."""
+        try:
+            with interrupts():
+                try:
+                    return self._run()
+                except KeyboardInterrupt:
+                    if self._scheduler is not None:
+                        self._scheduler.stop_all()  # signals held until every delete was tried
+                    raise
+        except KeyboardInterrupt:
+            raise JobInterrupted(
+                _INTERRUPTED[self.stage],
+                hint="Run the same command again to resume; finished tasks are kept.",
+            ) from None
+
+    def _run(self) -> JobResult:
         started = time.monotonic()
         timings: dict[str, float] = {}
         plan = self.plan = make_plan(self.spec, self.store_config)
@@ -134,10 +150,16 @@ class Job:
         if done is not None:
             return done
         model = model_info(self.spec.model, self.store_config)
+        self.stage = "resuming"
+        launches = LaunchBook(self.store, self.layout)
+        self._delete_orphans(plan, launches)
         state = load_state(self.store, self.layout, plan)
-        orphans = self.backend.list_groups(plan.job_id)
-        for name in orphans:  # an earlier controller's workers, still running after a crash
-            self.backend.delete_group(name)
+        # Attempt numbers go past every attempt ever launched (even one whose create answer was
+        # lost): one (job, task, attempt) never names two groups.
+        previous_attempts = dict(state.attempts)
+        ours = [r for r in launches.all() if r.job_id == plan.job_id]
+        for task_id, attempt in attempts_launched(ours).items():
+            previous_attempts[task_id] = max(previous_attempts.get(task_id, 0), attempt)
         results: dict[str, TaskResult] = dict(state.results)
         tasks = {t.id: self._as_pinned(t, results.get(t.id)) for t in plan.tasks}
         self.progress.job_started(len(tasks))
@@ -156,32 +178,27 @@ class Job:
         )
         run_started = time.monotonic()
         repaired = 0
-        try:
-            with _sigterm_as_interrupt():
-                pending = [t for t in tasks.values() if t.id not in results]
-                results.update(scheduler.run(pending, state.attempts, known=results,
-                                             chain=list(tasks.values())))
-                tasks = {i: self._as_pinned(t, results.get(i)) for i, t in tasks.items()}
-                while breaks := self._boundary_breaks(tasks, results):
-                    repaired += len(breaks)
-                    fixes = [tasks[task_id].pinned(begin) for task_id, begin in breaks]
-                    for fix in fixes:
-                        tasks[fix.id] = fix
-                        results.pop(fix.id, None)
-                    attempts = {t: r.attempts for t, r in scheduler.records.items()}
-                    results.update(scheduler.run(fixes, attempts, known=results,
-                                                 chain=list(tasks.values())))
-        except KeyboardInterrupt:
-            scheduler.stop_all()
-            raise JobInterrupted(
-                "interrupted: every worker was stopped and no output was written",
-                hint="Run the same command again to resume; finished tasks are kept.",
-            ) from None
+        self.stage = "running"
+        pending = [t for t in tasks.values() if t.id not in results]
+        results.update(scheduler.run(pending, previous_attempts, known=results,
+                                     chain=list(tasks.values())))
+        tasks = {i: self._as_pinned(t, results.get(i)) for i, t in tasks.items()}
+        while breaks := self._boundary_breaks(tasks, results):
+            repaired += len(breaks)
+            fixes = [tasks[task_id].pinned(begin) for task_id, begin in breaks]
+            for fix in fixes:
+                tasks[fix.id] = fix
+                results.pop(fix.id, None)
+            attempts = {t: r.attempts for t, r in scheduler.records.items()}
+            results.update(scheduler.run(fixes, attempts, known=results,
+                                         chain=list(tasks.values())))
         timings["run_s"] = round(time.monotonic() - run_started, 3)
         self._check_accounting(plan, tasks, results)
+        self.stage = "merging"
         merge_started = time.monotonic()
         merged = merge_plan(list(tasks.values()), results, self.layout, plan.output_format)
         composed = self._merge(merged, plan)
+        self.stage = "finishing"
         timings["merge_s"] = round(time.monotonic() - merge_started, 3)
         timings["total_s"] = round(time.monotonic() - started, 3)
         attempts_by_task = {t: r.attempts for t, r in scheduler.records.items()}
@@ -190,8 +207,9 @@ class Job:
             rows_in=self._rows_in(results), rows_out=merged.rows, output=self.spec.output,
             manifest=self.layout.manifest, work_dir=self.layout.work,
             attempts=sum(attempts_by_task.values()),
-            retried_tasks=sorted(t for t, r in scheduler.records.items() if r.reasons
-                                 and not (t in scheduler.repaired and len(r.reasons) == 1)),
+            # Every task that ran more than once, whatever the reason (a retry, a repair from an
+            # exact boundary, a group lost with its controller).
+            retried_tasks=sorted(t for t, r in scheduler.records.items() if r.attempts > 1),
             reused_tasks=len(state.results),
             repaired_boundaries=repaired + len(scheduler.repaired), timings=timings,
             usage=scheduler.usage.summary(billed=pricing.billed, price=pricing.price,
@@ -205,16 +223,34 @@ class Job:
         return job_result
 
     # -- helpers ------------------------------------------------------------------------------
+    def _delete_orphans(self, plan: Plan, launches: LaunchBook) -> None:
+        """Delete what earlier controllers of this output left running after a crash: groups
+        tagged with this job, groups of an earlier version of the job whose work folder this
+        was, and groups whose launch was recorded but never ended (a create whose answer was
+        lost may not be listed yet). Each is deleted before anything new is created, and its
+        launch record marked ended only once the delete succeeded."""
+        previous_job = self._read_json(self.layout.job_file).get("job_id")
+        names = set(self.backend.list_groups(plan.job_id))
+        if isinstance(previous_job, str) and previous_job != plan.job_id:
+            names |= set(self.backend.list_groups(previous_job))
+        records = launches.all()
+        names |= set(unended(records))
+        if not names:
+            return
+        log.info("deleting %d group(s) an earlier controller left: %s", len(names), sorted(names))
+        with held():
+            for name in sorted(names):
+                self.backend.delete_group(name)
+                launches.ended(name, "orphan-deleted")
+
     def _already_done(self, plan: Plan) -> JobResult | None:
         """An output of this very job is already there: nothing to do (idempotent reruns).
-        Another job's output is never overwritten unless the job says ``overwrite = true``."""
+        Another job's output is never overwritten unless the job says ``overwrite = true``;
+        then only the output is replaced at the merge, and the work folder is the job's own
+        to resume (an earlier version's parts are dropped by ``load_state``)."""
         if not self.store.exists(self.spec.output):
             return None
         manifest = self._read_json(self.layout.manifest)
-        if self.spec.overwrite:
-            self.store.delete_prefix(self.layout.work)
-            self._replace_output = True
-            return None
         if manifest.get("job_id") == plan.job_id:
             totals = manifest.get("totals", {})
             return JobResult(
@@ -227,6 +263,9 @@ class Job:
         if job.get("job_id") == plan.job_id and not manifest:
             self._replace_output = True
             return None  # our own merge was cut off before the manifest: finish it
+        if self.spec.overwrite:
+            self._replace_output = True
+            return None
         raise ScoreError(
             f"output: {self.spec.output!r} already exists and was not written by this job",
             hint="Set overwrite = true in the job (or --set overwrite=true), or choose another output.",

@@ -25,6 +25,8 @@ from ..planning.partition import Span, anchored_tasks, pack_groups
 from ..planning.tasks import Task
 from ..runner.contract import ENV_GROUP, ENV_WORK, MARKER, TaskOrder, TaskResult, WorkOrder
 from ..storage import Store
+from .launches import LaunchBook
+from .signals import held
 from .usage import UsageMeter
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ class Scheduler:
                  timeout: float, cpu: float = 1.0, memory_gb: float = 1.5,
                  poll_interval: float = 0.2, retry_delay: float = 0.5,
                  clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
                  secure_env: Callable[[list[TaskOrder]], Mapping[str, str]] | None = None) -> None:
         self.job_id = job_id
         self.backend = backend
@@ -136,6 +139,8 @@ class Scheduler:
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
         self.clock = clock
+        self.sleep = sleep
+        self.launches = LaunchBook(store, layout)
         # The secrets a group's worker gets (SAS URLs of exactly its tasks' blobs), made at launch
         # so they expire with the group's deadline.
         self.secure_env = secure_env
@@ -176,16 +181,21 @@ class Scheduler:
 
     def stop_all(self) -> None:
         """Delete every group still running (also on Ctrl-C / SIGTERM). One delete that fails
-        does not stop the others; the survivors are named afterwards."""
+        does not stop the others; the survivors are named afterwards and stay in the
+        bookkeeping, so a later ``stop_all`` (the job's ``__exit__``) tries them again. Signals
+        that arrive meanwhile are held until every delete has been tried: a second Ctrl-C must
+        not orphan a group that bills."""
         survivors = []
-        for name in list(self._running):
-            self._running.pop(name)
-            try:
-                self.backend.delete_group(name)
-            except Exception as err:
-                survivors.append(f"{name} ({err})")
-                continue
-            self.usage.finished(name, None, "stopped")
+        with held():
+            for name in list(self._running):
+                try:
+                    self.backend.delete_group(name)
+                except Exception as err:
+                    survivors.append(f"{name} ({err})")
+                    continue
+                self._running.pop(name, None)  # only now: the group is really gone
+                self.usage.finished(name, None, "stopped")
+                self.launches.ended(name, "stopped")
         if survivors:
             raise ScoreError(
                 f"could not delete {len(survivors)} group(s): {'; '.join(survivors)}",
@@ -197,11 +207,11 @@ class Scheduler:
         """Until the next look at the groups: a poll interval, cut short by a backend that can
         tell when a group finishes (a short job would otherwise lose up to one interval)."""
         if not self._running:
-            time.sleep(0.05)
+            self.sleep(0.05)
         elif isinstance(self.backend, WaitsForGroups):
             self.backend.wait_any(list(self._running), self.poll_interval)
         else:
-            time.sleep(self.poll_interval)
+            self.sleep(self.poll_interval)
 
     def _launch(self, queue: deque[tuple[float, list[Task]]]) -> None:
         now = self.clock()
@@ -229,8 +239,10 @@ class Scheduler:
                 secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
             )
             self.usage.created(name, spec.task_ids, attempts, self.cpu, self.memory_gb)
-            # Known before it is asked for: a Ctrl-C while the create call is in flight (the
-            # group may exist on the far side already) still finds it in stop_all.
+            # Recorded before it is asked for, in the store and here: a create whose answer is
+            # lost, or a Ctrl-C or kill -9 while it is in flight (the group may exist on the far
+            # side already), still leaves its name for stop_all and for the next controller.
+            self.launches.launching(name, self.job_id, attempts)
             self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))
             self.backend.begin_create_group(spec)
 
@@ -261,8 +273,12 @@ class Scheduler:
         group_log = self.backend.get_logs(name)  # logs first: some backends lose them on delete
         if not self.store.exists(self.layout.group_log(name)):
             self.store.write_bytes(self.layout.group_log(name), group_log.encode())
-        self.backend.delete_group(name)
-        self._running.pop(name, None)
+        with held():  # deleted and off the books together, or neither
+            self.backend.delete_group(name)
+            self._running.pop(name, None)
+            outcome = "timed-out" if timed_out else (
+                state.phase.value if state is not None else "failed")
+            self.launches.ended(name, outcome)
         if timed_out:
             self.usage.finished(name, state, "timed-out")
         task_logs = split_log(group_log)

@@ -1,0 +1,120 @@
+"""Running a job again: ``overwrite = true`` resumes its own job, a lost group's launch record
+is cleaned up and numbered past, every task that ran twice is counted, and an interrupt says
+truthfully which stage it cut short. Local backend, shell scorers: fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from serverless_score.controller import job as job_module
+from serverless_score.controller.job import Job
+from serverless_score.controller.launches import LaunchRecord
+from serverless_score.errors import JobInterrupted
+from serverless_score.spec import load_spec
+
+ROWS = 24
+SCORE = "tail -n +2 | sed 's/,.*/,scored/'"
+
+
+def write_rows(path: Path) -> list[str]:
+    keys = [f"k{i:03d}" for i in range(ROWS)]
+    path.write_text("k,v\n" + "".join(f"{k},{i}\n" for i, k in enumerate(keys)))
+    return keys
+
+
+def run_json(cli, job: Path, *args: str):
+    result = cli("run", job, "--json", "-q", *args)
+    assert result.json is not None, result
+    return result
+
+
+def test_overwrite_rerun_of_a_finished_job_is_up_to_date(job_dir, make_job, cli) -> None:
+    write_rows(job_dir / "data.csv")
+    job = make_job(job_dir, name="ow", input="data.csv", output="out/s.txt", runtime="command",
+                   scorer=SCORE, chunks=3, overwrite=True)
+    first = run_json(cli, job)
+    assert first.json["status"] == "succeeded", first
+    output = job_dir / "out" / "s.txt"
+    stamp = output.stat().st_mtime_ns
+    again = run_json(cli, job)
+    assert again.json["status"] == "up-to-date" and again.json["attempts"] == 0, again
+    assert output.stat().st_mtime_ns == stamp
+
+
+def test_a_failed_overwrite_job_keeps_its_parts_and_the_old_output(job_dir, make_job, cli) -> None:
+    keys = write_rows(job_dir / "data.csv")
+    (job_dir / "out").mkdir()
+    output = job_dir / "out" / "s.txt"
+    output.write_text("yesterday's scores\n")
+    flag = job_dir / "broken-today"
+    flag.touch()
+    scorer = f'if [ "$TASK_ID" = t00002 ] && [ -e {flag} ]; then exit 3; fi; {SCORE}'
+    job = make_job(job_dir, name="nightly", input="data.csv", output="out/s.txt",
+                   runtime="command", scorer=scorer, chunks=3, overwrite=True)
+    failed = run_json(cli, job)
+    assert failed.code == 1 and failed.json["error"]["task_id"] == "t00002", failed
+    assert output.read_text() == "yesterday's scores\n"  # replaced only by a finished job
+    flag.unlink()
+    fixed = run_json(cli, job)
+    assert fixed.json["status"] == "succeeded", fixed
+    assert fixed.json["reused_tasks"] == 2  # the finished parts survived the failed run
+    assert output.read_text().splitlines() == [f"{k},scored" for k in keys]
+
+
+def test_a_launch_whose_group_was_lost_is_deleted_and_numbered_past(job_dir, make_job,
+                                                                      cli) -> None:
+    """A controller killed between recording a launch and hearing the create's answer: the
+    next run deletes the group by name, numbers the task's attempt past it, and counts the task
+    as retried."""
+    keys = write_rows(job_dir / "data.csv")
+    flag = job_dir / "broken"
+    flag.touch()
+    scorer = f'if [ "$TASK_ID" = t00000 ] && [ -e {flag} ]; then exit 3; fi; {SCORE}'
+    job = make_job(job_dir, name="lost", input="data.csv", output="out/s.txt",
+                   runtime="command", scorer=scorer, chunks=2, max_parallel=1)
+    failed = run_json(cli, job)  # t00000 attempt 1 fails; t00001 never starts
+    assert failed.code == 1, failed
+    job_id = failed.json["job_id"]
+    flag.unlink()
+    launches = job_dir / "out" / "s.txt.work" / "launches"
+    lost = f"{job_id}-t00000-2"  # recorded, then the controller died: no answer, no end
+    (launches / f"{lost}.json").write_bytes(
+        LaunchRecord(lost, job_id, {"t00000": 2}, "2026-01-01T00:00:00+00:00").to_json())
+    result = run_json(cli, job)
+    assert result.json["status"] == "succeeded", result
+    assert result.json["retried_tasks"] == ["t00000"]
+    record = json.loads((launches / f"{lost}.json").read_text())
+    assert record["outcome"] == "orphan-deleted" and record["ended_at"]
+    assert json.loads((launches / f"{job_id}-t00000-3.json").read_text())["outcome"] \
+        == "succeeded"
+    manifest = json.loads((job_dir / "out" / "s.txt.manifest.json").read_text())
+    assert {t["id"]: t["attempts"] for t in manifest["tasks"]} == {"t00000": 3, "t00001": 1}
+    assert (job_dir / "out" / "s.txt").read_text().splitlines() == [f"{k},scored" for k in keys]
+
+
+@pytest.mark.parametrize(("stage", "target", "says"), [
+    ("merging", "merge", "interrupted while merging"),
+    ("resuming", "load_state", "interrupted while resuming"),
+])
+def test_an_interrupt_says_which_stage_it_cut_short(job_dir, make_job, monkeypatch, stage,
+                                                    target, says) -> None:
+    write_rows(job_dir / "data.csv")
+    job = make_job(job_dir, name="stages", input="data.csv", output="out/s.txt",
+                   runtime="command", scorer=SCORE, chunks=2)
+    real = getattr(job_module, target)
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, through the job's handlers
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(job_module, target, interrupted)
+    with pytest.raises(JobInterrupted) as err, Job(load_spec(job)) as running:
+        running.run()
+    assert says in err.value.message, err.value.message
+    assert "nothing was written" not in err.value.message
+    assert not (job_dir / "out" / "s.txt").exists()
