@@ -193,7 +193,7 @@ PULL_AND_PROVISIONING_ROWS: list[tuple[str, ContainerGroup, CreateOutcome | None
      ("could not be provisioned by Azure", "429 throttled", "Activity log")),
     ("provisioning failed, no event, a group this process did not create: where to look",
      _group("Failed", "Pending"), None, Phase.FAILED, True,
-     ("could not be provisioned by Azure", "controller that created the group", "Activity log")),
+     ("could not be provisioned by Azure", "process that created the group", "Activity log")),
 ]
 
 

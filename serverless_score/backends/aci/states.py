@@ -171,7 +171,7 @@ def _provisioning_failed(name: str, containers: list[Any], events: list[Any], pu
     if outcome is not None and outcome.unreadable:
         unsaid = f"reading Azure's reason from the create operation failed: {outcome.unreadable}"
     else:  # a group this process did not create (status, a resumed job)
-        unsaid = ("Azure's reason is in the create operation, known only to the controller that "
+        unsaid = ("Azure's reason is in the create operation, known only to the process that "
                   "created the group")
     return GroupState(name, Phase.FAILED, None,
                       f"could not be provisioned by Azure (no event says why; {unsaid}); the "
