@@ -465,3 +465,23 @@ def test_plan_shows_the_aci_packing_and_why_without_azure_settings(job_dir, make
     assert [len(g) for g in planned.json["groups"]] == [3, 3, 3, 1]
     assert planned.json["estimate"]["packing"].startswith(
         "10 tasks in 4 container group(s) of up to 3 task(s) run one after another: one cold start")
+
+
+def test_an_operation_url_off_the_arm_endpoint_is_not_sent_the_token() -> None:
+    """The create's Azure-AsyncOperation URL is followed with our bearer token: only on ARM."""
+    from serverless_score.backends.aci.client import AciClient, Refused
+
+    class NoToken:
+        def get_token(self, *scopes: str, **kw: Any) -> Any:
+            raise AssertionError("a token was asked for")
+
+        def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+            raise AssertionError("a token was asked for")
+
+    client = AciClient(_settings(), NoToken())
+    for url in ("https://evil.example/subscriptions/s1/providers/Microsoft.ContainerInstance/"
+                "locations/westeurope/operations/1?api-version=2023-05-01",
+                "http://management.azure.com/x", "https://management.azure.com:8443/x", "/x"):
+        with pytest.raises(Refused, match=r"not on https://management\.azure\.com"):
+            client.operation(url)
+    assert client.calls == {}

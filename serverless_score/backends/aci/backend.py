@@ -327,11 +327,11 @@ class AciBackend:
         if not group.operation_url:
             return None
         try:
-            code, message = self.client.operation(group.operation_url)
+            status, code, message = self.client.operation(group.operation_url)
         except (Throttled, Refused, ScoreError) as err:
             return CreateOutcome(unreadable=str(err) or type(err).__name__)
         if not (code or message):
-            return CreateOutcome(unreadable="it carries no error")
+            return CreateOutcome(unreadable=f"its status is {status or 'missing'!r}, with no error")
         return CreateOutcome(code, message)
 
 

@@ -119,9 +119,9 @@ class AciClient:
             raise self._classify(err, f"create container group {name!r}") from err
         return str(headers.get("Azure-AsyncOperation") or "")
 
-    def operation(self, url: str) -> tuple[str, str]:
-        """The ``error`` (code, message) of an async operation document; ("", "") when it has
-        none. Through the SDK's own pipeline (token, retries, the loopback policy), and only to
+    def operation(self, url: str) -> tuple[str, str, str]:
+        """(status, error code, error message) of an async operation document (code and message
+        "" without an ``error``). Through the SDK's own pipeline (token, retries, the loopback policy), and only to
         the ARM endpoint itself: a URL elsewhere would be handed our bearer token. Raises
         Throttled, Refused or ScoreError."""
         from azure.core.exceptions import HttpResponseError
@@ -141,10 +141,13 @@ class AciClient:
             raise Refused("InvalidOperation", f"the operation document is not JSON: {err}") from err
         except Exception as err:
             raise self._classify(err, "read the create operation") from err
-        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise Refused("InvalidOperation", "the operation document is not a JSON object")
+        status = str(body.get("status") or "")
+        error = body.get("error")
         if not isinstance(error, dict):
-            return "", ""
-        return (str(error.get("code") or ""),
+            return status, "", ""
+        return (status, str(error.get("code") or ""),
                 redact(" ".join(str(error.get("message") or "").split())))
 
     def get(self, name: str) -> Any | None:
