@@ -5,7 +5,8 @@ The scheduler (``controller/watch.py``) calls ``get_states`` every 0.2 s. This b
 from a cache and spends ARM calls by its own policy (``polling.PollSchedule``): per task about
 1 create + 1 delete + 1 logs + a number of GETs that grows with the group's lifetime (log, then
 linear at one per 30 s), under a job-wide read budget, plus one list call per 30 s for the whole
-job. Creations go through a token bucket (``[azure] creates_per_minute``) and never block the
+job, plus one read of the create's async operation for a group whose provisioning failed with no
+event saying why (Azure's reason is only there). Creations go through a token bucket (``[azure] creates_per_minute``) and never block the
 scheduler: a group waiting for its turn (or after a 429) reports STARTING and is created by a
 later call.
 """
