@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from serverless_score.backends.aci import AciBackend, AciSettings
+from serverless_score.backends.aci.polling import PollSchedule
 from serverless_score.backends.base import GroupSpec, GroupState, Phase
+from serverless_score.controller.watch import failure_reason
 from serverless_score.errors import ScoreError
 
 pytestmark = [pytest.mark.aci]
@@ -41,6 +43,13 @@ def _group(name: str, **kw: Any) -> GroupSpec:
                      env={"SERVERLESS_SCORE_GROUP": name, "GREETING": "hello"},
                      labels={"job": "job1", "tasks": "t00000", "expires": "2099-01-01T00:00:00Z"},
                      secure_env={"SERVERLESS_SCORE_SECRETS": "s3cr3t-value"}, **kw)
+
+
+def wait_for(condition: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
 
 
 def _wait(backend: AciBackend, names: list[str], timeout: float = 30) -> dict[str, GroupState]:
@@ -113,8 +122,66 @@ def test_inaccessible_image_fails_the_group_with_what_to_check(emu, at) -> None:
     state = _wait(backend, ["job1-img-1"])["job1-img-1"]
     assert state.phase is Phase.FAILED
     assert "could not pull its image 'myreg.azurecr.io/private:1'" in state.detail
-    assert "AcrPull" in state.detail
+    assert "AcrPull" in state.detail and not state.retryable  # retrying cannot help
     backend.delete_group("job1-img-1")
+    assert emu.group_names() == []
+
+
+def test_a_pull_that_failed_once_then_worked_is_not_a_failure(emu) -> None:
+    """The bug: an old 'Failed to pull' Warning event, after which the image was pulled and the
+    container ran, failed the task for good. Seen while the pull is retried, while it runs and
+    once it has finished: never a failure, one create, no retry."""
+    emu.add_image("emu/flaky*", ["sh", "-c", "sleep 1; echo scored"])
+    emu.flaky_pull("emu/flaky*", seconds=1.0)
+    backend = _backend(emu, image="emu/flaky:1")
+    backend.begin_create_group(_group("job1-fp-1"))
+    container = emu.group("job1-fp-1").containers[0]
+    assert wait_for(lambda: container.current.get("detailStatus") == "ErrImagePull", 10)
+    retrying = _backend(emu).get_states(["job1-fp-1"])["job1-fp-1"]  # reads it now
+    assert retrying.phase is Phase.STARTING, retrying
+    assert "context deadline exceeded" in retrying.detail and "again" in retrying.detail
+    assert emu.wait_for_state("job1-fp-1", ["Running"]) == "Running"
+    assert _backend(emu).get_states(["job1-fp-1"])["job1-fp-1"].phase is Phase.RUNNING
+    state = _wait(backend, ["job1-fp-1"])["job1-fp-1"]
+    assert (state.phase, state.detail) == (Phase.SUCCEEDED, ""), state
+    raw = backend.client._sdk.container_groups.get(emu.resource_group, "job1-fp-1")
+    assert "Failed" in [e.name for e in raw.containers[0].instance_view.events]  # still there
+    assert backend.get_logs("job1-fp-1") == "scored\n"
+    assert emu.calls[("PUT", "group")] == 1
+    backend.delete_group("job1-fp-1")
+
+
+def test_a_failed_provisioning_without_events_gives_azures_code_and_message(emu) -> None:
+    """No event says why: the reason is read, once, from the create's Azure-AsyncOperation
+    document; a group this process did not create says where to look instead."""
+    message = ("The requested resource with '1' CPU and '1.5' GB memory is not available in the "
+               "location 'westeurope' at this moment. Please retry with a different resource "
+               "request or in another location.")
+    emu.add_image(SHELL, ["sh", "-c", "exit 0"])
+    emu.fail_provisioning("job1-sp-*", times=2, code="ServiceUnavailable", message=message,
+                          event=False)
+    backend = _backend(emu, schedule=PollSchedule(first=0.2, min_interval=0.2))
+    backend.begin_create_group(_group("job1-sp-1"))
+    state = _wait(backend, ["job1-sp-1"])["job1-sp-1"]
+    assert state.phase is Phase.FAILED and state.retryable
+    assert state.detail == f"could not be provisioned by Azure: ServiceUnavailable: {message}"
+    assert emu.calls[("GET", "operation")] == 1
+    reason, retryable = failure_reason("", state)  # what the task's error says
+    assert reason.startswith("before the task finished, the worker could not be provisioned "
+                             "by Azure: ServiceUnavailable: The requested resource") and retryable
+    observer = _backend(emu).get_states(["job1-sp-1"])["job1-sp-1"]  # `status`: not its create
+    assert observer.phase is Phase.FAILED and "Activity log" in observer.detail
+    # The operation read is throttled: one try, and the detail says why there is no reason.
+    emu.fail_requests(429, "TooManyRequests", "slow down", method="GET", kind="operation",
+                      retry_after=1)
+    backend.begin_create_group(_group("job1-sp-2"))
+    state = _wait(backend, ["job1-sp-2"])["job1-sp-2"]
+    assert state.phase is Phase.FAILED and state.retryable, state
+    assert ("(no event says why; reading Azure's reason from the create operation failed: 429 "
+            "TooManyRequests slow down)") in state.detail
+    assert emu.calls[("GET", "operation")] == 2
+    for name in ("job1-sp-1", "job1-sp-2"):
+        backend.delete_group(name)
     assert emu.group_names() == []
 
 

@@ -551,6 +551,52 @@ def test_provisioning_failure_leaves_the_state_pending(aci_emulator: Any) -> Non
     create(emu, client, "doomed-2", group(emu))  # only the next one failed
 
 
+def test_provisioning_failure_without_an_event_says_why_only_in_the_operation(
+        aci_emulator: Any) -> None:
+    """As ACI's ServiceUnavailable: no event anywhere; the PUT's Azure-AsyncOperation document
+    ends {"status": "Failed", "error": {"code", "message"}}."""
+    from azure.core.rest import HttpRequest
+
+    emu, client = aci_emulator, aci_emulator.client()
+    message = ("The requested resource with '1' CPU and '1.5' GB memory is not available in the "
+               "location 'westeurope' at this moment. Please retry with a different resource "
+               "request or in another location.")
+    emu.fail_provisioning("short-*", code="ServiceUnavailable", message=message, event=False)
+    poller = client.container_groups.begin_create_or_update(
+        emu.resource_group, "short-1", group(emu), polling=False,
+        cls=lambda response, model, headers: response.http_response.headers)
+    url = poller.result()["Azure-AsyncOperation"]
+    assert "/providers/Microsoft.ContainerInstance/locations/westeurope/operations/" in url
+    document = wait_for(lambda: (d := client._send_request(HttpRequest("GET", url)).json())
+                        ["status"] not in ("Pending", "Creating") and d, timeout=10)
+    assert document["status"] == "Failed"
+    assert document["error"] == {"code": "ServiceUnavailable", "message": message}
+    got = client.container_groups.get(emu.resource_group, "short-1")
+    assert got.provisioning_state == "Failed" and got.instance_view.events == []
+    assert all(e.type == "Normal" for e in got.containers[0].instance_view.events)
+    assert emu.live_pids() == []
+
+
+def test_a_pull_that_fails_once_is_pulled_again_and_runs(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    emu.flaky_pull("emu/shell:flaky", seconds=0.3)
+    create(emu, client, "flaky", group(emu, container(image="emu/shell:flaky",
+                                                      command=sh("echo ran"))))
+    done = wait_finished(emu, client, "flaky")
+    assert done.instance_view.state == "Succeeded"
+    view = done.containers[0].instance_view
+    assert [(e.name, e.type) for e in view.events] == [
+        ("Pulling", "Normal"), ("Failed", "Warning"), ("BackOff", "Warning"),
+        ("Pulled", "Normal"), ("Started", "Normal")]
+    assert view.events[0].count == 2  # pulled twice
+    assert 'Failed to pull image "emu/shell:flaky"' in view.events[1].message
+    assert client.containers.list_logs(emu.resource_group, "flaky", "main").content == "ran\n"
+    create(emu, client, "steady", group(emu, container(image="emu/shell:flaky")))
+    events = client.container_groups.get(emu.resource_group, "steady").containers[0] \
+        .instance_view.events
+    assert "Failed" not in [e.name for e in events]  # times=1: the next pull just works
+
+
 def test_a_container_restarts_even_under_never(aci_emulator: Any) -> None:
     emu, client = aci_emulator, aci_emulator.client()
     emu.restart_container("flaky", times=1)

@@ -17,7 +17,7 @@ from serverless_score.backends.aci.groups import build_group
 from serverless_score.backends.aci.polling import PollSchedule
 from serverless_score.backends.aci.quota import fitting_parallel, shortfalls
 from serverless_score.backends.aci.settings import arm_endpoint, builtin_image
-from serverless_score.backends.aci.states import group_state
+from serverless_score.backends.aci.states import CreateOutcome, group_state, wants_outcome
 from serverless_score.backends.aci.throttle import TokenBucket, backoff, parse_retry_after
 from serverless_score.backends.base import GroupSpec, Phase
 from serverless_score.errors import SpecError
@@ -102,14 +102,6 @@ def test_group_state_alone_finishes_it() -> None:
     assert stopped.phase is Phase.FAILED and "stopped" in stopped.detail
 
 
-def test_provisioning_failed_says_why() -> None:
-    state = group_state("g", _group("Failed", "Pending", group_events=[
-        _ev("Scheduling", "scheduling"),
-        _ev("Failed", "The requested resource with 4 CPU and 16.0 GB memory is not available", "Warning")]))
-    assert state.phase is Phase.FAILED
-    assert state.detail.startswith("could not be provisioned by Azure") and "16.0 GB" in state.detail
-
-
 def test_restart_under_never_is_a_failure_with_the_previous_exit() -> None:
     state = group_state("g", _group("Succeeded", "Running", {"state": "Running"},
                                     previous={"state": "Terminated", "exitCode": 137}, restarts=2))
@@ -117,16 +109,113 @@ def test_restart_under_never_is_a_failure_with_the_previous_exit() -> None:
     assert "restarted 2 time(s)" in state.detail and "memory" in state.detail
 
 
-@pytest.mark.parametrize("events, current", [
-    ([_ev("Pulling", "pulling image"), _ev("Failed", 'Failed to pull image "x": unauthorized', "Warning")],
-     {"state": "Waiting"}),
-    ([], {"state": "Waiting", "detailStatus": "ImagePullBackOff"}),
-    ([_ev("InaccessibleImage", "The image is not accessible", "Warning")], {"state": "Waiting"}),
-])
-def test_image_pull_failures_fail_with_the_image_and_what_to_check(events, current) -> None:
-    state = group_state("g", _group("Succeeded", "Pending", current, events=events))
-    assert state.phase is Phase.FAILED
-    assert IMAGE in state.detail and "AcrPull" in state.detail
+_FAILED_PULL = _ev("Failed", 'Failed to pull image "x": rpc error: code = DeadlineExceeded desc = '
+                   "context deadline exceeded", "Warning")
+_BACKOFF = _ev("BackOff", 'Back-off pulling image "x"', "Warning")
+_WAITING = {"state": "Waiting", "detailStatus": "ErrImagePull"}
+_RAN_OK = {"state": "Terminated", "exitCode": 0, "detailStatus": "Completed"}
+_CAPACITY = CreateOutcome("ServiceUnavailable", "The requested resource with '1' CPU and '1.5' GB "
+                          "memory is not available in the location 'westeurope' at this moment.")
+
+
+def _timed(event: dict[str, Any], first: str, last: str) -> dict[str, Any]:
+    return {**event, "firstTimestamp": first, "lastTimestamp": last}
+
+
+# (row, the GET answer, the create operation's outcome, phase, retryable, words the detail has)
+PULL_AND_PROVISIONING_ROWS: list[tuple[str, ContainerGroup, CreateOutcome | None, Phase, bool,
+                                       tuple[str, ...]]] = [
+    ("unauthorized while waiting: permanent, names the image and the role",
+     _group("Succeeded", "Pending", _WAITING, events=[
+         _ev("Pulling", "pulling image"),
+         _ev("Failed", 'Failed to pull image "x": unauthorized: authentication required', "Warning")]),
+     None, Phase.FAILED, False, (IMAGE, "unauthorized", "AcrPull", "image name and tag")),
+    ("not found while waiting: permanent",
+     _group("Succeeded", "Pending", _WAITING, events=[_ev(
+         "Failed", 'Failed to pull image "x": rpc error: code = NotFound desc = failed to resolve '
+         'reference "x": not found', "Warning"), _BACKOFF]),
+     None, Phase.FAILED, False, (IMAGE, "not found")),
+    ("manifest unknown while waiting: permanent",
+     _group("Succeeded", "Pending", _WAITING, events=[_ev(
+         "Failed", 'Failed to pull image "x": manifest unknown: manifest tagged by "9" is not found',
+         "Warning")]),
+     None, Phase.FAILED, False, (IMAGE, "manifest unknown")),
+    ("an InaccessibleImage event: permanent",
+     _group("Succeeded", "Pending", {"state": "Waiting"},
+            events=[_ev("InaccessibleImage", "The image is not accessible", "Warning")]),
+     None, Phase.FAILED, False, (IMAGE, "AcrPull")),
+    ("an invalid image name: permanent",
+     _group("Succeeded", "Pending", {"state": "Waiting", "detailStatus": "InvalidImageName"}),
+     None, Phase.FAILED, False, (IMAGE, "InvalidImageName")),
+    ("a transient pull failure while waiting: Azure pulls again, not a failure yet",
+     _group("Succeeded", "Pending", _WAITING, events=[_ev("Pulling", "pulling image"),
+                                                      _FAILED_PULL, _BACKOFF]),
+     None, Phase.STARTING, True, (IMAGE, "context deadline exceeded")),
+    ("a bare ImagePullBackOff: Azure pulls again",
+     _group("Succeeded", "Pending", {"state": "Waiting", "detailStatus": "ImagePullBackOff"}),
+     None, Phase.STARTING, True, ("ImagePullBackOff",)),
+    ("a pull failing for over 10 minutes: retried in a new group",
+     _group("Succeeded", "Pending", _WAITING, events=[
+         _timed(_FAILED_PULL, "2026-11-29T10:00:00Z", "2026-11-29T10:11:00Z"),
+         _timed(_BACKOFF, "2026-11-29T10:00:01Z", "2026-11-29T10:11:00Z")]),
+     None, Phase.FAILED, True, (IMAGE, "failed for 11 minutes", "context deadline exceeded")),
+    ("an old pull failure, then the pull worked and it runs: running",
+     _group("Succeeded", "Running", {"state": "Running"}, events=[
+         _ev("Pulling", "pulling image"), _FAILED_PULL, _BACKOFF, _ev("Pulled", "pulled"),
+         _ev("Started", "started")]),
+     None, Phase.RUNNING, True, ()),
+    ("an old pull failure, then it ran and exited 0: succeeded",
+     _group("Succeeded", "Succeeded", _RAN_OK, events=[_FAILED_PULL, _ev("Pulled", "pulled")]),
+     None, Phase.SUCCEEDED, True, ()),
+    ("an old unauthorized pull, then it ran and exited 0: succeeded",
+     _group("Succeeded", "Succeeded", _RAN_OK, events=[
+         _ev("Failed", 'Failed to pull image "x": unauthorized', "Warning"), _ev("Pulled", "p")]),
+     None, Phase.SUCCEEDED, True, ()),
+    ("provisioning failed after transient pull failures: Azure gave up, retried in a new group",
+     _group("Failed", "Pending", _WAITING, events=[_FAILED_PULL, _BACKOFF]),
+     None, Phase.FAILED, True, (IMAGE, "gave up", "context deadline exceeded")),
+    ("provisioning failed, the reason in a group event",
+     _group("Failed", "Pending", group_events=[
+         _ev("Scheduling", "scheduling"),
+         _ev("Failed", "The requested resource with 4 CPU and 16.0 GB memory is not available",
+             "Warning")]),
+     None, Phase.FAILED, True, ("could not be provisioned by Azure: ", "16.0 GB")),
+    ("provisioning failed, no event: Azure's code and message from the create operation",
+     _group("Failed", "Pending", {"state": "Waiting"}), _CAPACITY, Phase.FAILED, True,
+     ("could not be provisioned by Azure: ServiceUnavailable: The requested resource with '1' "
+      "CPU and '1.5' GB memory is not available in the location 'westeurope'",)),
+    ("provisioning failed, no event, the operation says InaccessibleImage: permanent",
+     _group("Failed", "Pending", {"state": "Waiting"}),
+     CreateOutcome("InaccessibleImage", "The image 'x' in container group 'g' is not accessible."),
+     Phase.FAILED, False, (IMAGE, "InaccessibleImage", "AcrPull")),
+    ("provisioning failed, no event, the operation could not be read: says so",
+     _group("Failed", "Pending"), CreateOutcome(unreadable="429 throttled"), Phase.FAILED, True,
+     ("could not be provisioned by Azure", "429 throttled", "Activity log")),
+    ("provisioning failed, no event, a group this process did not create: where to look",
+     _group("Failed", "Pending"), None, Phase.FAILED, True,
+     ("could not be provisioned by Azure", "process that created the group", "Activity log")),
+]
+
+
+@pytest.mark.parametrize("group, outcome, phase, retryable, words",
+                         [row[1:] for row in PULL_AND_PROVISIONING_ROWS],
+                         ids=[row[0] for row in PULL_AND_PROVISIONING_ROWS])
+def test_pull_and_provisioning_failures(group, outcome, phase, retryable, words) -> None:
+    state = group_state("g", group, outcome)
+    assert (state.phase, state.retryable) == (phase, retryable), state
+    for word in words:
+        assert word in state.detail, (word, state.detail)
+    if phase in (Phase.RUNNING, Phase.SUCCEEDED):
+        assert state.detail == ""
+
+
+def test_the_create_operation_is_wanted_only_when_no_event_says_why() -> None:
+    assert wants_outcome(_group("Failed", "Pending", {"state": "Waiting"}))
+    assert wants_outcome(_group("Failed"))
+    assert not wants_outcome(_group("Failed", "Pending", group_events=[
+        _ev("Failed", "no capacity", "Warning")]))
+    assert not wants_outcome(_group("Failed", "Pending", _WAITING, events=[_FAILED_PULL]))
+    assert not wants_outcome(_group("Succeeded", "Running", {"state": "Running"}))
 
 
 def test_a_normal_pull_is_not_a_failure() -> None:
@@ -376,3 +465,23 @@ def test_plan_shows_the_aci_packing_and_why_without_azure_settings(job_dir, make
     assert [len(g) for g in planned.json["groups"]] == [3, 3, 3, 1]
     assert planned.json["estimate"]["packing"].startswith(
         "10 tasks in 4 container group(s) of up to 3 task(s) run one after another: one cold start")
+
+
+def test_an_operation_url_off_the_arm_endpoint_is_not_sent_the_token() -> None:
+    """The create's Azure-AsyncOperation URL is followed with our bearer token: only on ARM."""
+    from serverless_score.backends.aci.client import AciClient, Refused
+
+    class NoToken:
+        def get_token(self, *scopes: str, **kw: Any) -> Any:
+            raise AssertionError("a token was asked for")
+
+        def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+            raise AssertionError("a token was asked for")
+
+    client = AciClient(_settings(), NoToken())
+    for url in ("https://evil.example/subscriptions/s1/providers/Microsoft.ContainerInstance/"
+                "locations/westeurope/operations/1?api-version=2023-05-01",
+                "http://management.azure.com/x", "https://management.azure.com:8443/x", "/x"):
+        with pytest.raises(Refused, match=r"not on https://management\.azure\.com"):
+            client.operation(url)
+    assert client.calls == {}

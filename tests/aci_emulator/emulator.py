@@ -20,6 +20,7 @@ from .runtime import (
     HANG_ARGV,
     RUNNER_ARGV,
     Engine,
+    FlakyPull,
     ImageDef,
     ProvisioningFailure,
     Settings,
@@ -351,12 +352,23 @@ class AciEmulator:
                           code: str = "ContainerGroupDeploymentFailed",
                           message: str = "The container group failed to deploy: the requested "
                                          "resource is not available in the location at this "
-                                         "moment.") -> None:
+                                         "moment.", event: bool = True) -> None:
         """The next ``times`` groups named like ``pattern`` end provisioning Failed (the
-        operation too) while their state stays Pending and nothing runs."""
+        operation too, with ``error`` {code, message}) while their state stays Pending and
+        nothing runs. ``event=False``: no Warning event on the group either, so the reason is
+        only in the async operation document (as with ACI's ServiceUnavailable)."""
         with self.engine.lock:
             self.engine.faults.provisioning.append(
-                ProvisioningFailure(pattern, code, message, times))
+                ProvisioningFailure(pattern, code, message, times, event))
+
+    def flaky_pull(self, pattern: str, *, times: int = 1, seconds: float = 0.2,
+                   message: str = 'Failed to pull image "{image}": rpc error: code = '
+                                  "DeadlineExceeded desc = context deadline exceeded") -> None:
+        """The next ``times`` pulls of images matching ``pattern`` fail once (Warning events
+        ``Failed`` with ``message`` and ``BackOff``, container Waiting/ErrImagePull) and succeed
+        ``seconds`` later: the container then runs, its Warning events still listed."""
+        with self.engine.lock:
+            self.engine.faults.flaky_pulls.append(FlakyPull(pattern, times, seconds, message))
 
     def slow_provisioning(self, seconds: float) -> None:
         """Groups stay in provisioning Creating this long after the image is pulled."""
@@ -384,8 +396,8 @@ class AciEmulator:
 
     # Fault methods a process without this object can call over HTTP (``POST /_emulator/NAME``).
     REMOTE = ("throttle", "fail_requests", "set_quota", "inaccessible_image", "restart_container",
-              "fail_provisioning", "slow_provisioning", "hang", "unhealthy", "clear_faults", "add_image",
-              "reset_calls")
+              "fail_provisioning", "flaky_pull", "slow_provisioning", "hang", "unhealthy",
+              "clear_faults", "add_image", "reset_calls")
 
     def _control(self, method: str, name: str, kwargs: dict[str, Any]) -> Any:
         if method == "GET" and name == "calls":

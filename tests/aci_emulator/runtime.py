@@ -59,6 +59,19 @@ class ProvisioningFailure:
     code: str
     message: str
     remaining: int
+    event: bool = True  # also a Warning event on the group (else the reason is only in the operation)
+
+
+@dataclass
+class FlakyPull:
+    """The next ``remaining`` pulls of matching images fail once (events ``Failed`` and
+    ``BackOff``, Warning; container Waiting/ErrImagePull) and are pulled again ``seconds`` later,
+    as ACI retries a pull after a transient registry error. The Warning events stay."""
+
+    pattern: str
+    remaining: int
+    seconds: float
+    message: str
 
 
 @dataclass
@@ -68,6 +81,7 @@ class Faults:
     hang: list[str] = field(default_factory=list)  # image or container name patterns
     restarts: dict[str, int] = field(default_factory=dict)  # pattern -> restarts per container
     provisioning: list[ProvisioningFailure] = field(default_factory=list)
+    flaky_pulls: list[FlakyPull] = field(default_factory=list)
     provision_delay: float = 0.0  # seconds between Pulled and Started: slow provisioning
 
 
@@ -156,10 +170,13 @@ class Engine:
                            None)
             if failure is not None:
                 failure.remaining -= 1
+            flaky = self._flaky_pulls(group)
         pull = self.settings.pull_seconds + max(
             (d.pull_seconds for c in group.containers if (d := self.image_def(c.image))),
             default=0.0)
         if not self._sleep(group, pull):
+            return
+        if flaky and not self._pull_again(group, flaky, pull):
             return
         # (Asking a Docker engine takes a moment: not under the lock.)
         unpullable = [c for c in group.containers if self.inaccessible_at_pull(c.image)]
@@ -190,7 +207,8 @@ class Engine:
                     c.current = {"state": "Waiting", "detailStatus": ""}
                 group.provisioning = "Failed"
                 group.operation.finish("Failed", {"code": failure.code, "message": failure.message})
-                add_event(group.events, "Failed", failure.message, "Warning")
+                if failure.event:
+                    add_event(group.events, "Failed", failure.message, "Warning")
                 return
         if not self._sleep(group, self.faults.provision_delay):
             return
@@ -208,6 +226,38 @@ class Engine:
             if group.state == "Pending":
                 group.state = "Running"
             self._settle(group)  # containers that could not even start
+
+    def _flaky_pulls(self, group: Group) -> list[tuple[ContainerRun, FlakyPull]]:
+        """The containers whose first pull fails this time (called under the lock)."""
+        chosen = []
+        for c in group.containers:
+            fault = next((f for f in self.faults.flaky_pulls
+                          if f.remaining > 0 and fnmatch.fnmatchcase(c.image, f.pattern)), None)
+            if fault is not None:
+                fault.remaining -= 1
+                chosen.append((c, fault))
+        return chosen
+
+    def _pull_again(self, group: Group, flaky: list[tuple[ContainerRun, FlakyPull]],
+                    pull: float) -> bool:
+        """A pull failed (transient): Warning events, back-off, then pull again. False if the
+        group was deleted meanwhile."""
+        with self.lock:
+            if group.deleted.is_set():
+                return False
+            for c, fault in flaky:
+                add_event(c.events, "Failed", fault.message.format(image=c.image), "Warning")
+                add_event(c.events, "BackOff", f'Back-off pulling image "{c.image}"', "Warning")
+                c.current = {"state": "Waiting", "detailStatus": "ErrImagePull"}
+        if not self._sleep(group, max(fault.seconds for _, fault in flaky)):
+            return False
+        with self.lock:
+            if group.deleted.is_set():
+                return False
+            for c, _ in flaky:
+                add_event(c.events, "Pulling", f'pulling image "{c.image}"')
+                c.current = {"state": "Waiting", "detailStatus": "ContainerCreating"}
+        return self._sleep(group, pull)
 
     def _argv(self, c: ContainerRun) -> list[str] | None:
         """The command to run; None: the image's own entrypoint."""

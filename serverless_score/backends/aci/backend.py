@@ -5,7 +5,8 @@ The scheduler (``controller/watch.py``) calls ``get_states`` every 0.2 s. This b
 from a cache and spends ARM calls by its own policy (``polling.PollSchedule``): per task about
 1 create + 1 delete + 1 logs + a number of GETs that grows with the group's lifetime (log, then
 linear at one per 30 s), under a job-wide read budget, plus one list call per 30 s for the whole
-job. Creations go through a token bucket (``[azure] creates_per_minute``) and never block the
+job, plus one read of the create's async operation for a group whose provisioning failed with no
+event saying why (Azure's reason is only there). Creations go through a token bucket (``[azure] creates_per_minute``) and never block the
 scheduler: a group waiting for its turn (or after a 429) reports STARTING and is created by a
 later call.
 """
@@ -27,7 +28,7 @@ from .groups import build_group
 from .polling import PollSchedule
 from .quota import fitting_parallel, shortfalls
 from .settings import AciSettings
-from .states import group_state
+from .states import CreateOutcome, group_state, wants_outcome
 from .throttle import TokenBucket, backoff
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ class _Group:
     attempts: int = 0
     missing: int = 0
     state: GroupState = field(default_factory=lambda: GroupState("", Phase.STARTING))
+    # The create's Azure-AsyncOperation URL: where Azure says why provisioning failed when no
+    # event does. Only here, in this process: a group found in Azure (adopted) has none.
+    operation_url: str = ""
+    outcome: CreateOutcome | None = None  # what that operation said, read at most once
+    said: str = ""  # the last STARTING detail logged (a pull Azure retries), not to repeat it
 
 
 class AciBackend:
@@ -208,7 +214,7 @@ class AciBackend:
             group.attempts += 1
             group.put_sent = True
             try:
-                self.client.create(name, group.model)
+                group.operation_url = self.client.create(name, group.model)
             except Throttled as err:
                 wait = backoff(group.attempts, err.retry_after)
                 self.creates.block_for(wait)
@@ -303,12 +309,31 @@ class AciBackend:
                 self.schedule.checked(name)
             return
         group.missing = 0
-        state = group_state(name, found)
+        if group.outcome is None and wants_outcome(found):
+            group.outcome = self._create_outcome(group)
+        state = group_state(name, found, group.outcome)
+        if state.phase is Phase.STARTING and state.detail and state.detail != group.said:
+            # Not a warning: Azure is retrying and nothing failed (STYLE: retries that heal).
+            log.info("container group %s is %s", name, state.detail)
+            group.said = state.detail
         group.state = state
         if state.phase.finished:
             self.schedule.forget(name)
         else:
             self.schedule.checked(name)
+
+    def _create_outcome(self, group: _Group) -> CreateOutcome | None:
+        """One read of the create's async operation document (its ``error``), for a group whose
+        provisioning failed with no event saying why. None for a group created elsewhere."""
+        if not group.operation_url:
+            return None
+        try:
+            status, code, message = self.client.operation(group.operation_url)
+        except (Throttled, Refused, ScoreError) as err:
+            return CreateOutcome(unreadable=str(err) or type(err).__name__)
+        if not (code or message):
+            return CreateOutcome(unreadable=f"its status is {status or 'missing'!r}, with no error")
+        return CreateOutcome(code, message)
 
 
 def _rejected(err: Refused, settings: AciSettings) -> str:

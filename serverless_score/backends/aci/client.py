@@ -104,14 +104,51 @@ class AciClient:
         self.calls: dict[str, int] = {}  # ARM calls by kind, for the bench and the tests
 
     # -- one method per call ------------------------------------------------------------------
-    def create(self, name: str, group: Any) -> None:
-        """One PUT; raises Throttled, QuotaReached, Refused or ScoreError."""
+    def create(self, name: str, group: Any) -> str:
+        """One PUT; returns the answer's ``Azure-AsyncOperation`` URL ("" without one), where
+        Azure puts the reason when provisioning fails later. Raises Throttled, QuotaReached,
+        Refused or ScoreError."""
         self._count("create")
         try:
-            self._sdk.container_groups.begin_create_or_update(
-                self.settings.resource_group, name, group, polling=False)
+            # With polling off, ``result()`` hands the initial answer to ``cls``: no extra call.
+            poller: Any = self._sdk.container_groups.begin_create_or_update(
+                self.settings.resource_group, name, group, polling=False,
+                cls=lambda response, _model, _headers: response.http_response.headers)
+            headers = poller.result()
         except Exception as err:
             raise self._classify(err, f"create container group {name!r}") from err
+        return str(headers.get("Azure-AsyncOperation") or "")
+
+    def operation(self, url: str) -> tuple[str, str, str]:
+        """(status, error code, error message) of an async operation document (code and message
+        "" without an ``error``). Through the SDK's own pipeline (token, retries, the loopback policy), and only to
+        the ARM endpoint itself: a URL elsewhere would be handed our bearer token. Raises
+        Throttled, Refused or ScoreError."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        if not _same_origin(url, self.settings.arm_endpoint):
+            raise Refused("ForeignOperationUrl",
+                          f"the operation URL is not on {self.settings.arm_endpoint}: {url!r}")
+        self._count("operation")
+        try:
+            response = self._sdk._send_request(HttpRequest("GET", url))
+            response.raise_for_status()
+            body = response.json()
+        except HttpResponseError as err:
+            raise self._classify(err, "read the create operation") from err
+        except ValueError as err:  # not JSON
+            raise Refused("InvalidOperation", f"the operation document is not JSON: {err}") from err
+        except Exception as err:
+            raise self._classify(err, "read the create operation") from err
+        if not isinstance(body, dict):
+            raise Refused("InvalidOperation", "the operation document is not a JSON object")
+        status = str(body.get("status") or "")
+        error = body.get("error")
+        if not isinstance(error, dict):
+            return status, "", ""
+        return (status, str(error.get("code") or ""),
+                redact(" ".join(str(error.get("message") or "").split())))
 
     def get(self, name: str) -> Any | None:
         """The group with its instance view, or None when it does not exist."""
@@ -232,6 +269,13 @@ class AciClient:
         if status == 404:
             return ScoreError(f"cannot {what}: not found ({code}): {message}", retryable=False)
         return Refused(code or str(status), message)
+
+
+def _same_origin(url: str, endpoint: str) -> bool:
+    from urllib.parse import urlsplit
+
+    a, b = urlsplit(url), urlsplit(endpoint)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port) and bool(a.hostname)
 
 
 def _scope(endpoint: str) -> str:
