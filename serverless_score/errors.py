@@ -81,3 +81,15 @@ class AccessDeniedError(InputError, PermissionError):
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         InputError.__init__(self, message, hint=hint, retryable=False)
+
+
+class LeaseHeld(ScoreError):
+    """Another controller holds the job's lease: this one stopped before touching anything.
+    ``holder`` says who (host, pid, since when; see ``storage/lease.py``)."""
+
+    exit_code = 3
+    kind = "job-locked"
+
+    def __init__(self, message: str, *, holder: dict[str, object], hint: str = "") -> None:
+        super().__init__(message, hint=hint, retryable=False)
+        self.holder = holder

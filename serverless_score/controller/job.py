@@ -30,6 +30,7 @@ from ..runner.contract import TaskResult, WorkOrder
 from ..spec import JobSpec
 from ..storage import ComposeResult, StoreConfig, get_store
 from ..storage.config import cache_root
+from ..storage.lease import Lease, get_lease
 from .access import WorkerAccess
 from .estimate import Pricing, check_max_cost, estimate_job
 from .launches import LaunchBook, attempts_launched, unended
@@ -110,19 +111,47 @@ class Job:
         self._replace_output = spec.overwrite  # may the merge replace an existing output?
         self._task_seconds: dict[str, float] = {}  # this run's container seconds per task
         self.stage = "planning"  # what an interrupt would cut short (see _INTERRUPTED)
+        self._lease: Lease | None = None  # held from planning until the job ends
 
     def __enter__(self) -> Job:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._scheduler is not None:
-            self._scheduler.stop_all()
+        try:
+            if self._scheduler is not None:
+                self._scheduler.stop_all()
+        finally:
+            self._release_lease()
+
+    # -- one controller per job: the lease ------------------------------------------------------
+    def _take_lease(self, plan: Plan) -> None:
+        """Before anything is created or deleted: a second controller of this job stops here
+        (LeaseHeld, exit code 3), and a dead one's lease is taken over."""
+        lease = get_lease(self.spec.output, plan.job_id, self.store_config)
+        lease.acquire()
+        self._lease = lease
+
+    def _release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+
+    def _check_lease(self) -> None:
+        """Our lease lapsed (the process stalled past it) and another controller took the job
+        over: it owns the groups and the output now, so this one stops before merging."""
+        if self._lease is not None and self._lease.lost:
+            raise ScoreError(
+                "this controller lost the job's lease to another controller (it stalled longer "
+                "than the lease lasts); it stopped before merging",
+                hint="The other controller finishes the job: see `serverless-score status`.",
+                retryable=False)
 
     # -- the flow -----------------------------------------------------------------------------
     def run(self) -> JobResult:
-        """Run the job; on Ctrl-C or SIGTERM stop every group and raise JobInterrupted saying
-        what the interrupt cut short."""
+        """Run the job holding its lease; on Ctrl-C or SIGTERM stop every group and raise
+        JobInterrupted saying what the interrupt cut short. The lease is released however this
+        ends."""
         try:
             with interrupts():
                 try:
@@ -136,6 +165,8 @@ class Job:
                 _INTERRUPTED[self.stage],
                 hint="Run the same command again to resume; finished tasks are kept.",
             ) from None
+        finally:
+            self._release_lease()
 
     def _run(self) -> JobResult:
         started = time.monotonic()
@@ -146,6 +177,7 @@ class Job:
         check_max_cost(self.spec, estimate, pricing)  # before anything is created
         access = WorkerAccess.decide(self.spec, self.store_config)
         timings["plan_s"] = round(time.monotonic() - started, 3)
+        self._take_lease(plan)  # before anything is created or deleted
         done = self._already_done(plan)
         if done is not None:
             return done
@@ -228,7 +260,9 @@ class Job:
         tagged with this job, groups of an earlier version of the job whose work folder this
         was, and groups whose launch was recorded but never ended (a create whose answer was
         lost may not be listed yet). Each is deleted before anything new is created, and its
-        launch record marked ended only once the delete succeeded."""
+        launch record marked ended only once the delete succeeded. They are orphans because
+        this controller holds the job's lease: a live controller would have kept it, and this
+        one would have stopped in ``_take_lease``."""
         previous_job = self._read_json(self.layout.job_file).get("job_id")
         names = set(self.backend.list_groups(plan.job_id))
         if isinstance(previous_job, str) and previous_job != plan.job_id:
@@ -285,6 +319,7 @@ class Job:
         return task
 
     def _merge(self, merged: Any, plan: Plan) -> ComposeResult:
+        self._check_lease()
         try:
             return merge(self.store, merged, self.spec.output, plan.output_format,
                          overwrite=self._replace_output)
