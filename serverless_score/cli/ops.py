@@ -17,6 +17,7 @@ from ..controller.inspect import JobLocation, JobStatus, job_status, locate, tas
 from ..errors import ScoreError, SpecError
 from ..spec import JobSpec, parse_override, spec_from_dict
 from ..storage.config import cache_root
+from ..storage.lease import get_lease
 
 TargetArg = Annotated[str, typer.Argument(
     help="The job file (TOML), or the job's output (or its manifest) as a path or blob URI.",
@@ -135,20 +136,33 @@ def _settings_spec(backend: str, overrides: list[str]) -> JobSpec:
     return spec_from_dict(raw, source="cleanup")
 
 
+def _live_controller(loc: JobLocation) -> dict[str, str]:
+    """{job id: its live lease holder, in words} when a controller holds the job's lease."""
+    config = getattr(loc.store, "config", None)
+    holder = get_lease(loc.layout.output, loc.job_id, config).holder()
+    if holder is None:
+        return {}
+    return {loc.job_id: f"host {holder.host}, pid {holder.pid}, holding the job's lease since "
+                        f"{holder.public()['since']}"}
+
+
 def cleanup(
     target: Annotated[str | None, typer.Argument(help="Optional: a job file or output; its backend settings are used, and without --job/--expired its groups are deleted.", show_default=False)] = None,
     job: Annotated[str | None, typer.Option("--job", help="Delete the groups of this job id.")] = None,
     expired: Annotated[bool, typer.Option("--expired", help="Delete groups whose expiry label is in the past (their controller is gone).")] = False,
     backend_name: Annotated[str | None, typer.Option("--backend", help="local, docker or aci (default: the job's, else local).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be deleted.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Also delete the groups of a job whose controller still holds its lease.")] = False,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete groups no controller watches any more, found by their labels."""
     try:
         job_id = job
+        live: dict[str, str] = {}
         if target is not None:
             loc = locate(target, set_)
+            live = _live_controller(loc)
             backend: Backend = loc.backend() if backend_name is None else get_backend(
                 backend_name, spec=_settings_spec(backend_name, set_ or []),
                 state_dir=loc.layout.local_state_dir(cache_root()))
@@ -161,7 +175,8 @@ def cleanup(
             name = backend_name or "local"
             backend = get_backend(name, spec=_settings_spec(name, set_ or []),
                                   state_dir=str(cache_root() / "cleanup" / name))
-        deleted = delete_orphans(backend, job_id=job_id, expired=expired, dry_run=dry_run)
+        deleted = delete_orphans(backend, job_id=job_id, expired=expired, dry_run=dry_run,
+                                 live=live, force=force)
     except ScoreError as err:
         raise _fail(err, as_json) from None
     failed = [d for d in deleted if d.error]
@@ -170,11 +185,15 @@ def cleanup(
                           "groups": [d.to_dict() for d in deleted]}))
     out = err_console if as_json else Console()  # stdout holds only the JSON with --json
     for item in deleted:
+        if item.skipped:
+            out.print(f"skipped {escape(item.name)} (job {escape(item.job_id)}): "
+                      f"{escape(item.skipped)}; --force deletes it anyway", highlight=False)
+            continue
         verb = "would delete" if dry_run else ("could not delete" if item.error else "deleted")
         why = f"; expired {item.expires}" if expired and item.expires else ""
         out.print(f"{verb} {escape(item.name)} (job {escape(item.job_id)}{why})"
                   f"{': ' + escape(item.error) if item.error else ''}", highlight=False)
-    if not deleted:
+    if not [d for d in deleted if not d.skipped]:
         out.print(f"nothing to delete on the {backend.name} backend", highlight=False)
     if failed:
         raise typer.Exit(code=1)

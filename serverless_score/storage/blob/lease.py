@@ -87,14 +87,14 @@ class BlobLease:
                     raise
         lease = BlobLeaseClient(self._blob)
         if not self._try_acquire(lease):
-            leased, current = self._holder_of_blob()
+            _, current = self._holder_of_blob()
             if current is not None and current.process_gone():
                 log.warning("breaking the lease of job %s: its controller (pid %s on this "
                             "machine) is gone", current.job_id, current.pid)
                 with translated(self.uri, "breaking a dead controller's job lease"):
                     lease.break_lease(lease_break_period=0)
             if not self._try_acquire(lease):
-                leased, current = self._holder_of_blob()
+                _, current = self._holder_of_blob()
                 unknown = Holder(token="", job_id=self.job_id, host="unknown", pid=0,
                                  since=time.time(), heartbeat=time.time(), ttl=self.duration)
                 raise held_error(self.uri, current or unknown,
