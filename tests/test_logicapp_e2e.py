@@ -6,6 +6,7 @@ runner in controller role), which fans out on the same emulator through the ACI 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -280,4 +281,34 @@ def test_arm_throttling_of_the_create_is_retried_after_retry_after(
     puts = [r for r in emu.requests if r[1] == "PUT"]
     assert [r[4] for r in puts[:2]] == [429, 201]  # refused once, then created
     assert blob(azurite, container, f"out/{today}/scores.csv") == expected_scores(6)
+    assert_all_deleted(emu)
+
+
+def test_http_template_answers_409_while_another_controller_holds_the_job(
+        emu, azurite, container, job_dir, make_job) -> None:
+    """Another controller (here: this test process) holds the job's lease: the workflow's
+    controller stops at once (exit 3, job-locked) and the request gets 409 with the job id and
+    the holder; nothing is written and every group is deleted."""
+    from serverless_score.storage import StoreConfig
+    from serverless_score.storage.lease import get_lease
+
+    write_input(azurite, container, "in/2026-11-01/data.csv", rows=10)
+    output = f"az://{container}/out/2026-11-01/scores.csv"
+    lease = get_lease(output, "held-elsewhere", StoreConfig.from_env(azurite.env()))
+    lease.acquire()
+    try:
+        workflow = deployed(job_file(job_dir, make_job, emu, container), emu, "http")
+        with serving(workflow) as endpoint:
+            reply = call(endpoint.url, {"date": "2026-11-01"})
+            assert reply.status_code == 409, reply.text
+            answer = reply.json()
+            assert answer["status"] == "Locked" and answer["jobId"].startswith("lapp-")
+            assert answer["holder"]["pid"] == os.getpid() and answer["since"]
+            assert "already running" in answer["error"]
+            [result] = endpoint.results()
+            assert result.status == "Failed" and result.error["code"] == "JobLocked"
+    finally:
+        lease.release()
+    assert not azurite.service().get_container_client(container).get_blob_client(
+        "out/2026-11-01/scores.csv").exists()
     assert_all_deleted(emu)

@@ -345,3 +345,38 @@ def test_the_request_endpoint_answers_202_then_the_async_response(server: Server
         assert final.status_code == 201 and final.json()["got"] == 5
         assert final.json()["run"] == first.headers["x-ms-workflow-run-id"]
         assert [r.status for r in endpoint.results()] == ["Succeeded"]
+
+
+def test_trigger_concurrency_runs_one_at_a_time_queues_then_refuses_with_429() -> None:
+    """runs = 1: a second request's run waits for the first (its POST still gets 202 at once);
+    beyond maximumWaitingRuns the request is refused with 429 (logic-apps-workflow-actions-
+    triggers.md, "Change waiting runs limit")."""
+    actions = {
+        "Slow": {"type": "Wait", "inputs": {"interval": {"count": 1, "unit": "Second"}}},
+        "Reply": {"type": "Response", "operationOptions": "Asynchronous",
+                  "runAfter": {"Slow": ["Succeeded"]},
+                  "inputs": {"statusCode": 200, "body": {"n": "@triggerBody()?['n']"}}},
+    }
+    flow = workflow(actions, trigger="Request")
+    flow.trigger["runtimeConfiguration"] = {"concurrency": {"runs": 1, "maximumWaitingRuns": 1}}
+    flow = Workflow(flow.definition)  # read the trigger's concurrency as a deployment would
+    with serving(flow) as endpoint:
+        first = requests.post(endpoint.url, json={"n": 1}, timeout=10)
+        second = requests.post(endpoint.url, json={"n": 2}, timeout=10)
+        third = requests.post(endpoint.url, json={"n": 3}, timeout=10)
+        assert first.status_code == second.status_code == 202
+        assert third.status_code == 429, third.text  # one running, one waiting: full
+        assert requests.get(second.headers["Location"], timeout=10).status_code == 202
+        results = sorted(endpoint.results(), key=lambda r: r.began)
+    assert [r.status for r in results] == ["Succeeded", "Succeeded"]
+    assert results[0].ended <= results[1].began  # never both at once
+    assert sorted(r.response["body"]["n"] for r in results if r.response) == [1, 2]
+
+
+@pytest.mark.parametrize("concurrency", [{"runs": 0}, {"runs": 1, "maximumWaitingRuns": 101},
+                                         {"repetitions": 2}, {"runs": True}])
+def test_trigger_concurrency_outside_the_documented_ranges_is_refused(concurrency: Any) -> None:
+    flow = workflow({}, trigger="Request")
+    flow.trigger["runtimeConfiguration"] = {"concurrency": concurrency}
+    with pytest.raises(ExpressionError, match="concurrency"):
+        Workflow(flow.definition)

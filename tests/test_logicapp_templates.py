@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 from logicapp.arm import ArmContext, deploy
+from logicapp.checks import all_actions
 from logicapp.engine import Workflow
 from logicapp.expressions import ExpressionError
 from logicapp.validate import definition_errors, parameters_errors, template_errors
@@ -99,16 +100,24 @@ def test_the_interpreter_accepts_the_definitions_and_their_shape_is_the_contract
     for name in ("Create_group", "Delete_group", "Get_logs"):
         assert actions[name]["type"] == "Http"
         assert actions[name]["inputs"]["authentication"]["type"] == "ManagedServiceIdentity"
+    # One run at a time: a second trigger waits for the first run instead of racing it.
+    [trigger_def] = definition["triggers"].values()
+    assert trigger_def["runtimeConfiguration"] == {"concurrency": {"runs": 1}}
+    fail = actions["Check_outcome"]["else"]["actions"]["Fail_run"]["inputs"]["runError"]
+    assert "job-locked" in fail["code"] and "JobLocked" in fail["code"]
     if trigger == "timer":
         assert definition["triggers"]["Recurrence"]["recurrence"] == {
             "frequency": "Day", "interval": 1, "startTime": "2026-12-01T02:00:00",
             "timeZone": "W. Europe Standard Time"}
     else:
-        responses = [a for a in (actions["Check_outcome"]["actions"] |
-                                 actions["Check_outcome"]["else"]["actions"]).values()
-                     if a["type"] == "Response"]
-        assert len(responses) == 2
+        responses = [a for _, a in all_actions(actions) if a["type"] == "Response"]
+        assert sorted(r["inputs"]["statusCode"] for r in responses) == [200, 409, 500]
         assert all(r["operationOptions"] == "Asynchronous" for r in responses)
+        respond = actions["Check_outcome"]["else"]["actions"]["Respond"]
+        assert respond["expression"] == "@equals(variables('result')?['error']?['kind'], 'job-locked')"
+        locked = respond["actions"]["Respond_locked"]["inputs"]["body"]
+        assert locked["status"] == "Locked" and locked["jobId"] == "@variables('result')?['job_id']"
+        assert set(locked) >= {"holder", "since", "error", "runId"}
 
 
 @pytest.mark.parametrize("trigger", ["timer", "http"])

@@ -50,6 +50,14 @@ _WHY = ("@{coalesce(variables('result')?['error']?['message'], concat('container
         "', provisioning ', coalesce(variables('group')?['provisioningState'], 'none'), ')')), "
         "if(variables('deleted'), '', '; deleting it failed')))}")
 
+# The controller stopped because another controller runs this job (`run --json` says
+# "error": {"kind": "job-locked", "holder": {...}, "since": ...}; exit code 3).
+_LOCKED = "@equals(variables('result')?['error']?['kind'], 'job-locked')"
+# One run at a time per deployment: a second trigger waits until the first run ends (then
+# finds the job up to date, or runs the next one) instead of starting a second controller.
+# Waiting runs are capped by the service (default 10 + runs); beyond that a request gets 429.
+CONCURRENCY: dict[str, Any] = {"concurrency": {"runs": 1}}
+
 REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Overrides of the job for this run; all optional.",
@@ -159,15 +167,30 @@ def _response(status: int, outcome: str) -> dict[str, Any]:
                        "body": body}}
 
 
+def _locked_response() -> dict[str, Any]:
+    """409: another controller runs this job; its id, who holds the job's lease, since when."""
+    return {"type": "Response", "kind": "Http", "operationOptions": "Asynchronous",
+            "inputs": {"statusCode": 409, "headers": {"Content-Type": "application/json"},
+                       "body": {"status": "Locked",
+                                "jobId": "@variables('result')?['job_id']",
+                                "runId": "@workflow()['run']['name']",
+                                "holder": "@variables('result')?['error']?['holder']",
+                                "since": "@variables('result')?['error']?['since']",
+                                "error": "@variables('result')?['error']?['message']"}}}
+
+
 def _outcome(trigger: Trigger) -> dict[str, Any]:
     fail = {"type": "Terminate", "inputs": {"runStatus": "Failed", "runError": {
-        "code": "ScoringJobFailed", "message": _WHY}}}
+        "code": f"@{{if({_LOCKED[1:]}, 'JobLocked', 'ScoringJobFailed')}}", "message": _WHY}}}
     succeeded: dict[str, Any] = {}
     failed: dict[str, Any] = {"Fail_run": fail}
     if trigger == "http":
         succeeded = {"Respond_succeeded": _response(200, "Succeeded")}
-        fail["runAfter"] = {"Respond_failed": ["Succeeded", "Failed"]}
-        failed = {"Respond_failed": _response(500, "Failed"), "Fail_run": fail}
+        fail["runAfter"] = {"Respond": ["Succeeded", "Failed"]}
+        respond = {"type": "If", "expression": _LOCKED,
+                   "actions": {"Respond_locked": _locked_response()},
+                   "else": {"actions": {"Respond_failed": _response(500, "Failed")}}}
+        failed = {"Respond": respond, "Fail_run": fail}
     return {"type": "If", "expression": _SUCCEEDED, "actions": succeeded,
             "else": {"actions": failed},
             "runAfter": {"Remember_deleted": ALL_OUTCOMES}}
@@ -234,7 +257,9 @@ def _parameters(values: dict[str, str]) -> dict[str, Any]:
 def _trigger(trigger: Trigger) -> dict[str, Any]:
     if trigger == "http":
         return {"manual": {"type": "Request", "kind": "Http",
-                           "inputs": {"method": "POST", "schema": REQUEST_SCHEMA}}}
+                           "inputs": {"method": "POST", "schema": REQUEST_SCHEMA},
+                           "runtimeConfiguration": CONCURRENCY}}
     return {"Recurrence": {"type": "Recurrence", "recurrence": {
         "frequency": "[parameters('frequency')]", "interval": "[parameters('interval')]",
-        "startTime": "[parameters('startTime')]", "timeZone": "[parameters('timeZone')]"}}}
+        "startTime": "[parameters('startTime')]", "timeZone": "[parameters('timeZone')]"},
+        "runtimeConfiguration": CONCURRENCY}}

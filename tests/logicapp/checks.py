@@ -94,6 +94,32 @@ def _check_strings(owner: str, value: Any, known: set[str], visible: set[str],
                                               "action that does not run before it (runAfter)")
 
 
+def trigger_concurrency(trigger: dict[str, Any]) -> tuple[int, int] | None:
+    """(runs, maximumWaitingRuns) of ``runtimeConfiguration.concurrency``, or None when the
+    trigger sets none (runs unlimited here). Ranges and default as the service documents them
+    (logic-apps-workflow-actions-triggers.md, logic-apps-limits-and-config.md): runs 1..100,
+    waiting runs 1..100, default 10 + runs."""
+    config = trigger.get("runtimeConfiguration")
+    if config is None:
+        return None
+    if not isinstance(config, dict) or set(config) - {"concurrency"}:
+        raise ExpressionError(f"trigger runtimeConfiguration supported here: concurrency only; "
+                              f"got {config!r}")
+    concurrency = config.get("concurrency") or {}
+    if set(concurrency) - {"runs", "maximumWaitingRuns"} or "runs" not in concurrency:
+        raise ExpressionError(f"trigger concurrency needs runs (and maybe maximumWaitingRuns); "
+                              f"got {concurrency!r}")
+    runs = concurrency["runs"]
+    waiting = concurrency.get("maximumWaitingRuns", 10 + runs if isinstance(runs, int) else 0)
+    for name, value in (("runs", runs), ("maximumWaitingRuns", waiting)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise ExpressionError(f"trigger concurrency {name} must be an integer 1..100, "
+                                  f"got {value!r}")
+    if str(trigger.get("operationOptions", "")).lower() == "singleinstance":
+        raise ExpressionError("set runtimeConfiguration.concurrency.runs or SingleInstance, not both")
+    return runs, waiting
+
+
 def check_definition(definition: dict[str, Any], known_functions: set[str]) -> None:
     extra = set(definition) - {"$schema", "contentVersion", "parameters", "triggers", "actions",
                                "outputs", "description", "metadata"}
@@ -106,8 +132,10 @@ def check_definition(definition: dict[str, Any], known_functions: set[str]) -> N
     kind = str(trigger.get("type", "")).lower()
     if kind not in TRIGGER_TYPES:
         raise ExpressionError(f"trigger type {trigger.get('type')!r} is not implemented here")
-    if set(trigger) - {"type", "kind", "inputs", "recurrence", "description", "metadata"}:
+    if set(trigger) - {"type", "kind", "inputs", "recurrence", "description", "metadata",
+                       "runtimeConfiguration"}:
         raise ExpressionError(f"trigger keys not supported here: {sorted(trigger)}")
+    trigger_concurrency(trigger)
     actions = definition.get("actions") or {}
     defined = {name for name, _ in all_actions(actions)}
     if len(defined) != sum(1 for _ in all_actions(actions)):

@@ -11,6 +11,7 @@ is then deterministic.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .checks import check_definition
+from .checks import check_definition, trigger_concurrency
 from .expressions import ExpressionError, parse_string, resolve
 from .functions import format_datetime, pure_functions
 from .http import HttpFailed, ManagedIdentity, send
@@ -50,6 +51,15 @@ class RunResult:
     response: dict[str, Any] | None
     # Every action run in order, loop iterations included: what a test asserts on.
     history: list[tuple[str, str]] = field(default_factory=list)
+    # When the run started executing (after waiting for a concurrency slot) and ended
+    # (time.monotonic()): what a test of the trigger's concurrency asserts on.
+    began: float = 0.0
+    ended: float = 0.0
+
+
+class TooManyRuns(Exception):
+    """The trigger's concurrency slots and waiting queue are full: the service answers 429 to a
+    request (and a recurrence skips its occurrence)."""
 
 
 class _Terminated(Exception):
@@ -78,6 +88,13 @@ class Workflow:
         self.parameters = self._parameter_values(parameters or {})
         check_definition(definition, set(pure_functions(now)) | set(self._context_names()))
         self.trigger_name, self.trigger = next(iter(definition["triggers"].items()))
+        # The trigger's concurrency: at most `runs` run at once, `waiting` more wait their turn
+        # (in arrival order, as far as threads waiting on a semaphore go), the rest are refused.
+        limits = trigger_concurrency(self.trigger)
+        self._slots = threading.Semaphore(limits[0]) if limits else None
+        self._capacity = limits[0] + limits[1] if limits else None
+        self._admitted = 0
+        self._admit_lock = threading.Lock()
 
     def _parameter_values(self, given: dict[str, Any]) -> dict[str, Any]:
         declared = self.definition.get("parameters") or {}
@@ -106,11 +123,23 @@ class Workflow:
     def run(self, body: Any = None, headers: dict[str, str] | None = None,
             on_response: Callable[[dict[str, Any]], None] | None = None,
             on_start: Callable[[str], Any] | None = None) -> RunResult:
-        """Fire the trigger once (a Recurrence occurrence, or a request with ``body``)."""
-        run = _Run(self, body, headers or {}, on_response)
-        if on_start:
-            on_start(run.run_id)
-        return run.execute()
+        """Fire the trigger once (a Recurrence occurrence, or a request with ``body``); with
+        trigger concurrency, wait for a slot first, or raise TooManyRuns when the queue is full."""
+        with self._admit_lock:
+            if self._capacity is not None and self._admitted >= self._capacity:
+                raise TooManyRuns(f"{self._admitted} runs running or waiting")
+            self._admitted += 1
+        try:
+            run = _Run(self, body, headers or {}, on_response)
+            if on_start:
+                on_start(run.run_id)
+            if self._slots is None:
+                return run.execute()
+            with self._slots:
+                return run.execute()
+        finally:
+            with self._admit_lock:
+                self._admitted -= 1
 
 
 class _Run:
@@ -190,6 +219,7 @@ class _Run:
 
     # -- running -------------------------------------------------------------------------
     def execute(self) -> RunResult:
+        began = time.monotonic()
         actions = self.wf.definition.get("actions") or {}
         error = None
         try:
@@ -197,7 +227,8 @@ class _Run:
             status = "Failed" if branch_failed(actions, self.results) else "Succeeded"
         except _Terminated as stop:
             status, error = stop.status, stop.error
-        return RunResult(self.run_id, status, error, self.results, self.response, self.history)
+        return RunResult(self.run_id, status, error, self.results, self.response, self.history,
+                         began, time.monotonic())
 
     def run_container(self, actions: dict[str, Any]) -> None:
         for name in actions:

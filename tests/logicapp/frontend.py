@@ -1,7 +1,10 @@
 """The Request trigger's endpoint, over real HTTP, with the service's asynchronous Response
 pattern: POST the callback URL -> 202 Accepted + ``Location`` (+ ``Retry-After``) at once; GET the
 ``Location`` -> 202 until the workflow reaches its Response action, then that response. A run that
-ends without responding answers 502. Runs execute in a background thread each."""
+ends without responding answers 502. Runs execute in a background thread each; a trigger with
+``runtimeConfiguration.concurrency`` runs that many at once, queues the waiting ones (their POST
+gets its 202 at once, the poll answers 202 while they wait) and answers 429 when the queue is
+full."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .engine import RunResult, Workflow
+from .engine import RunResult, TooManyRuns, Workflow
 
 INVOKE = "/workflows/{name}/triggers/manual/paths/invoke"
 
@@ -67,8 +70,12 @@ def _handler(workflow: Workflow, runs: _Runs) -> type[BaseHTTPRequestHandler]:
             started = threading.Event()
 
             def execute() -> None:
-                result = workflow.run(body, dict(self.headers), on_response=respond,
-                                      on_start=lambda rid: (holder.update(id=rid), started.set()))
+                try:
+                    result = workflow.run(body, dict(self.headers), on_response=respond,
+                                          on_start=lambda rid: (holder.update(id=rid), started.set()))
+                except TooManyRuns:
+                    started.set()
+                    return
                 with runs.lock:
                     runs.results[result.run_id] = result
                 answered.set()
@@ -77,6 +84,10 @@ def _handler(workflow: Workflow, runs: _Runs) -> type[BaseHTTPRequestHandler]:
             runs.threads.append(thread)
             thread.start()
             started.wait(10)
+            if "id" not in holder:  # the trigger's concurrency queue is full
+                self._send(429, {"error": {"code": "TooManyRuns", "message":
+                                           "too many runs are running or waiting"}})
+                return
             run_id = holder["id"]
             if asynchronous:
                 self._send(202, None, {"Location": f"{self._base()}/runs/{run_id}/response",
