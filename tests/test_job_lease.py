@@ -1,7 +1,7 @@
 """One controller per job, end to end with real worker processes: a second ``run`` of a running job
 stops at once with exit code 3 and the holder in ``--json``, and deletes none of the first one's
-groups; ``cleanup JOB`` skips them while that controller lives; after the first controller is
-SIGKILLed a rerun takes the job over and finishes it; every exit path releases the lease."""
+groups; ``status`` names that controller and ``cleanup JOB`` skips its groups while it lives;
+after the first controller is SIGKILLed a rerun takes the job over and finishes it; every exit path releases the lease."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def test_a_second_controller_stops_at_once_and_a_rerun_takes_over_a_killed_one(
     assert sorted(procs.of_job(job_id)) == workers  # nothing of the first one was touched
     assert first.poll() is None
 
+    status = cli("status", job, "--json").json
+    assert status["state"] == "running" and status["controller"]["pid"] == first.pid
+
     skipped = cli("cleanup", job, "--json", cwd=tmp_path)
     assert skipped.code == 0, skipped
     assert [g["skipped"] is not None for g in skipped.json["groups"]] == [True]
@@ -70,6 +73,7 @@ def test_a_second_controller_stops_at_once_and_a_rerun_takes_over_a_killed_one(
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     assert Path(f"{output}.lease").exists()  # a crash leaves it; the rerun sees its holder is gone
+    assert cli("status", job, "--json").json["controller"] is None
     gate.unlink()
     rerun = cli("run", job, "--json", "-q", cwd=job_dir)
     assert rerun.code == 0, rerun

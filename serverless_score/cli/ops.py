@@ -78,6 +78,10 @@ def _print_status(result: JobStatus) -> None:
     line = (f"{result.done}/{total} tasks done ({100 * result.done // max(1, total)}%), "
             f"{result.rows:,} rows; {len(result.live_groups)} live group(s)")
     console.print(line, highlight=False)
+    if result.controller:
+        who = result.controller
+        console.print(f"controller: host {escape(str(who['host']))}, pid {who['pid']}, "
+                      f"since {who['since']}", highlight=False)
     if result.manifest:
         console.print(f"output:   {escape(result.output)}\nmanifest: {escape(result.manifest)}",
                       highlight=False)

@@ -21,6 +21,7 @@ from ..runner.contract import MARKER, TaskResult
 from ..spec import JobSpec, load_spec, spec_from_dict
 from ..storage import Store, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
+from ..storage.lease import get_lease
 from .watch import split_log
 
 _TASK_FILE = re.compile(r"/tasks/(t\d+)/(?:result\.json|attempt-(\d+)\.log)$")
@@ -113,6 +114,8 @@ class JobStatus:
     live_groups: list[str] = field(default_factory=list)
     manifest: str | None = None
     usage: dict[str, Any] | None = None
+    # The live controller holding the job's lease (host, pid, since), or None: none is running.
+    controller: dict[str, Any] | None = None
 
     @property
     def done(self) -> int:
@@ -127,7 +130,7 @@ class JobStatus:
                 "output": self.output, "backend": self.backend, "manifest": self.manifest,
                 "tasks_total": len(self.tasks), "tasks_done": self.done, "rows": self.rows,
                 "live_groups": self.live_groups, "usage": self.usage,
-                "tasks": [t.to_dict() for t in self.tasks]}
+                "controller": self.controller, "tasks": [t.to_dict() for t in self.tasks]}
 
 
 def _stored(loc: JobLocation) -> tuple[dict[str, int], set[str]]:
@@ -211,9 +214,10 @@ def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
             status.state = "failed"
         statuses.append(status)
     manifest = _manifest(loc)
-    if manifest:
+    controller = _controller(loc)
+    if manifest and controller is None:
         state = "succeeded"
-    elif live:
+    elif live or controller is not None:
         state = "running"
     elif any(s.state == "failed" for s in statuses):
         state = "failed"
@@ -227,7 +231,19 @@ def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
         backend=loc.spec.backend if loc.spec else str(loc.job.get("backend", "local")),
         tasks=statuses, live_groups=[g.name for g in live],
         manifest=loc.layout.manifest if manifest else None, usage=manifest.get("usage"),
+        controller=controller,
     )
+
+
+def _controller(loc: JobLocation) -> dict[str, Any] | None:
+    """Who holds the job's lease, if a live controller does (None also when it cannot be read:
+    status still shows the stored state)."""
+    try:
+        holder = get_lease(loc.layout.output, loc.job_id,
+                           getattr(loc.store, "config", None)).holder()
+    except (ScoreError, OSError):
+        return None
+    return holder.public() if holder is not None else None
 
 
 # -- logs ---------------------------------------------------------------------------------------
