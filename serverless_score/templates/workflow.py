@@ -1,8 +1,10 @@
 """The workflow definition of the Logic App templates, built as data (pure functions).
 
-trigger -> create a container group that runs the controller -> Until the group is terminal
-(bounded by count and timeout) -> get its logs -> read the controller's JSON result from them ->
-delete the group after ANY outcome -> (HTTP) respond -> a failed job ends the run Failed.
+trigger (one run at a time) -> create a container group that runs the controller -> Until the
+group is terminal (bounded by count and timeout) -> get its logs -> read the controller's JSON
+result from them -> delete the group after ANY outcome -> (HTTP) respond: 200, 500, or 409 when
+the controller found another controller holding the job's lease -> a failed job ends the run
+Failed.
 
 State the later steps need lives in variables, never in the outputs of an action that may have
 been skipped (reading those is an error in the service).
