@@ -46,6 +46,9 @@ def test_a_second_controller_stops_at_once_and_a_rerun_takes_over_a_killed_one(
     assert job_id is not None
     procs.watch(job_id)
     assert procs.wait_for(lambda: "sleep" in procs.names_of_job(job_id), timeout=60)
+    # Once t00000's group is done and gone, only t00001's (hanging) group is left.
+    assert procs.wait_for(lambda: (cli("status", job, "--json").json or {}).get(
+        "live_groups") == [f"{job_id}-t00001-1"], timeout=30)
     workers = sorted(procs.of_job(job_id))
 
     started = time.monotonic()

@@ -68,6 +68,15 @@ def _pid_namespace() -> str:
         return ""
 
 
+def _boot_id() -> str:
+    """Two machines can share a host name (and the initial pid namespace's number): the boot id
+    tells them apart, so one never judges the other's pids."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class Holder:
     """The controller that holds (or held) a job's lease."""
@@ -81,6 +90,7 @@ class Holder:
     ttl: float  # seconds a heartbeat counts for
     pid_start: str = ""
     pidns: str = ""
+    boot: str = ""
 
     @classmethod
     def this_process(cls, job_id: str, ttl: float) -> Holder:
@@ -88,7 +98,7 @@ class Holder:
         pid = os.getpid()
         return cls(token=uuid.uuid4().hex, job_id=job_id, host=platform.node(), pid=pid,
                    since=now, heartbeat=now, ttl=ttl, pid_start=_pid_start(pid) or "",
-                   pidns=_pid_namespace())
+                   pidns=_pid_namespace(), boot=_boot_id())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Holder:
@@ -98,7 +108,8 @@ class Holder:
                    host=str(values.get("host", "")), pid=int(values.get("pid", 0)),
                    since=float(values.get("since", 0)), heartbeat=float(values.get("heartbeat", 0)),
                    ttl=float(values.get("ttl", LOCAL_TTL)),
-                   pid_start=str(values.get("pid_start", "")), pidns=str(values.get("pidns", "")))
+                   pid_start=str(values.get("pid_start", "")), pidns=str(values.get("pidns", "")),
+                   boot=str(values.get("boot", "")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,9 +120,10 @@ class Holder:
                 "since": _iso(self.since), "heartbeat": _iso(self.heartbeat)}
 
     def process_gone(self) -> bool:
-        """True only when we can tell for sure: same machine (and pid namespace), and that
-        process no longer exists (or its pid now belongs to another process)."""
-        if self.host != platform.node() or self.pidns != _pid_namespace() or self.pid <= 0:
+        """True only when we can tell for sure: same machine (host name and boot id) and pid
+        namespace, and that process no longer exists (or its pid now belongs to another process)."""
+        if (self.host != platform.node() or self.pidns != _pid_namespace()
+                or self.boot != _boot_id() or self.pid <= 0):
             return False
         try:
             os.kill(self.pid, 0)
