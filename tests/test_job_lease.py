@@ -86,7 +86,7 @@ def test_a_second_controller_stops_at_once_and_a_rerun_takes_over_a_killed_one(
     assert not Path(f"{output}.lease").exists()  # released on success
 
 
-def test_the_lease_is_released_on_failure_and_on_sigterm(job_dir, make_job, cli, procs) -> None:
+def test_the_lease_is_released_on_failure_sigterm_and_ctrl_c(job_dir, make_job, cli, procs) -> None:
     _rows(job_dir / "data.csv", 10)
     failing = make_job(job_dir, name="lease-fail", input="data.csv", output="out/f.txt",
                        runtime="command", scorer="exit 3", chunks=1, retries=0)
@@ -96,13 +96,14 @@ def test_the_lease_is_released_on_failure_and_on_sigterm(job_dir, make_job, cli,
     hanging = make_job(job_dir, filename="hang.toml", name="lease-term", input="data.csv",
                        output="out/t.txt", runtime="command", scorer="sleep 60", chunks=1)
     output = job_dir / "out" / "t.txt"
-    controller = procs.start("run", hanging, "-q", cwd=job_dir)
-    assert procs.wait_for(lambda: _job_id(output), timeout=60)
-    job_id = _job_id(output)
-    assert job_id is not None
-    procs.watch(job_id)
-    assert procs.wait_for(lambda: "sleep" in procs.names_of_job(job_id), timeout=60)
-    assert Path(f"{output}.lease").exists()
-    controller.send_signal(signal.SIGTERM)
-    assert controller.wait(timeout=30) == 130
-    assert not Path(f"{output}.lease").exists()
+    for stop in (signal.SIGTERM, signal.SIGINT):  # SIGINT: what Ctrl-C sends
+        controller = procs.start("run", hanging, "-q", cwd=job_dir)
+        assert procs.wait_for(lambda: _job_id(output), timeout=60)
+        job_id = _job_id(output)
+        assert job_id is not None
+        procs.watch(job_id)
+        assert procs.wait_for(lambda job=job_id: "sleep" in procs.names_of_job(job), timeout=60)
+        assert Path(f"{output}.lease").exists()
+        controller.send_signal(stop)
+        assert controller.wait(timeout=30) == 130
+        assert not Path(f"{output}.lease").exists(), stop
