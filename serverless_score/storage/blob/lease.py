@@ -10,6 +10,7 @@ longer there) has its lease broken at once instead of waited out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -100,9 +101,14 @@ class BlobLease:
                 raise held_error(self.uri, current or unknown,
                                  f"lets it expire within {self.duration}s")
         mine = Holder.this_process(self.job_id, float(self.duration))
-        with translated(self.uri, "recording the job lease's holder"):
-            self._blob.set_blob_metadata({k: str(v) for k, v in mine.to_dict().items()},
-                                         lease=lease)
+        try:
+            with translated(self.uri, "recording the job lease's holder"):
+                self._blob.set_blob_metadata({k: str(v) for k, v in mine.to_dict().items()},
+                                             lease=lease)
+        except BaseException:  # not recorded: give it back rather than block for `duration`
+            with contextlib.suppress(AzureError):
+                lease.release()
+            raise
         self._lease = lease
         self._heartbeat = Heartbeat(self._renew, self.duration / 4, f"lease-{self.job_id}")
         return mine
