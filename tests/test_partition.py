@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serverless_score.errors import BoundaryError
 from serverless_score.planning.partition import (
     DEFAULT_CHUNK_BYTES,
-    Span,
-    anchored_tasks,
-    chain_breaks,
+    Link,
+    chain_repairs,
     choose_task_count,
     even_cuts,
+    exact_begins,
     pack_groups,
     plan_byte_tasks,
     plan_rowgroup_tasks,
@@ -254,66 +255,135 @@ def test_pack_groups_keeps_order_and_sizes(n: int, per: int) -> None:
 
 
 # -- the boundary chain -------------------------------------------------------------------------
-def test_chain_that_meets_has_no_breaks() -> None:
-    spans = [Span(0, 0, 5, 20), Span(1, 0, 20, 40), Span(2, 0, 40, 50)]
-    assert anchored_tasks(spans, set()) == {0, 1, 2}
-    assert chain_breaks(spans, {0, 1, 2}) == []
+def _links(ranges: list[tuple[int, int]], reports: dict[int, tuple[int, int]],
+           pins: dict[int, int] | None = None, file_index: int = 0, first: int = 0) -> list[Link]:
+    pins = pins or {}
+    return [Link(first + i, file_index, start, stop, pins.get(first + i),
+                 *reports.get(first + i, (None, None)))
+            for i, (start, stop) in enumerate(ranges)]
 
 
-def test_a_wrong_guess_is_a_break_with_the_right_begin() -> None:
-    spans = [Span(0, 0, 5, 20), Span(1, 0, 18, 41), Span(2, 0, 41, 50)]
-    anchored = anchored_tasks(spans, set())
-    assert anchored == {0}  # task 2 meets task 1, but task 1's begin is not known to be right
-    assert chain_breaks(spans, anchored) == [(1, 20)]
-    # the repair: task 1 re-run from byte 20 and pinned; task 2 must now meet its new end
-    spans[1] = Span(1, 0, 20, 40)
-    anchored = anchored_tasks(spans, {1})
-    assert anchored == {0, 1}
-    assert chain_breaks(spans, anchored) == [(2, 40)]
-    spans[2] = Span(2, 0, 40, 50)
-    anchored = anchored_tasks(spans, {1, 2})
-    assert anchored == {0, 1, 2}
-    assert chain_breaks(spans, anchored) == []
+RANGES = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50)]
 
 
-def test_only_breaks_after_an_anchored_task_are_reported() -> None:
-    spans = [Span(0, 0, 0, 10), Span(1, 0, 12, 30), Span(2, 0, 33, 40)]
-    assert chain_breaks(spans, anchored_tasks(spans, set())) == [(1, 10)]
-    # with every task taken as anchored, both mismatches show
-    assert chain_breaks(spans, {0, 1, 2}) == [(1, 10), (2, 30)]
+def test_chain_that_meets_has_no_repairs() -> None:
+    links = _links(RANGES, {0: (5, 12), 1: (12, 25), 2: (25, 33), 3: (33, 45), 4: (45, 50)})
+    assert exact_begins(links) == {0: 5, 1: 12, 2: 25, 3: 33, 4: 45}
+    assert chain_repairs(links) == []
 
 
-def test_a_new_file_starts_a_new_chain() -> None:
-    spans = [Span(0, 0, 4, 10), Span(1, 1, 7, 20), Span(2, 1, 25, 30), Span(3, 2, 0, 9)]
-    anchored = anchored_tasks(spans, set())
-    assert anchored == {0, 1, 3}  # first task of each file
-    assert chain_breaks(spans, anchored) == [(2, 20)]
+def test_a_wrong_guess_is_repaired_and_the_task_after_it_waits_for_the_rerun() -> None:
+    links = _links(RANGES[:3], {0: (5, 12), 1: (15, 22), 2: (22, 30)})
+    assert exact_begins(links) == {0: 5, 1: 12}  # task 2 meets task 1, whose begin is wrong
+    assert chain_repairs(links) == [(1, 12)]
+    rerun = _links(RANGES[:3], {0: (5, 12), 1: (12, 21), 2: (22, 30)}, pins={1: 12})
+    assert chain_repairs(rerun) == [(2, 21)]
+    whole = _links(RANGES[:3], {0: (5, 12), 1: (12, 21), 2: (21, 30)}, pins={1: 12, 2: 21})
+    assert chain_repairs(whole) == []
 
 
-def test_pinned_tasks_are_anchored_and_order_does_not_matter() -> None:
-    spans = [Span(2, 0, 30, 40), Span(0, 0, 0, 10), Span(1, 0, 12, 30)]
-    assert anchored_tasks(spans, {1}) == {0, 1, 2}
-    assert chain_breaks(spans, {0}) == [(1, 10)]
+def test_a_field_spanning_many_tasks_is_healed_in_one_step() -> None:
+    # task 0's last record runs to byte 43: tasks 1-3 lie inside it, task 4 begins at 43
+    guesses = {0: (5, 43), 1: (11, 14), 2: (21, 33), 3: (33, 41), 4: (41, 50)}
+    links = _links(RANGES, guesses)
+    assert exact_begins(links) == {0: 5, 1: 43, 2: 43, 3: 43, 4: 43}
+    assert chain_repairs(links) == [(1, 43), (2, 43), (3, 43), (4, 43)]
+    # even before tasks 1-4 finish (or when they failed) their begins are proven
+    assert exact_begins(_links(RANGES, {0: (5, 43)})) == {0: 5, 1: 43, 2: 43, 3: 43, 4: 43}
+    # re-run pinned, the tasks inside the field own nothing and end where they begin
+    pins = {1: 43, 2: 43, 3: 43, 4: 43}
+    healed = _links(RANGES, {0: (5, 43), 1: (43, 43), 2: (43, 43), 3: (43, 43), 4: (43, 50)}, pins)
+    assert chain_repairs(healed) == []
+
+
+def test_a_pinned_task_past_its_stop_proves_the_next_begin_before_it_runs() -> None:
+    links = _links(RANGES, {0: (5, 12)}, pins={1: 12, 2: 35})
+    assert exact_begins(links) == {0: 5, 1: 12, 2: 35, 3: 35}
+
+
+def test_an_unfinished_task_stops_what_is_certain() -> None:
+    links = _links(RANGES, {0: (5, 12), 2: (25, 33), 3: (33, 45)})
+    assert exact_begins(links) == {0: 5, 1: 12}
+    assert chain_repairs(links) == []
+    assert exact_begins([links[0], links[2], links[3]]) == {0: 5}  # task 1 left out: a gap
+
+
+def test_a_new_file_starts_a_new_chain_and_order_does_not_matter() -> None:
+    links = [*_links(RANGES[:2], {0: (5, 12), 1: (12, 20)}),
+             *_links([(0, 9), (9, 20)], {2: (3, 11), 3: (13, 20)}, file_index=1, first=2)]
+    assert exact_begins(links[::-1]) == {0: 5, 1: 12, 2: 3, 3: 11}
+    assert chain_repairs(links[::-1]) == [(3, 11)]
+
+
+def test_a_pin_the_chain_contradicts_is_an_error_not_a_loop() -> None:
+    links = _links(RANGES[:2], {0: (5, 12), 1: (15, 20)}, pins={1: 15})
+    with pytest.raises(BoundaryError, match=r"pinned to begin at byte 15.*begin at byte 12"):
+        exact_begins(links)
+
+
+@st.composite
+def chains(draw: st.DrawFn) -> tuple[list[int], list[tuple[int, int]], int]:
+    """True record starts of a file (the first at the header end; the file size as a sentinel),
+    and a random cutting of it into task ranges."""
+    size = draw(st.integers(1, 120))
+    starts = sorted(draw(st.sets(st.integers(0, size - 1), min_size=1, max_size=10)))
+    cuts = sorted(draw(st.sets(st.integers(1, size - 1), max_size=12))) if size > 1 else []
+    bounds = [0, *cuts, size]
+    return [*starts, size], list(pairwise(bounds)), draw(st.integers(0, 2**32))
 
 
 @FAST
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 50)), min_size=1, max_size=30))
-def test_a_chain_that_meets_everywhere_is_anchored_everywhere(
-    steps: list[tuple[int, int]],
-) -> None:
-    spans: list[Span] = []
-    file_index, pos = 0, 0
-    for i, (new_file, length) in enumerate(steps):
-        if i and new_file == 0:
-            file_index, pos = file_index + 1, 3  # another file, its data after a header
-        spans.append(Span(i, file_index, pos, pos + length))
-        pos += length
-    anchored = anchored_tasks(spans, set())
-    assert anchored == set(range(len(spans)))
-    assert chain_breaks(spans, anchored) == []
-    # move one begin: exactly that task breaks (unless it is the first of its file)
-    k = len(spans) // 2
-    moved = [Span(s.task_index, s.file_index, s.begin + 1, s.end) if s.task_index == k else s
-             for s in spans]
-    expected = [] if k == 0 or spans[k - 1].file_index != spans[k].file_index else [(k, spans[k].begin)]
-    assert chain_breaks(moved, anchored_tasks(moved, set())) == expected
+@given(chains(), st.data())
+def test_repairs_are_never_wrong_and_end_with_a_whole_chain(
+        chain: tuple[list[int], list[tuple[int, int]], int], data: st.DataObject) -> None:
+    """Play the controller on a model of a file: a task reports its true begin and end when it
+    begins right (pinned or a right guess), anything at or past its start otherwise. Some tasks
+    have not finished at each step. Whatever is proven is true, repairs never touch a task twice,
+    and once every task finishes the repairs end with every task beginning where it must."""
+    records, ranges, _ = chain
+
+    def true_begin(i: int) -> int:
+        start = ranges[i][0]
+        return records[0] if i == 0 else min(r for r in records if r >= start)
+
+    def report(i: int, begin: int) -> tuple[int, int]:
+        if begin == true_begin(i):
+            return begin, min(r for r in records if r >= max(ranges[i][1], begin))
+        return begin, data.draw(st.integers(max(begin, ranges[i][1]), records[-1] + 5))
+
+    def guess(i: int) -> int:
+        right = data.draw(st.booleans())
+        return true_begin(i) if i == 0 or right else data.draw(
+            st.integers(ranges[i][0], records[-1]))
+
+    n = len(ranges)
+    pins: dict[int, int] = {}
+    reports: dict[int, tuple[int, int]] = {}
+    for _ in range(3 * n + 3):
+        for i in range(n):  # some unfinished tasks finish (the last round finishes them all)
+            if i not in reports and data.draw(st.booleans()):
+                reports[i] = report(i, pins.get(i, guess(i)))
+        links = _links(ranges, reports, pins)
+        for i, begin in exact_begins(links).items():
+            assert begin == true_begin(i), (i, begin)
+        repairs = chain_repairs(links)
+        for i, begin in repairs:
+            assert i not in pins, "a pinned task was repaired again"
+            pins[i] = begin
+            del reports[i]
+        if not repairs and len(reports) == n:
+            break
+    else:
+        for i in range(n):
+            reports.setdefault(i, report(i, pins.get(i, guess(i))))
+        for _ in range(n + 1):
+            repairs = chain_repairs(_links(ranges, reports, pins))
+            for i, begin in repairs:
+                pins[i] = begin
+                reports[i] = report(i, begin)
+            if not repairs:
+                break
+    assert chain_repairs(_links(ranges, reports, pins)) == []
+    assert [reports[i][0] for i in range(n)] == [true_begin(i) for i in range(n)]
+    for i in range(1, n):
+        assert reports[i][0] == reports[i - 1][1]

@@ -3,7 +3,7 @@
 Each test builds a file whose records it knows (it generated them, with their byte offsets; for
 malformed CSV a plain byte-at-a-time reference reader says what they are), cuts it into byte
 ranges, and plays the controller: scan every range, look for boundary breaks with
-``anchored_tasks``/``chain_breaks``, re-scan broken tasks with ``pinned_begin``, and repeat until
+``chain_repairs``, re-scan broken tasks with ``pinned_begin``, and repeat until
 the chain is whole. Then every record must come out exactly once, in order, in the task whose
 range holds its first byte.
 """
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serverless_score.errors import BoundaryError
-from serverless_score.planning.partition import Span, anchored_tasks, chain_breaks, plan_byte_tasks
+from serverless_score.planning.partition import Link, chain_repairs, plan_byte_tasks
 from serverless_score.planning.tasks import InputFile
 from serverless_score.records import (
     DEFAULT_BLOCK,
@@ -222,8 +222,9 @@ def run_tasks(files: list[bytes], tasks: list[tuple[int, int, int]], fmt: Record
     outcomes = [scan(i) for i in range(len(tasks))]
     rescans = 0
     for _ in range(len(tasks) + 1):
-        spans = [Span(i, tasks[i][0], o.begin, o.end) for i, o in enumerate(outcomes)]
-        breaks = chain_breaks(spans, anchored_tasks(spans, set(pinned)))
+        links = [Link(i, tasks[i][0], tasks[i][1], tasks[i][2], pinned.get(i), o.begin, o.end)
+                 for i, o in enumerate(outcomes)]
+        breaks = chain_repairs(links)
         if not breaks:
             return outcomes, rescans
         for i, begin in breaks:
@@ -390,13 +391,13 @@ def test_a_quoted_newline_breaks_the_chain_and_the_break_is_detected() -> None:
     # without the repair, the records would be wrong (a bogus record '"\n2,z\n')
     naive = RangeReader(f, CSV, start=12, end=size, file_size=size, header_end=8)
     assert b"".join(b.data for b in naive) == b'"\n2,z\n'
-    spans = [Span(0, 0, first.begin, first.end), Span(1, 0, second.begin, second.end)]
-    assert anchored_tasks(spans, set()) == {0}
-    assert chain_breaks(spans, {0}) == [(1, 15)]
+    links = [Link(0, 0, 0, 12, None, first.begin, first.end),
+             Link(1, 0, 12, size, None, second.begin, second.end)]
+    assert chain_repairs(links) == [(1, 15)]
     fixed = scan_range(f, CSV, start=12, end=size, file_size=size, pinned_begin=15)
     assert (fixed.begin, fixed.end, fixed.records) == (15, size, 1)
-    spans[1] = Span(1, 0, fixed.begin, fixed.end)
-    assert chain_breaks(spans, anchored_tasks(spans, {1})) == []
+    links[1] = Link(1, 0, 12, size, 15, fixed.begin, fixed.end)
+    assert chain_repairs(links) == []
 
 
 def test_repair_loop_fixes_the_quoted_newline_example() -> None:

@@ -24,7 +24,7 @@ from ..backends import Backend, get_backend
 from ..errors import InputError, JobInterrupted, ScoreError
 from ..layout import JobLayout
 from ..planning import Plan, make_plan
-from ..planning.partition import chain_breaks
+from ..planning.partition import chain_repairs
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult, WorkOrder
 from ..spec import JobSpec
@@ -361,9 +361,10 @@ class Job:
 
     @staticmethod
     def _boundary_breaks(tasks: dict[str, Task], results: dict[str, TaskResult]) -> list[tuple[str, int]]:
-        spans, anchored = chain_of(list(tasks.values()), results)
+        """Finished tasks that began at a wrong guess, with their exact begin (normally none: the
+        scheduler repairs them as it goes; this is the final check of the whole chain)."""
         by_index = {t.index: t.id for t in tasks.values()}
-        return [(by_index[i], begin) for i, begin in chain_breaks(spans, anchored)]
+        return [(by_index[i], begin) for i, begin in chain_repairs(chain_of(list(tasks.values()), results))]
 
     @staticmethod
     def _check_accounting(plan: Plan, tasks: dict[str, Task], results: dict[str, TaskResult]) -> None:

@@ -21,7 +21,7 @@ from ..backends import Backend, GroupSpec, GroupState, Phase
 from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS, WaitsForGroups
 from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
-from ..planning.partition import Span, anchored_tasks, pack_groups
+from ..planning.partition import Link, chain_repairs, exact_begins, pack_groups
 from ..planning.tasks import Task
 from ..runner.contract import ENV_GROUP, ENV_WORK, MARKER, TaskOrder, TaskResult, WorkOrder
 from ..storage import Store
@@ -91,15 +91,22 @@ def failure_reason(task_log: str, group: GroupState | None) -> tuple[str, bool]:
     return "the task wrote no result", True
 
 
-def chain_of(tasks: Sequence[Task], done: dict[str, TaskResult]) -> tuple[list[Span], set[int]]:
-    """The finished byte tasks' spans, and which of them are anchored (begin known to be right):
-    what both the scheduler's repairs and the job's final chain check reason about. A task is
-    pinned when its result says so."""
-    finished = [t for t in tasks if t.kind == "bytes" and t.id in done]
-    spans = [Span(t.index, t.file_index, done[t.id].begin or 0, done[t.id].end or 0)
-             for t in finished]
-    pinned = {t.index for t in finished if done[t.id].pinned_begin is not None}
-    return spans, anchored_tasks(spans, pinned)
+def chain_of(tasks: Sequence[Task], done: Mapping[str, TaskResult]) -> list[Link]:
+    """The job's byte tasks as links of their files' chains (range, pin, and where each finished
+    one says its records begin and end): what both the scheduler's repairs and the job's final
+    chain check reason about (``planning.partition.exact_begins``). A task is pinned when it or
+    its result says so."""
+    links = []
+    for t in tasks:
+        if t.kind != "bytes":
+            continue
+        result = done.get(t.id)
+        pinned = t.pinned_begin if t.pinned_begin is not None else (
+            result.pinned_begin if result is not None else None)
+        links.append(Link(t.index, t.file_index, t.start, t.end, pinned,
+                          result.begin if result is not None else None,
+                          result.end if result is not None else None))
+    return links
 
 
 def reported_begin(task_log: str) -> int | None:
@@ -296,27 +303,58 @@ class Scheduler:
         self._release_waiting(queue, results, stalled=False)
 
     def _repair_begin(self, task: Task, results: dict[str, TaskResult]) -> int | str | None:
-        """For a failed byte task that *guessed* where its records begin: the exact begin (its
-        predecessor's end, once that predecessor is finished and anchored), ``"wait"`` until it
-        is, or None when the guess cannot be the cause (pinned, first in its file, not bytes,
-        or line-delimited input such as JSONL, where the first line start is always exact)."""
+        """For a failed byte task that *guessed* where its records begin: the exact begin, once
+        the chain before it proves it (``exact_begins``), ``"wait"`` until it does, or None when
+        the guess cannot be the cause (pinned, first in its file, not bytes, or line-delimited
+        input such as JSONL, where the first line start is always exact)."""
         previous = self._chain.get(task.index - 1)
         if (task.kind != "bytes" or task.pinned_begin is not None or previous is None
-                or previous.file_index != task.file_index
-                or self.work.format not in ("csv", "records")):
+                or previous.file_index != task.file_index or not self._guesses()):
             return None
+        begin = exact_begins(self._links({**self._known, **results})).get(task.index)
+        return "wait" if begin is None else begin
+
+    def _guesses(self) -> bool:
+        """Whether a byte task's first record start is a guess that can be wrong (CSV: quoted
+        line ends; records: a pattern that also matches inside a record), not a line start."""
+        return self.work.format in ("csv", "records")
+
+    def _links(self, done: Mapping[str, TaskResult]) -> list[Link]:
+        """The chain as it stands: pins of tasks queued or running included."""
+        current = [self.records[t.id].task if t.id in self.records else t
+                   for t in self._chain.values()]
+        return chain_of(current, done)
+
+    def _repair_finished(self, queue: deque[tuple[float, list[Task]]],
+                         results: dict[str, TaskResult]) -> None:
+        """Re-run, pinned to their exact begin, the finished tasks whose guess the chain proves
+        wrong (a task inside a long quoted field may "succeed" on a wrong guess): at once, not
+        after the run, because the tasks after them wait for their exact end. A repair is not a
+        retry: it spends none of the task's retries."""
+        if not self._guesses():
+            return
         done = {**self._known, **results}
-        if previous.id not in done:
-            return "wait"
-        _, anchored = chain_of(list(self._chain.values()), done)
-        if previous.index not in anchored:
-            return "wait"
-        return done[previous.id].end
+        for index, begin in chain_repairs(self._links(done)):
+            task = self._chain[index]
+            if task.id in self.records:
+                task = self.records[task.id].task
+            result = results.pop(task.id, None) or self._known.pop(task.id)
+            record = self.records.setdefault(task.id, TaskRecord(task, result.attempt))
+            pinned = task.pinned(begin)
+            record.task = pinned
+            self.repaired.add(task.id)
+            self.progress.task_retry(task, result.attempt,
+                                     f"its records begin at byte {begin}, not at its guess "
+                                     f"{result.begin}; re-running it from byte {begin}")
+            queue.append((self.clock(), [pinned]))
 
     def _release_waiting(self, queue: deque[tuple[float, list[Task]]],
                          results: dict[str, TaskResult], *, stalled: bool) -> None:
-        """Failed tasks go back in the queue: re-run from an exact boundary when their guess may
+        """Finished tasks that began at a wrong guess are re-run from their exact begin, and
+        failed tasks go back in the queue: re-run from an exact boundary when their guess may
         have been wrong (free: not a retry), else retried or failed as usual."""
+        self._repair_finished(queue, results)
+        stalled = stalled and not queue
         waiting, self._waiting = self._waiting, []
         for task, attempt, reason, retryable, task_log in waiting:
             begin = self._repair_begin(task, results)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import BoundaryError
 from .tasks import InputFile, Shard, Task
 
 DEFAULT_CHUNK_BYTES = 64 * 10**6
@@ -101,38 +102,74 @@ def pack_groups(tasks: Sequence[Task], tasks_per_group: int) -> list[list[Task]]
 
 
 @dataclass(frozen=True)
-class Span:
-    """Where a finished byte task says its records begin and end."""
+class Link:
+    """One byte task in its file's chain: its range ``[start, stop)``, the begin the controller
+    pinned it to (if any) and, once it finished, where it says its records ``begin`` and ``end``
+    (``end``: the first record start at or after ``stop``)."""
 
     task_index: int
     file_index: int
-    begin: int
-    end: int
+    start: int
+    stop: int
+    pinned_begin: int | None = None
+    begin: int | None = None  # None: not finished
+    end: int | None = None
 
 
-def chain_breaks(spans: Sequence[Span], anchored: set[int]) -> list[tuple[int, int]]:
-    """Find wrong boundary guesses: ``(task_index, correct_begin)`` for each task whose ``begin``
-    differs from the ``end`` of the task before it in the same file, where that predecessor is
-    *anchored* (its own begin is known to be right). The first task of a file is always anchored:
-    it begins at the header end. Returns only breaks whose fix is certain; the caller re-runs them,
-    anchors them and calls again until nothing is returned."""
-    breaks: list[tuple[int, int]] = []
-    ordered = sorted(spans, key=lambda s: s.task_index)
-    for prev, cur in itertools.pairwise(ordered):
-        if prev.file_index != cur.file_index or prev.task_index not in anchored:
-            continue
-        if cur.begin != prev.end:
-            breaks.append((cur.task_index, prev.end))
-    return breaks
+def exact_begins(links: Sequence[Link]) -> dict[int, int]:
+    """Where the records of each task must begin, for every task where that is certain.
+
+    Certain are: the first task of a file (it begins at the header end, never a guess), a pinned
+    task, and any task after a task whose end is exact. An exact end ``E`` of task ``i`` is the
+    first record start at or after ``stop_i``, so no record starts in ``[stop_i, E)``: every later
+    task of the file whose range starts at or before ``E`` begins exactly at ``E``. That is what
+    heals a quoted field spanning many tasks in one step: the tasks inside it all begin at ``E``
+    (at or past their own end: they own no record) and the first task past it begins at ``E`` too.
+    A task's end is exact when it finished from its exact begin, or when that begin lies at or past
+    its stop (it owns nothing, and the next record start is its begin).
+
+    Links may be given in any order and may leave tasks out (a gap stops what is certain). A pin
+    that contradicts what the chain proves raises BoundaryError: the input changed under the job."""
+    exact: dict[int, int] = {}
+    ordered = sorted(links, key=lambda link: link.task_index)
+    boundary: int | None = None  # exact record start; none starts from the current start to it
+    previous: Link | None = None
+    for link in ordered:
+        first = previous is None or previous.file_index != link.file_index
+        if not first and previous is not None and previous.task_index != link.task_index - 1:
+            boundary = None  # a task left out: nothing is known across it
+        proven = None if first or boundary is None or link.start > boundary else boundary
+        if link.pinned_begin is not None:
+            if proven is not None and proven != link.pinned_begin:
+                raise BoundaryError(
+                    f"task {link.task_index} was pinned to begin at byte {link.pinned_begin}, but "
+                    f"the tasks before it prove its records begin at byte {proven}",
+                    hint="The input file changed while the job ran: run the job again.")
+            begin: int | None = link.pinned_begin
+        elif first:
+            begin = link.begin
+        else:
+            begin = proven
+        if begin is not None:
+            exact[link.task_index] = begin
+        if begin is not None and link.begin == begin and link.end is not None:
+            boundary = link.end
+        elif begin is not None and begin >= link.stop:
+            boundary = begin
+        else:
+            boundary = None
+        previous = link
+    return exact
 
 
-def anchored_tasks(spans: Sequence[Span], pinned: set[int]) -> set[int]:
-    """Tasks whose begin is known to be right: the first of each file, any pinned task, and any task
-    that meets an anchored predecessor exactly."""
-    anchored: set[int] = set()
-    ordered = sorted(spans, key=lambda s: s.task_index)
-    for i, span in enumerate(ordered):
-        first_in_file = i == 0 or ordered[i - 1].file_index != span.file_index
-        if first_in_file or span.task_index in pinned or (ordered[i - 1].task_index in anchored and ordered[i - 1].end == span.begin):
-            anchored.add(span.task_index)
-    return anchored
+def chain_repairs(links: Sequence[Link]) -> list[tuple[int, int]]:
+    """Finished tasks whose records begin somewhere else than the chain proves:
+    ``(task_index, exact_begin)``, in task order. Each is re-run pinned to that begin (a pinned
+    task is never repaired again, so repairs end); calling again after the re-runs finds the
+    repairs they made certain, until the chain is whole and nothing is returned. Once every task
+    finished and nothing is returned, every task begins where the one before it ends."""
+    exact = exact_begins(links)
+    return [(link.task_index, exact[link.task_index])
+            for link in sorted(links, key=lambda link: link.task_index)
+            if link.begin is not None and link.pinned_begin is None
+            and link.task_index in exact and link.begin != exact[link.task_index]]
