@@ -233,3 +233,23 @@ def test_status_logs_and_cleanup_of_an_aci_job_whose_controller_died(
     after = cli("status", job, "--json")
     assert after.json is not None and after.json["live_groups"] == [], after
     assert after.json["state"] != "running"
+
+
+def test_csv_field_spanning_many_tasks_through_aci(job_dir, make_job, aci_env, aci_emulator,
+                                                   azurite, container, cli) -> None:
+    """The issue's file (shrunk) through container groups: the repairs of the tasks inside the
+    long quoted field are groups of their own, and no retry is spent."""
+    from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
+
+    data = reported_csv(reps=1500, newline="\r\n")
+    (job_dir / "scorer.py").write_text(TABLE_SCORER)
+    job = make_job(job_dir, name="long-aci", scorer="scorer.py", id_columns=["id"], chunks=7,
+                   model=_upload(azurite, container, "models/unused.bin", b"unused"),
+                   input=_upload(azurite, container, "in/long.csv", data),
+                   output=f"az://{container}/out/long.csv")
+    result = _ok(cli("run", job, "--json", "-q", *_aci_sets()))
+    assert result["rows_out"] == 300 and result["retried_tasks"] == []
+    assert result["repaired_boundaries"] > 0
+    lines = _blob(azurite, container, "out/long.csv").decode().splitlines()
+    assert unquote(lines[1:]) == expected_csv(data)
+    assert aci_emulator.group_names() == []

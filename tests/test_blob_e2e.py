@@ -257,3 +257,23 @@ def test_r_forest_example_in_azurite_equals_the_local_run(
     assert _blob(azurite, container, "scores/forest.csv") == (folder / "out" / "local.csv").read_bytes()
     manifest = json.loads(_blob(azurite, container, "scores/forest.csv.manifest.json"))
     assert manifest["model"]["uri"] == model_uri
+
+
+def test_csv_field_spanning_many_tasks_in_blobs(job_dir, make_job, blob_env, azurite, container,
+                                                cli) -> None:
+    """The issue's file (shrunk) read with ranged blob reads: the tasks inside the long quoted
+    field end empty and every record comes out once, in order, without a retry."""
+    from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
+
+    data = reported_csv(reps=1500)
+    azurite.service().get_blob_client(container, "in/long.csv").upload_blob(data)
+    (job_dir / "model.bin").write_bytes(b"unused")
+    (job_dir / "scorer.py").write_text(TABLE_SCORER)
+    job = make_job(job_dir, name="long-blob", model="model.bin", scorer="scorer.py",
+                   input=f"az://{container}/in/long.csv", output=f"az://{container}/out/long.csv",
+                   id_columns=["id"], chunks=7)
+    result = _ok(cli("run", job, "--json", "-q"))
+    assert result["rows_out"] == 300 and result["retried_tasks"] == []
+    assert result["repaired_boundaries"] > 0
+    lines = _blob(azurite, container, "out/long.csv").decode().splitlines()
+    assert unquote(lines[1:]) == expected_csv(data)
