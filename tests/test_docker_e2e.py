@@ -30,7 +30,7 @@ def no_leftovers(docker_engine: Any) -> Any:
             docker_engine.client.api.remove_container(c["Id"], force=True)
 
 
-_JOBS = ("dsignal-", "dfail-", "dblob-", "dnoimage-", "churn-", "loan-glm-")
+_JOBS = ("dsignal-", "dfail-", "dblob-", "dnoimage-", "dlong-", "churn-", "loan-glm-")
 
 
 def _example(tmp_path_factory: pytest.TempPathFactory, name: str, files: tuple[str, ...],
@@ -99,6 +99,28 @@ def test_r_forest_example_through_docker_equals_the_local_run(
 # -- failures and signals -----------------------------------------------------------------------
 def _rows(path: Path, rows: int = 40) -> None:
     path.write_text("k,v\n" + "".join(f"k{i:03d},{i}\n" for i in range(rows)))
+
+
+def test_csv_field_spanning_many_tasks_through_docker(
+        job_dir: Path, make_job: Any, python_image: Any, docker_engine: Any, cli: Any) -> None:
+    """The issue's file (shrunk, CRLF and a BOM) in containers: every record once, in order,
+    the tasks inside the long quoted field repaired without a retry."""
+    from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
+
+    data = reported_csv(reps=1500, newline="\r\n", bom=True)
+    (job_dir / "data.csv").write_bytes(data)
+    (job_dir / "model.bin").write_bytes(b"unused")
+    (job_dir / "scorer.py").write_text(TABLE_SCORER)
+    job = make_job(job_dir, name="dlong", model="model.bin", input="data.csv",
+                   output="out/scores.csv", scorer="scorer.py", id_columns=["id"], chunks=7,
+                   backend="docker")
+    result = cli("run", job, "--json", "-q", timeout=600)
+    assert result.code == 0, result
+    assert result.json is not None and result.json["rows_out"] == 300, result
+    assert result.json["retried_tasks"] == [] and result.json["repaired_boundaries"] > 0
+    lines = (job_dir / "out" / "scores.csv").read_text().splitlines()
+    assert unquote(lines[1:]) == expected_csv(data)
+    assert our_containers(docker_engine, result.json["job_id"]) == []
 
 
 def test_a_failing_task_fails_the_job_with_its_log_and_leaves_no_container(
