@@ -17,6 +17,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from serverless_score.backends import GroupSpec, GroupState, Phase
 from serverless_score.backends.base import GroupInfo
 from serverless_score.controller.job import Job, JobResult
+from serverless_score.planning.partition import even_cuts
 from serverless_score.runner import __main__ as runner_main
 from serverless_score.spec import spec_from_dict
 
@@ -199,12 +201,22 @@ def test_the_reported_case_in_process(tmp_path: Path) -> None:
     """The issue's file (shrunk): a field of 4,000 lines in row 150 covers most tasks."""
     data = reported_csv(reps=4000, newline="\r\n", bom=True)
     expected = expected_csv(data)
+    field = (data.index(b"r150,"), data.index(b"r151,"))  # row 150 and its long field
     for chunks in (3, 7, 16):
         result, lines = run_job(tmp_path / str(chunks), data, fmt="csv", chunks=chunks,
                                 per_group=2)
         assert unquote(lines[1:]) == expected, chunks
         assert result.retried_tasks == []
         assert result.repaired_boundaries > 0
+        manifest = json.loads(Path(result.manifest).read_text())
+        inside = 0
+        for (start, stop), task in zip(pairwise(even_cuts(len(data), chunks)), manifest["tasks"],
+                                       strict=True):
+            assert task["attempts"] <= 2, task  # a guess, then at most one repair
+            if field[0] < start and stop <= field[1]:  # the whole range inside the field
+                assert task["records_out"] == 0 and task["begin"] == task["end"] == field[1]
+                inside += 1
+        assert inside >= chunks // 2 - 1, (chunks, inside)
 
 
 def reported_csv(*, reps: int, newline: str = "\n", bom: bool = False) -> bytes:
