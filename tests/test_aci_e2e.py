@@ -241,7 +241,7 @@ def test_csv_field_spanning_many_tasks_through_aci(job_dir, make_job, aci_env, a
     long quoted field are groups of their own, and no retry is spent."""
     from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
 
-    data = reported_csv(reps=1500, newline="\r\n")
+    data = reported_csv(reps=1500, roleless=4000, newline="\r\n")
     (job_dir / "scorer.py").write_text(TABLE_SCORER)
     job = make_job(job_dir, name="long-aci", scorer="scorer.py", id_columns=["id"], chunks=7,
                    model=_upload(azurite, container, "models/unused.bin", b"unused"),

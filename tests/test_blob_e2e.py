@@ -265,7 +265,7 @@ def test_csv_field_spanning_many_tasks_in_blobs(job_dir, make_job, blob_env, azu
     field end empty and every record comes out once, in order, without a retry."""
     from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
 
-    data = reported_csv(reps=1500)
+    data = reported_csv(reps=1500, roleless=4000)
     azurite.service().get_blob_client(container, "in/long.csv").upload_blob(data)
     (job_dir / "model.bin").write_bytes(b"unused")
     (job_dir / "scorer.py").write_text(TABLE_SCORER)

@@ -107,7 +107,7 @@ def test_csv_field_spanning_many_tasks_through_docker(
     the tasks inside the long quoted field repaired without a retry."""
     from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
 
-    data = reported_csv(reps=1500, newline="\r\n", bom=True)
+    data = reported_csv(reps=1500, roleless=4000, newline="\r\n", bom=True)
     (job_dir / "data.csv").write_bytes(data)
     (job_dir / "model.bin").write_bytes(b"unused")
     (job_dir / "scorer.py").write_text(TABLE_SCORER)

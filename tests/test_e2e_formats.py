@@ -140,12 +140,13 @@ def test_csv_quoted_newlines_every_record_once_in_order(job_dir, make_job, cli):
 
 
 def test_csv_field_spanning_many_tasks_every_record_once(job_dir, make_job, cli):
-    """The issue's file (shrunk): row 150's quoted field (newlines, commas, escaped quotes; CRLF,
-    a BOM) covers most of 16 tasks. Those tasks end empty, their wrong guesses are repaired, and
-    no retry is spent (retries = 0)."""
+    """The issue's file (shrunk; CRLF, a BOM): row 150's quoted field (newlines, commas, escaped
+    quotes) and row 200's (quotes that tell no role, so guesses inside it are wrong) cover most of
+    16 tasks. Those tasks end empty, the wrong guesses are repaired, and no retry is spent
+    (retries = 0)."""
     from test_long_fields import TABLE_SCORER, expected_csv, reported_csv, unquote
 
-    data = reported_csv(reps=1500, newline="\r\n", bom=True)
+    data = reported_csv(reps=1500, roleless=4000, newline="\r\n", bom=True)
     (job_dir / "data.csv").write_bytes(data)
     (job_dir / "model.bin").write_bytes(b"unused")
     (job_dir / "scorer.py").write_text(TABLE_SCORER)
@@ -157,7 +158,7 @@ def test_csv_field_spanning_many_tasks_every_record_once(job_dir, make_job, cli)
     assert result.json["rows_out"] == 300 and result.json["retried_tasks"] == []
     assert result.json["repaired_boundaries"] > 0
     tasks = manifest_of(job_dir / "out" / "scores.csv")["tasks"]
-    assert sum(t["records_out"] == 0 for t in tasks) >= 8  # the tasks inside the field
+    assert sum(t["records_out"] == 0 for t in tasks) >= 8  # the tasks inside the fields
 
 
 def test_csv_crlf_without_final_newline(job_dir, make_job, cli, trained_model, make_frame):

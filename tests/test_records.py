@@ -30,6 +30,7 @@ from serverless_score.records import (
     read_header,
     scan_range,
 )
+from serverless_score.records.scan import _quote_anchor
 
 CSV = RecordFormat("csv")
 LINES = RecordFormat("lines")
@@ -569,3 +570,39 @@ def test_fastq_record_longer_than_the_guess_window() -> None:
     offsets = [0, len(recs[0]), len(recs[0]) + len(recs[1])]
     sample = Sample(data, tuple(Record(o, r) for o, r in zip(offsets, recs, strict=True)))
     check_exactly_once(sample, [0, 50, offsets[2] + 3, len(data)], FASTQ)
+
+
+# -- the CSV guess inside long quoted fields ----------------------------------------------------
+@pytest.mark.parametrize(("data", "expected"), [
+    (b'x,"ab', (0, 2)),       # opens: a field start before, text after
+    (b'ab",x', (1, 2)),       # closes: text before, a field end after
+    (b'a,""b,', (1, 2)),      # an escaped quote: from outside it would be "" followed by b
+    (b'a,"""b', (0, 2)),      # opens, then an escaped quote
+    (b'ab"""\n', (1, 2)),     # an escaped quote, then closes
+    (b'a,""\nb', None),       # an empty field or an escaped quote before a quoted newline
+    (b'\n""",x', None),       # opens + escaped, or escaped + closes
+    (b'"ab,', None),          # at the window's start: the run may be longer
+    (b'ab,"', None),          # at its end: likewise
+])
+def test_quote_runs_that_allow_one_reading_anchor_the_guess(
+        data: bytes, expected: tuple[int, int] | None) -> None:
+    quotes = [i for i, byte in enumerate(data) if byte == ord('"')]
+    assert _quote_anchor(data, quotes) == expected
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_tasks_inside_a_long_field_guess_its_end(newline: bytes) -> None:
+    """The issue's field (``a,""b""`` lines): its escaped quotes say a task starting inside it is
+    inside a field, so the guess is the field's end, also past the first 256 KB window: the tasks
+    inside own nothing and meet without a repair."""
+    field = b'"' + (b'a,""b""' + newline) * 40_000 + b'end"'
+    data = b"id,text,x" + newline + b"r0,t0,0" + newline + b"r1," + field + b",1" + newline \
+        + b"r2,t2,2" + newline
+    f = io.BytesIO(data)
+    after = data.index(b"r2,")
+    for start in (data.index(b"r1,") + 20, 1000, 200_000, after - 30):
+        result = scan_range(f, CSV, start=start, end=start + 10, file_size=len(data))
+        assert (result.begin, result.end, result.records) == (after, after, 0), start
+    sample = reference_csv(data)
+    _, rescans = check_exactly_once(sample, [0, 5000, 90_000, 200_000, 300_000, len(data)], CSV)
+    assert rescans == 0

@@ -35,8 +35,6 @@ _QUOTE = 34
 _CR = 13
 _FIELD_START = {ord(","), _NL}
 _FIELD_END = {ord(","), _NL, _CR}
-_FIELD_START_OR_QUOTE = _FIELD_START | {_QUOTE}
-_FIELD_END_OR_QUOTE = _FIELD_END | {_QUOTE}
 
 
 @dataclass(frozen=True)
@@ -283,6 +281,59 @@ def _has_blank_line(newlines: np.ndarray, crs: np.ndarray | None) -> bool:
     )
 
 
+_MAX_GUESS_WINDOW = 64 * 1024 * 1024  # how far a CSV guess follows a quoted field
+
+
+def _quote_anchor(data: bytes, quotes: list[int]) -> tuple[int, int] | None:
+    """``(state, q)``: a quote at ``data[q]`` and whether the data before it is outside (0) or
+    inside (1) a quoted field, from the first run of quotes that valid CSV allows to read only
+    one way; None if no run in ``quotes`` (the quote positions, ascending) does.
+
+    A run of ``n`` quotes between bytes ``x`` and ``y`` (neither a quote). Read from outside, its
+    first quote opens a field, so ``x`` is a field start (comma or newline), and the ``n - 1``
+    after it are escaped pairs plus, if odd, a closing quote, which ``y`` must follow as a field
+    end (comma, CR or newline). Read from inside, the quotes are pairs plus, if ``n`` is odd, a
+    closing quote before a field end. ``,"a`` can only open and ``a",`` only close; ``,""b`` is
+    an escaped quote inside a field (from outside it would be an empty field followed by ``b``)."""
+    i = 0
+    while i < len(quotes):
+        j = i
+        while j + 1 < len(quotes) and quotes[j + 1] == quotes[j] + 1:
+            j += 1
+        first, last, n = quotes[i], quotes[j], j - i + 1
+        i = j + 1
+        if first == 0 or last + 1 >= len(data):
+            continue  # the run may go on past the window: its length is unknown
+        x, y = data[first - 1], data[last + 1]
+        from_outside = x in _FIELD_START and (n % 2 == 1 or y in _FIELD_END)
+        from_inside = n % 2 == 0 or y in _FIELD_END
+        if from_outside != from_inside:
+            return (0 if from_outside else 1), first
+    return None
+
+
+def _first_outside_newline(data: bytes) -> int | None:
+    """Where in ``data`` (which starts one byte before a range) the first newline outside
+    quotes is, read from a quote anchor; -1 if no anchor tells (guess the next line start
+    instead), None if the data after the anchor is all inside a quoted field (read more)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(arr == _QUOTE)
+    if quotes.size == 0:
+        return -1
+    anchor = _quote_anchor(data, quotes[:4096].tolist())
+    if anchor is None:
+        return -1
+    state_at_quote, q = anchor
+    newlines = np.flatnonzero(arr == _NL)
+    if newlines.size == 0:
+        return None
+    # The quotes between a newline and the anchor (negative before it) decide its state.
+    quotes_before_anchor = int(np.searchsorted(quotes, q))
+    between = np.searchsorted(quotes, newlines).astype(np.int64) - quotes_before_anchor
+    outside = newlines[((state_at_quote + between) & 1) == 0]
+    return int(outside[0]) if outside.size else None
+
+
 class RangeReader:
     """Iterate the records of ``[start, end)`` of a file in batches of whole records.
 
@@ -348,39 +399,22 @@ class RangeReader:
         return self._first_regex_start(candidate)
 
     def _first_csv_start(self, candidate: int) -> int:
-        """A better guess than "the next line start" for CSV: a quote that is followed by a
-        non-delimiter must open a quoted field (and one preceded by a non-delimiter must close
-        one), which fixes the quote parity there; from it, the first newline outside quotes
-        after ``start`` is found. Still a guess (the chain check verifies it), but it is right
-        for quoted newlines in ordinary data, so repairs stay rare."""
+        """A better guess than "the next line start" for CSV: a run of quotes whose neighbours
+        allow only one reading (see ``_quote_anchor``) fixes the quote parity there; from it, the
+        first newline outside quotes at or after ``start`` is found, reading further while the
+        range lies inside a quoted field (so the tasks inside a long field all guess its end).
+        Still a guess (the chain check verifies it), but it is right for quoted newlines in
+        ordinary data, so repairs stay rare."""
         origin = self._start - 1  # look-back byte: a boundary may sit right at start
-        data = _read_at(self._f, origin, 256 * 1024)
-        arr = np.frombuffer(data, dtype=np.uint8)
-        quotes = np.flatnonzero(arr == _QUOTE)
-        if quotes.size == 0:
-            return candidate
-        state_at_quote = None  # 0: the quote stands outside a quoted field, 1: inside
-        anchor = 0
-        for q in quotes[:4096].tolist():
-            before = data[q - 1] if q > 0 else None
-            after = data[q + 1] if q + 1 < len(data) else None
-            if before in _FIELD_START and after is not None and after not in _FIELD_END_OR_QUOTE:
-                state_at_quote, anchor = 0, q
-                break
-            if after in _FIELD_END and before is not None and before not in _FIELD_START_OR_QUOTE:
-                state_at_quote, anchor = 1, q
-                break
-        if state_at_quote is None:
-            return candidate
-        counts = np.cumsum(arr == _QUOTE, dtype=np.uint8)  # quotes in data[: x + 1]
-        newlines = np.flatnonzero(arr == _NL)
-        if newlines.size == 0:
-            return candidate
-        quotes_before_anchor = int(counts[anchor]) - 1
-        # parity of quotes between a newline and the anchor decides the state at the newline
-        inside = (state_at_quote + (counts[newlines].astype(np.int64) - quotes_before_anchor)) & 1
-        outside = newlines[inside == 0]
-        return origin + int(outside[0]) + 1 if outside.size else candidate
+        window = 256 * 1024
+        while True:
+            data = _read_at(self._f, origin, window)
+            found = _first_outside_newline(data)
+            if found is not None:
+                return origin + found + 1 if found >= 0 else candidate
+            if origin + len(data) >= self._size or window >= _MAX_GUESS_WINDOW:
+                return candidate  # (an unterminated quote, or a field too long to follow)
+            window *= 4
 
     def _first_regex_start(self, pos: int) -> int:
         """First line start >= pos where the pattern matches a whole record."""
