@@ -11,7 +11,8 @@ finish its last record, and reports
 For line-delimited data the guess is always right. For CSV, a newline inside a quoted field looks
 like a boundary but is not, so the guess can be wrong; the controller detects that because task
 ``i``'s ``end`` (read from a known-good boundary) differs from task ``i+1``'s ``begin``, and re-runs
-task ``i+1`` with ``pinned_begin = end_i``. Everything here takes a plain seekable binary file, so
+task ``i+1`` with ``pinned_begin = end_i``, and with it every later task whose range starts at or
+before ``end_i``: those lie inside one record and own none (``planning.partition.exact_begins``). Everything here takes a plain seekable binary file, so
 it is tested with ``io.BytesIO`` and works the same on a local file or a ranged blob reader.
 """
 
