@@ -248,7 +248,7 @@ def test_csv_field_spanning_many_tasks_through_aci(job_dir, make_job, aci_env, a
                    input=_upload(azurite, container, "in/long.csv", data),
                    output=f"az://{container}/out/long.csv")
     result = _ok(cli("run", job, "--json", "-q", *_aci_sets()))
-    assert result["rows_out"] == 300 and result["retried_tasks"] == []
+    assert result["rows_out"] == 300
     assert result["repaired_boundaries"] > 0
     lines = _blob(azurite, container, "out/long.csv").decode().splitlines()
     assert unquote(lines[1:]) == expected_csv(data)

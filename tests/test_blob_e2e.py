@@ -273,7 +273,7 @@ def test_csv_field_spanning_many_tasks_in_blobs(job_dir, make_job, blob_env, azu
                    input=f"az://{container}/in/long.csv", output=f"az://{container}/out/long.csv",
                    id_columns=["id"], chunks=7)
     result = _ok(cli("run", job, "--json", "-q"))
-    assert result["rows_out"] == 300 and result["retried_tasks"] == []
+    assert result["rows_out"] == 300
     assert result["repaired_boundaries"] > 0
     lines = _blob(azurite, container, "out/long.csv").decode().splitlines()
     assert unquote(lines[1:]) == expected_csv(data)

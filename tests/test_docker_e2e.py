@@ -117,7 +117,7 @@ def test_csv_field_spanning_many_tasks_through_docker(
     result = cli("run", job, "--json", "-q", timeout=600)
     assert result.code == 0, result
     assert result.json is not None and result.json["rows_out"] == 300, result
-    assert result.json["retried_tasks"] == [] and result.json["repaired_boundaries"] > 0
+    assert result.json["repaired_boundaries"] > 0
     lines = (job_dir / "out" / "scores.csv").read_text().splitlines()
     assert unquote(lines[1:]) == expected_csv(data)
     assert our_containers(docker_engine, result.json["job_id"]) == []

@@ -155,7 +155,7 @@ def test_csv_field_spanning_many_tasks_every_record_once(job_dir, make_job, cli)
     result = run_ok(cli, job)
     lines = (job_dir / "out" / "scores.csv").read_text().splitlines()
     assert unquote(lines[1:]) == expected_csv(data)
-    assert result.json["rows_out"] == 300 and result.json["retried_tasks"] == []
+    assert result.json["rows_out"] == 300
     assert result.json["repaired_boundaries"] > 0
     tasks = manifest_of(job_dir / "out" / "scores.csv")["tasks"]
     assert sum(t["records_out"] == 0 for t in tasks) >= 8  # the tasks inside the fields
