@@ -34,6 +34,7 @@ class RichProgress:
 
         self.console = console
         self.rows = 0
+        self._done: dict[str, int] = {}  # finished tasks' rows, until a repair re-runs one
         self._bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("tasks  {task.fields[rows]:,} rows"), TimeElapsedColumn(),
@@ -54,6 +55,7 @@ class RichProgress:
 
     def task_done(self, task: Task, result: TaskResult) -> None:
         self.rows += result.records_out
+        self._done[task.id] = result.records_out
         self._bar.update(self._id, advance=1, rows=self.rows)
         if not self.console.is_terminal:
             # No live bar without a terminal (CI logs, the R package reading stderr): one line
@@ -65,6 +67,14 @@ class RichProgress:
                                highlight=False)
 
     def task_retry(self, task: Task, attempt: int, reason: str) -> None:
+        rows = self._done.pop(task.id, None)
+        if rows is not None:
+            # A finished task re-run from its exact first record (its guess was inside a long
+            # quoted field): it did not fail, and it is counted again only when it ends.
+            self.rows -= rows
+            self._bar.update(self._id, advance=-1, rows=self.rows)
+            self.console.print(f"[cyan]repairing[/] {task.id} ({escape(reason)})")
+            return
         self.console.print(f"[yellow]retrying[/] {task.id} (attempt {attempt} failed: {escape(reason)})")
 
 
