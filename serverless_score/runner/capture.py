@@ -75,7 +75,9 @@ class _Copier:
 
 class OutputCapture:
     def __init__(self, fds: tuple[int, ...] = (1, 2)) -> None:
-        self.token = f"\n::cut-{secrets.token_hex(16)}::\n".encode()
+        # NUL-framed: text output (almost) never ends in a NUL, so the copier (almost) never has
+        # to hold bytes back in case they are the start of a token.
+        self.token = f"\0\0cut-{secrets.token_hex(16)}\0\0".encode()
         self._lock = threading.Lock()
         self._sink: BinaryIO | None = None
         self._pending = bytearray()
