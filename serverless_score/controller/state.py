@@ -43,10 +43,11 @@ def load_state(store: Store, layout: JobLayout, plan: Plan) -> ResumeState:
     fresh = not store.exists(layout.job_file)
     if fresh:
         # The spec (no secrets: SAS tokens never enter it) lets `status`, `logs` and `cleanup`
-        # given only the output find the job's backend again.
+        # given only the output find the job's backend again. Without its defaults: they come
+        # back when it is read, and some (predict_args = {} outside R) are refused if given.
         store.write_bytes(layout.job_file, json.dumps(
             {"job_id": plan.job_id, "name": plan.spec.name, "backend": plan.spec.backend,
-             "spec": plan.spec.model_dump(mode="json"),
+             "spec": plan.spec.model_dump(mode="json", exclude_defaults=True),
              "tasks": [t.to_dict() for t in plan.tasks]}).encode())
     results: dict[str, TaskResult] = {}
     attempts: dict[str, int] = {}

@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 PENDING_LIMIT = 1024 * 1024  # output between tasks kept for the next task's log, at most
 CUT_TIMEOUT = 10.0
+LINE_LIMIT = 64 * 1024  # a "line" this long without a newline is recorded as it is
 
 
 class _Copier:
@@ -36,6 +37,7 @@ class _Copier:
         os.dup2(write, fd)
         os.close(write)
         self.read = read
+        self.line = b""  # the start of a line not yet ended: recorded when it is
         self.cut = threading.Event()
         self.thread = threading.Thread(target=self._drain, name=f"capture-{fd}", daemon=True)
         self.thread.start()
@@ -50,11 +52,13 @@ class _Copier:
                 chunk = b""
             if not chunk:
                 self._emit(held)
+                self._end_line()
                 self.cut.set()
                 return
             data = held + chunk
             while (at := data.find(token)) >= 0:
                 self._emit(data[:at])
+                self._end_line()
                 data = data[at + len(token):]
                 self.cut.set()
             keep = _token_prefix_at_end(data, token)
@@ -62,10 +66,23 @@ class _Copier:
             self._emit(data[:len(data) - keep])
 
     def _emit(self, data: bytes) -> None:
+        """Echo at once; record whole lines only, so that stdout's and stderr's lines never
+        end up mixed within one line of the task's log."""
         if not data:
             return
         _write_all(self.echo, data)
-        self.owner.record(data)
+        self.line += data
+        end = self.line.rfind(b"\n") + 1
+        if end == 0 and len(self.line) < LINE_LIMIT:
+            return
+        end = end or len(self.line)
+        self.owner.record(self.line[:end])
+        self.line = self.line[end:]
+
+    def _end_line(self) -> None:
+        if self.line:
+            self.owner.record(self.line + b"\n")
+            self.line = b""
 
     def restore(self) -> None:
         """The descriptor points at the real stdout/stderr again; the thread ends once every
