@@ -217,7 +217,10 @@ def test_a_failed_blob_job_resumes_keeping_verified_parts(
     assert failed.code == 1 and failed.json["error"]["task_id"] == "t00001"
     names = set(_all_blobs(azurite, container))
     assert "out/r.txt" not in names
-    assert {n for n in names if n.endswith("/result.json")} == {"out/r.txt.work/tasks/t00000/result.json"}
+    statuses = {n: json.loads(_blob(azurite, container, n))["outcome"]
+                for n in names if n.endswith("/status.json")}
+    assert statuses == {"out/r.txt.work/tasks/t00000/attempt-1/status.json": "succeeded",
+                        "out/r.txt.work/tasks/t00001/attempt-1/status.json": "failed"}
     marker.write_text("")
     resumed = _ok(cli("run", job, "--json", "-q"))
     assert resumed["reused_tasks"] == 1 and resumed["tasks"] == 2
