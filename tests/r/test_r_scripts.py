@@ -31,7 +31,7 @@ def test_score_function_gets_data_frames_and_its_columns_are_written(r_models: R
     assert [float(r["p_yes"]) for r in rows] == [float(r["glm_response"]) for r in reference]
     assert {r["band"] for r in rows} == {"high", "low"}
     assert {r["task"] for r in rows} == {"t00000", "t00001"}  # TASK_ID is set for each task
-    logs = "".join(p.read_text() for p in (job_dir / "out/scores.csv.work/tasks").glob("*/*.log"))
+    logs = "".join(p.read_text() for p in (job_dir / "out/scores.csv.work/tasks").glob("*/*/log.txt"))
     assert "user output goes to the task log" in logs
 
 
