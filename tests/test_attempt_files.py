@@ -6,6 +6,7 @@ looking like the old ``::task`` protocol changes nothing."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -64,6 +65,36 @@ def test_each_task_log_gets_exactly_what_was_printed_during_it(tmp_path: Path) -
     assert "from python" in run.stdout and "20000" in run.stdout and "after the tasks" in run.stdout
     assert "child err" in run.stderr and "no newline at the end" in run.stderr
     assert "cut-" not in run.stdout + run.stderr + first.read_text()  # the cut token is invisible
+
+
+# -- one attempt, one writer ------------------------------------------------------------------
+def test_a_worker_never_writes_over_another_workers_attempt(tmp_path: Path) -> None:
+    """A zombie group and its retry given the same attempt: whoever wrote first keeps it."""
+    from serverless_score.layout import JobLayout
+    from serverless_score.planning.tasks import Shard, Task
+    from serverless_score.runner.contract import TaskOrder, WorkOrder
+
+    layout = JobLayout(str(tmp_path / "out.txt"))
+    tasks = [Task(index=i, kind="shard", shard=Shard(i, 2, i, i)) for i in range(2)]
+    orders = [TaskOrder.of(layout, task, 1) for task in tasks]
+    work = WorkOrder(job_id="j", format=None, record_pattern=None, runtime="command",
+                     scorer='echo "scored $TASK_ID"', predict_method="auto", id_columns=[],
+                     model=None, output_format="lines", orders=orders)
+    Path(orders[0].part).parent.mkdir(parents=True)
+    Path(orders[0].part).write_bytes(b"the other worker's part\n")  # t00000: taken
+    Path(orders[1].status).parent.mkdir(parents=True)
+    Path(orders[1].status).write_bytes(b"the other worker's status")  # t00001: finished there
+    order_file = tmp_path / "work.json"
+    order_file.write_text(work.to_json())
+    run = subprocess.run([sys.executable, "-m", "serverless_score.runner", "--work", str(order_file)],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT,
+                         env={**os.environ, "SERVERLESS_SCORE_GROUP": "late"})
+    assert run.returncode == 1, run
+    assert Path(orders[0].part).read_bytes() == b"the other worker's part\n"
+    assert not Path(orders[0].status).exists() and not Path(orders[0].log).exists()
+    assert Path(orders[1].status).read_bytes() == b"the other worker's status"
+    assert "leaves that attempt to the other" in run.stdout
+    assert "written by another worker" in run.stdout
 
 
 # -- local: protocol-like lines printed by a scorer -------------------------------------------
