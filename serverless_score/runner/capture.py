@@ -102,9 +102,14 @@ class OutputCapture:
         self._copiers = [_Copier(self, fd) for fd in fds]
 
     def record(self, data: bytes) -> None:
+        """Never raises: a copier thread that died would leave the pipe unread, and the worker
+        blocked on its next print once the pipe is full."""
         with self._lock:
             if self._sink is not None:
-                self._sink.write(data)
+                try:
+                    self._sink.write(data)
+                except (OSError, ValueError):  # a full disk: the task's log stops here
+                    self._dropped += len(data)
             elif len(self._pending) < PENDING_LIMIT:
                 self._pending += data
             else:
