@@ -6,19 +6,45 @@ For ``output = out/scores.csv``::
     out/scores.csv                   the merged output (appears only when the whole job succeeded)
     out/scores.csv.manifest.json     tasks, row counts, checksums, attempts, timings
     out/scores.csv.work/job.json     the job id and plan (what resume compares against)
-    out/scores.csv.work/tasks/t00003/part          the task's scores (atomic)
-    out/scores.csv.work/tasks/t00003/result.json   its accounting (written after the part)
-    out/scores.csv.work/tasks/t00003/attempt-1.log its log, per attempt
-    out/scores.csv.work/groups/<group>.log         a whole worker/container log
-    out/scores.csv.work/launches/<group>.json      written before a group is created, marked
-                                                   ended once it is deleted (crash-proof create)
+    out/scores.csv.work/tasks/t00003/attempt-2/part         attempt 2's scores (atomic)
+    out/scores.csv.work/tasks/t00003/attempt-2/log.txt      its whole log (stdout and stderr)
+    out/scores.csv.work/tasks/t00003/attempt-2/status.json  how it ended (written last)
+    out/scores.csv.work/groups/<group>.log                  what the backend kept of a group's log
+    out/scores.csv.work/launches/<group>.json               written before a group is created,
+                                                            marked ended once it is deleted
+
+Each attempt writes only in its own folder, so a retry never touches what an earlier attempt
+(perhaps still running in a group nobody watches any more) writes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+# A file of an attempt, in a listing of the work folder: (task id, attempt, file name).
+_ATTEMPT_FILE = re.compile(r"/tasks/(t\d+)/attempt-(\d+)/([^/]+)$")
+PART, LOG, STATUS = "part", "log.txt", "status.json"
+
+
+def attempt_file(uri: str) -> tuple[str, int, str] | None:
+    """``.../tasks/t00003/attempt-2/status.json`` -> ``("t00003", 2, "status.json")``."""
+    match = _ATTEMPT_FILE.search(uri.replace("\\", "/"))
+    return (match.group(1), int(match.group(2)), match.group(3)) if match else None
+
+
+def stored_attempts(uris: Iterable[str]) -> dict[str, dict[int, set[str]]]:
+    """From a listing of the work folder: task -> attempt -> the names of its files there."""
+    found: dict[str, dict[int, set[str]]] = {}
+    for uri in uris:
+        parsed = attempt_file(uri)
+        if parsed is not None and not parsed[2].startswith("."):  # not a file being written
+            task_id, attempt, name = parsed
+            found.setdefault(task_id, {}).setdefault(attempt, set()).add(name)
+    return found
 
 
 @dataclass(frozen=True)
@@ -40,14 +66,21 @@ class JobLayout:
     def task_dir(self, task_id: str) -> str:
         return f"{self.work}/tasks/{task_id}"
 
-    def part(self, task_id: str) -> str:
-        return f"{self.task_dir(task_id)}/part"
+    def attempt_dir(self, task_id: str, attempt: int) -> str:
+        return f"{self.task_dir(task_id)}/attempt-{attempt}"
 
-    def result(self, task_id: str) -> str:
-        return f"{self.task_dir(task_id)}/result.json"
+    def part(self, task_id: str, attempt: int) -> str:
+        return f"{self.attempt_dir(task_id, attempt)}/{PART}"
+
+    def status(self, task_id: str, attempt: int) -> str:
+        return f"{self.attempt_dir(task_id, attempt)}/{STATUS}"
 
     def task_log(self, task_id: str, attempt: int) -> str:
-        return f"{self.task_dir(task_id)}/attempt-{attempt}.log"
+        return f"{self.attempt_dir(task_id, attempt)}/{LOG}"
+
+    @property
+    def tasks_dir(self) -> str:
+        return f"{self.work}/tasks"
 
     def group_log(self, group: str) -> str:
         return f"{self.work}/groups/{group}.log"

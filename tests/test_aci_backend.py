@@ -13,7 +13,7 @@ import pytest
 from serverless_score.backends.aci import AciBackend, AciSettings
 from serverless_score.backends.aci.polling import PollSchedule
 from serverless_score.backends.base import GroupSpec, GroupState, Phase
-from serverless_score.controller.watch import failure_reason
+from serverless_score.controller.watch import lost_attempt
 from serverless_score.errors import ScoreError
 
 pytestmark = [pytest.mark.aci]
@@ -166,7 +166,8 @@ def test_a_failed_provisioning_without_events_gives_azures_code_and_message(emu)
     assert state.phase is Phase.FAILED and state.retryable
     assert state.detail == f"could not be provisioned by Azure: ServiceUnavailable: {message}"
     assert emu.calls[("GET", "operation")] == 1
-    reason, retryable = failure_reason("", state)  # what the task's error says
+    lost = lost_attempt("t00000", 1, "job1-sp-1", state)  # what the task's error says
+    reason, retryable = lost.reason, lost.retryable
     assert reason.startswith("before the task finished, the worker could not be provisioned "
                              "by Azure: ServiceUnavailable: The requested resource") and retryable
     observer = _backend(emu).get_states(["job1-sp-1"])["job1-sp-1"]  # `status`: not its create

@@ -98,8 +98,8 @@ def test_python_churn_through_aci_equals_the_local_run(churn_example, aci_env, a
     usage = manifest["usage"]  # billed seconds from ACI's instance view: pull start to finish
     assert usage["groups"] == 2 and usage["billed"] and usage["vcpu_seconds"] > 0
     assert {g["measured_by"] for g in usage["per_group"]} == {"backend"}
-    log = _blob(azurite, container, "scores/churn.csv.work/tasks/t00001/attempt-1.log").decode()
-    assert "::task t00001 ok" in log  # the container's log was saved before its group went
+    log = _blob(azurite, container, "scores/churn.csv.work/tasks/t00001/attempt-1/log.txt").decode()
+    assert "runner: task t00001 succeeded" in log  # the runner stored the task's own log
     assert aci_emulator.group_names() == []  # every group deleted
     puts = aci_emulator.calls[("PUT", "group")]
     assert puts == 2  # max_parallel = 2: two groups, the 3 tasks packed into them

@@ -202,6 +202,16 @@ def test_logs_of_a_stopped_container_keep_only_the_last_1000_lines(aci_emulator:
     assert len(lines) == 1000 and lines[-1] == "1499" and lines[0] == "500"
 
 
+def test_logs_of_a_stopped_container_keep_only_their_last_16_kb(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    create(emu, client, "wide", group(emu, container(
+        command=[sys.executable, "-c", "for i in range(300): print(f'{i:04d}' + 'x' * 95)"])))
+    wait_finished(emu, client, "wide")
+    text = client.containers.list_logs(emu.resource_group, "wide", "main").content
+    full = "".join(f"{i:04d}" + "x" * 95 + "\n" for i in range(300))
+    assert len(text.encode()) == 16 * 1024 and full.endswith(text)  # a byte tail, mid-line start
+
+
 def test_logs_are_readable_while_running(aci_emulator: Any) -> None:
     emu, client = aci_emulator, aci_emulator.client()
     create(emu, client, "live", group(emu, container(command=sh("echo started; sleep 30"))))

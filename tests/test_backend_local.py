@@ -14,7 +14,7 @@ import pytest
 
 from serverless_score.backends import GroupSpec, Phase, get_backend
 from serverless_score.backends.local import LocalBackend, _is_our_runner
-from serverless_score.runner.contract import ENV_GROUP, ENV_WORK
+from serverless_score.runner.contract import ENV_GROUP, ENV_WORK, AttemptStatus
 
 # Unique per session: groups are also found through /proc, machine-wide, and other test sessions
 # may run this file at the same time.
@@ -54,8 +54,8 @@ def _shard_work(tmp_path: Path, command: str) -> dict:
         "output_format": "lines",
         "orders": [{"task": {"index": 0, "kind": "shard",
                              "shard": {"index": 0, "count": 1, "bin_start": 0, "bin_end": 9}},
-                    "part": str(tmp_path / "part"), "result": str(tmp_path / "result.json"),
-                    "attempt": 1}],
+                    "part": str(tmp_path / "part"), "log": str(tmp_path / "log.txt"),
+                    "status": str(tmp_path / "status.json"), "attempt": 1}],
     }
 
 
@@ -65,13 +65,19 @@ def test_registry_finds_local_and_names_the_choices_for_others(tmp_path: Path) -
         get_backend("nomad", state_dir=str(tmp_path))
 
 
-def test_a_group_runs_the_runner_and_its_log_has_the_task_markers(tmp_path: Path) -> None:
+def test_a_group_runs_the_runner_which_stores_part_log_and_status(tmp_path: Path) -> None:
     backend = LocalBackend(str(tmp_path / "groups"))
-    backend.begin_create_group(_group("g-ok", _shard_work(tmp_path, 'echo "bins $BIN_START-$BIN_END"')))
+    backend.begin_create_group(_group("g-ok", _shard_work(
+        tmp_path, 'echo "bins $BIN_START-$BIN_END"; echo "said to stderr" >&2')))
     assert _wait_finished(backend, "g-ok") is Phase.SUCCEEDED
-    log = backend.get_logs("g-ok")
-    assert "::task t00000 start" in log and "::task t00000 ok" in log
+    log = backend.get_logs("g-ok")  # still echoed to the worker's own output
+    assert "runner: task t00000 attempt 1" in log and "said to stderr" in log
     assert (tmp_path / "part").read_text() == "bins 0-9\n"
+    task_log = (tmp_path / "log.txt").read_text()  # the command's stderr is in the task's log
+    assert "runner: task t00000 attempt 1" in task_log and "said to stderr" in task_log
+    status = AttemptStatus.from_json((tmp_path / "status.json").read_bytes())
+    assert status.succeeded and status.group == "g-ok" and status.result is not None
+    assert status.result.records_out == 1 and status.result.part == str(tmp_path / "part")
     backend.delete_group("g-ok")
     assert backend.list_groups(JOB) == []
 

@@ -74,7 +74,7 @@ def test_python_churn_example_in_azurite_equals_the_local_run(
     assert manifest["output"]["merge"] == "server" and manifest["output"]["bytes"] == len(expected)
     assert manifest["storage"]["worker_access"] == "sas"
     blobs = _all_blobs(azurite, container)
-    assert "scores/churn.csv.work/tasks/t00002/attempt-1.log" in blobs  # logs beside the output
+    assert "scores/churn.csv.work/tasks/t00002/attempt-1/log.txt" in blobs  # logs beside the output
     assert not [n for n in blobs if n.endswith("/part")]  # parts deleted once merged
     everything = b"".join(blobs.values()).decode("utf-8", "replace") + remote.stdout + remote.stderr
     assert KEY not in everything and "sig=" not in everything
@@ -106,8 +106,8 @@ def test_command_job_with_sas_grants_gives_local_bytes_and_leaks_no_secret(
                  "--set", f'output="az://{container}/out/echo.txt"')
     assert _ok(remote)["tasks"] == 4
     assert _blob(azurite, container, "out/echo.txt") == (job_dir / "out" / "local.txt").read_bytes()
-    logs = {n: b.decode() for n, b in _all_blobs(azurite, container).items() if n.endswith(".log")}
-    task_log = logs["out/echo.txt.work/tasks/t00000/attempt-1.log"]
+    logs = {n: b.decode() for n, b in _all_blobs(azurite, container).items() if n.endswith((".log", "/log.txt"))}
+    task_log = logs["out/echo.txt.work/tasks/t00000/attempt-1/log.txt"]
     assert "TASK_ID=t00000" in task_log  # the scorer's environment is in the log...
     for forbidden in ("AZURE_STORAGE_CONNECTION_STRING", "SERVERLESS_SCORE_SECRETS", KEY, "sig="):
         assert all(forbidden not in text for text in logs.values()), forbidden  # ...without secrets
@@ -217,7 +217,10 @@ def test_a_failed_blob_job_resumes_keeping_verified_parts(
     assert failed.code == 1 and failed.json["error"]["task_id"] == "t00001"
     names = set(_all_blobs(azurite, container))
     assert "out/r.txt" not in names
-    assert {n for n in names if n.endswith("/result.json")} == {"out/r.txt.work/tasks/t00000/result.json"}
+    statuses = {n: json.loads(_blob(azurite, container, n))["outcome"]
+                for n in names if n.endswith("/status.json")}
+    assert statuses == {"out/r.txt.work/tasks/t00000/attempt-1/status.json": "succeeded",
+                        "out/r.txt.work/tasks/t00001/attempt-1/status.json": "failed"}
     marker.write_text("")
     resumed = _ok(cli("run", job, "--json", "-q"))
     assert resumed["reused_tasks"] == 1 and resumed["tasks"] == 2

@@ -58,23 +58,26 @@ def test_a_task_sas_reaches_its_blobs_and_nothing_else(azurite, container) -> No
     layout = JobLayout(spec.output)
     first, second = plan.tasks[0], plan.tasks[1]
     assert first.path != second.path  # two input blobs: a.csv, b.csv
-    order = TaskOrder(first, layout.part(first.id), layout.result(first.id), 1)
+    order = TaskOrder.of(layout, first, 1)
     started = datetime.now(UTC)
     grants = {uri: secret.reveal() for uri, secret in access.grants([order]).items()}
-    assert set(grants) == {spec.model, first.path, order.part, order.result}
+    assert set(grants) == {spec.model, first.path, order.part, order.log, order.status}
 
     base = f"{azurite.endpoint}/{container}"
     model, data, part, result = (grants[spec.model], grants[first.path], grants[order.part],
-                                 grants[order.result])
+                                 grants[order.status])
+    BlobClient.from_blob_url(grants[order.log]).upload_blob(b"its log\n")
     # what the task needs works
     assert BlobClient.from_blob_url(model).download_blob().readall() == b"model bytes"
     assert BlobClient.from_blob_url(data).download_blob().readall().startswith(b"id,x")
     BlobClient.from_blob_url(part).upload_blob(b"scores\n")
     BlobClient.from_blob_url(result).upload_blob(b"{}", overwrite=True)
-    # writing anything but its own part and result is refused
-    other_part = f"{base}/out/scores.csv.work/tasks/{second.id}/part"
-    for target in (other_part, f"{base}/out/scores.csv", f"{base}/out/scores.csv.manifest.json",
-                   f"{base}/models/m.joblib", f"{base}/data/a.csv"):
+    # writing anything but its own attempt's files is refused (another attempt's too)
+    other_part = f"{base}/out/scores.csv.work/tasks/{second.id}/attempt-1/part"
+    next_attempt = f"{base}/out/scores.csv.work/tasks/{first.id}/attempt-2/status.json"
+    for target in (other_part, next_attempt, f"{base}/out/scores.csv",
+                   f"{base}/out/scores.csv.manifest.json", f"{base}/models/m.joblib",
+                   f"{base}/data/a.csv"):
         for sas in (part, result, data, model):
             assert _denied(lambda t=target, s=sas: BlobClient.from_blob_url(_with_sas_of(s, t))
                            .upload_blob(b"x", overwrite=True)), (target, sas.split("?")[0])

@@ -83,7 +83,7 @@ def test_python_churn_example_through_docker_equals_the_local_run(
         churn_example: Path, python_image: Any, docker_engine: Any, cli: Any) -> None:
     _same_output_through_docker(cli, docker_engine, churn_example)
     logs = list((churn_example / "out" / "docker.csv.work" / "groups").glob("*.log"))
-    assert logs and all("::task" in log.read_text() for log in logs)  # the containers' logs
+    assert logs and all("runner: task" in log.read_text() for log in logs)  # the containers' logs
 
 
 def test_r_glm_example_with_its_score_r_through_docker_equals_the_local_run(
@@ -192,7 +192,7 @@ def test_a_blob_job_through_docker_reaches_azurite_with_sas_grants(
         container, "out/s.txt.manifest.json").download_blob().readall())
     assert manifest["storage"]["worker_access"] == "sas" and manifest["backend"] == "docker"
     task_log = azurite.service().get_blob_client(
-        container, "out/s.txt.work/tasks/t00000/attempt-1.log").download_blob().readall().decode()
+        container, "out/s.txt.work/tasks/t00000/attempt-1/log.txt").download_blob().readall().decode()
     assert "SERVERLESS_SCORE_GROUP=" in task_log  # the container's environment, as it ran
     assert "HOME=/home/scorer" in task_log  # no local path to write: the image's non-root user
     assert KEY not in task_log and "AccountKey" not in task_log  # SAS grants only, no key

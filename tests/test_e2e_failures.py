@@ -98,8 +98,10 @@ def test_a_failed_attempt_is_retried(job_dir, make_job, cli, fmt, task_id):
     assert {t["id"]: t["attempts"] for t in manifest["tasks"]} == expected
     assert manifest["totals"]["attempts"] == 4
     logs = Path(f"{output}.work/tasks/{task_id}")
-    assert f"flaky failure of {task_id}" in (logs / "attempt-1.log").read_text()
-    assert "flaky failure" not in (logs / "attempt-2.log").read_text()
+    assert f"flaky failure of {task_id}" in (logs / "attempt-1/log.txt").read_text()
+    assert "flaky failure" not in (logs / "attempt-2/log.txt").read_text()
+    first = json.loads((logs / "attempt-1/status.json").read_text())
+    assert first["outcome"] == "failed" and not (logs / "attempt-1/part").exists()
 
 
 # csv t00001: a middle task that began at the right record is not given a "boundary repair" run
@@ -115,8 +117,8 @@ def test_retries_zero_fails_on_the_first_failure(job_dir, make_job, cli, fmt, ta
     result = cli("run", job, "--json", "-q")
     assert_clean_failure(result, 1, task_id, "after 1 attempt", output=output)
     assert marker.exists()
-    assert sorted(p.name for p in Path(f"{output}.work/tasks/{task_id}").glob("attempt-*.log")) \
-        == ["attempt-1.log"]
+    assert sorted(p.name for p in Path(f"{output}.work/tasks/{task_id}").glob("attempt-*")) \
+        == ["attempt-1"]
     assert result.json["status"] == "failed" and result.json["error"]["task_id"] == task_id
 
 
@@ -166,7 +168,7 @@ def test_resume_after_the_controller_is_killed(job_dir, make_job, cli, procs):
     work = Path(f"{output}.work")
 
     controller = procs.start("run", job, "-q", cwd=job_dir)
-    finished = procs.wait_for(lambda: list(work.glob("tasks/*/result.json")), timeout=60)
+    finished = procs.wait_for(lambda: list(work.glob("tasks/*/attempt-*/status.json")), timeout=60)
     assert finished, "no task finished in the first run"
     job_id = job_id_of(output)
     procs.watch(job_id)
@@ -308,8 +310,10 @@ def test_bad_input_gives_a_clear_error(job_dir, make_job, cli, trained_model, ca
                                                     flat).groups())
         assert (records_in, scores_out) == (ROWS, ROWS - 1)
     if case == "corrupt-model":  # running it again cannot help: not retried
-        logs = list((job_dir / "out").glob("s.csv.work/tasks/t00000/attempt-*.log"))
-        assert [p.name for p in logs] == ["attempt-1.log"]
+        logs = list((job_dir / "out").glob("s.csv.work/tasks/t00000/attempt-*"))
+        assert [p.name for p in logs] == ["attempt-1"]
+        status = json.loads((logs[0] / "status.json").read_text())
+        assert status["outcome"] == "failed-permanently" and status["reason"]
     if case == "crashing-command":
         assert "scorer crashed" in result.stderr
 

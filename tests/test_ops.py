@@ -69,7 +69,7 @@ def test_status_logs_and_cleanup_around_a_killed_controller(job_dir, make_job, c
     assert "scoring t00002 attempt 1" in running_log.stdout
     assert "live:" in running_log.stderr and "scoring t00001" not in running_log.stdout
     stored = cli("logs", f"{output}.manifest.json", "--task", "t00000")
-    assert "scoring t00000 attempt 1" in stored.stdout and "attempt-1.log" in stored.stderr
+    assert "scoring t00000 attempt 1" in stored.stdout and "attempt-1/log.txt" in stored.stderr
 
     os.kill(controller.pid, signal.SIGKILL)
     controller.wait(timeout=10)
@@ -141,7 +141,8 @@ def _sleeping_group(backend: LocalBackend, tmp_path: Path, name: str, job_id: st
         "orders": [{"task": {"index": 0, "kind": "shard",
                              "shard": {"index": 0, "count": 1, "bin_start": 0, "bin_end": 0}},
                     "part": str(tmp_path / f"{name}.part"),
-                    "result": str(tmp_path / f"{name}.json"), "attempt": 1}],
+                    "log": str(tmp_path / f"{name}.log"),
+                    "status": str(tmp_path / f"{name}.json"), "attempt": 1}],
     }
     backend.begin_create_group(GroupSpec(
         name=name, job_id=job_id, task_ids=("t00000",),
@@ -294,5 +295,5 @@ def test_status_and_logs_read_a_job_whose_output_is_in_blob_storage(job_dir, mak
         assert status.json["usage"]["groups"] == 3  # two groups, then the retry's
     first = cli("logs", output, "--task", "1", "--attempt", "1")
     assert first.code == 0 and "first try fails" in first.stdout, first
-    assert f"{output}.work/tasks/t00001/attempt-1.log" in first.stderr
+    assert f"{output}.work/tasks/t00001/attempt-1/log.txt" in first.stderr
     assert "first try fails" not in cli("logs", output, "--task", "1").stdout

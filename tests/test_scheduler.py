@@ -1,6 +1,6 @@
 """The scheduler (controller/watch.py) against a scripted backend and a fake clock: retries,
 permanent failures, timeouts, stop, and signals during cleanup. The store is a real local store;
-only the groups are scripted, and they write what a worker writes (part, then result)."""
+only the groups are scripted, and they write what a worker writes (part, then status)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,14 @@ from serverless_score.controller.watch import Scheduler
 from serverless_score.errors import ScoreError, TaskFailed
 from serverless_score.layout import JobLayout
 from serverless_score.planning.tasks import Shard, Task
-from serverless_score.runner.contract import ENV_WORK, TaskOrder, TaskResult, WorkOrder
+from serverless_score.runner.contract import (
+    ENV_WORK,
+    AttemptStatus,
+    TaskOrder,
+    TaskResult,
+    WorkOrder,
+)
+from serverless_score.runner.contract import Outcome as Ended
 from serverless_score.storage import get_store
 
 
@@ -89,7 +96,7 @@ class ScriptedBackend:
         group.ended = True
         for order, outcome in zip(group.orders, outcomes, strict=True):
             if outcome.ok:
-                _write_result(self.store, order)
+                _write_result(self.store, order, group.spec.name)
             else:
                 group.phase, group.detail = Phase.FAILED, outcome.detail
                 group.retryable = outcome.retryable
@@ -127,12 +134,14 @@ class ScriptedBackend:
         return []
 
 
-def _write_result(store, order: TaskOrder) -> None:
+def _write_result(store, order: TaskOrder, group: str) -> None:
     part = f"{order.task.id},scored\n".encode()
     store.write_bytes(order.part, part)
     result = TaskResult(order.task.id, order.attempt, 1, 1, None, None, None, "id,score",
-                        ["id", "score"], hashlib.sha256(part).hexdigest(), len(part), 0.1)
-    store.write_bytes(order.result, result.to_json().encode())
+                        ["id", "score"], order.part, hashlib.sha256(part).hexdigest(), len(part),
+                        0.1)
+    status = AttemptStatus(order.task.id, order.attempt, group, Ended.SUCCEEDED, result=result)
+    store.write_bytes(order.status, status.to_json().encode())
 
 
 class Events:

@@ -10,6 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+# Labels / tags every group carries, so any controller (or `cleanup`) can find it again: owned by
+# the contract, re-exported here for the backends.
+from ..runner.contract import LABEL_EXPIRES as LABEL_EXPIRES
+from ..runner.contract import LABEL_JOB as LABEL_JOB
+from ..runner.contract import LABEL_TASKS as LABEL_TASKS
+
 
 class Phase(enum.Enum):
     STARTING = "starting"
@@ -36,10 +42,6 @@ class GroupState:
     # False when running the task again cannot help until the user changes something (an image
     # that cannot be pulled): the task fails at once instead of spending its retries.
     retryable: bool = True
-
-
-# Labels / tags every group carries, so any controller (or `cleanup`) can find it again.
-LABEL_JOB, LABEL_TASKS, LABEL_EXPIRES = "job", "tasks", "expires"
 
 
 @dataclass(frozen=True)

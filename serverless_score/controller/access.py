@@ -1,7 +1,7 @@
 """What storage access each worker gets (``[azure] worker_access``).
 
 * ``sas``: each group gets SAS URLs for exactly its tasks' blobs: read on the model and on each
-  task's input blob, create/write on each task's part and result, expiring with the group's
+  task's input blob, create/write on each task's part, log and status, expiring with the group's
   deadline (timeout x tasks, plus a few minutes of clock skew). Needs a credential that can sign:
   an account key (key or connection string) or Azure AD (user delegation key).
 * ``identity``: workers use their own identity (managed identity on ACI; locally, this machine's
@@ -74,8 +74,8 @@ class WorkerAccess:
         for order in orders:
             if order.task.path:
                 wanted[order.task.path] = READ
-            wanted[order.part] = WRITE
-            wanted[order.result] = WRITE
+            for uri in (order.part, order.log, order.status):  # this attempt's files only
+                wanted[uri] = WRITE
         lifetime = timedelta(seconds=self.timeout * max(1, len(orders))) + SKEW
         out: dict[str, Secret] = {}
         for uri, permission in wanted.items():

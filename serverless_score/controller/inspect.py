@@ -1,6 +1,6 @@
 """``status`` and ``logs``: what a job did and is doing, read from where its state lives (the
-output location: job.json, each task's result.json and attempt logs, the manifest) and from the
-backend's live groups. Works while the job runs, after it ended, and after its controller died,
+output location: job.json, each attempt's status and log, the manifest) and from the backend's
+live groups. Works while the job runs, after it ended, and after its controller died,
 from any machine that can read the output (and, for live groups, reach the backend).
 """
 
@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..backends import Backend, get_backend
 from ..backends.base import LABEL_TASKS, GroupInfo
 from ..errors import InputError, ScoreError
-from ..layout import JobLayout
+from ..layout import LOG, STATUS, JobLayout, stored_attempts
 from ..planning.tasks import Task
-from ..runner.contract import MARKER, TaskResult
+from ..runner.contract import AttemptStatus
 from ..spec import JobSpec, load_spec, spec_from_dict
 from ..storage import Store, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
-from .watch import split_log
-
-_TASK_FILE = re.compile(r"/tasks/(t\d+)/(?:result\.json|attempt-(\d+)\.log)$")
 
 
 @dataclass
@@ -98,6 +94,7 @@ class TaskStatus:
     rows: int | None = None
     seconds: float | None = None
     group: str | None = None
+    reason: str | None = None  # why its latest attempt failed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,20 +130,24 @@ class JobStatus:
                 "controller": self.controller, "tasks": [t.to_dict() for t in self.tasks]}
 
 
-def _stored(loc: JobLocation) -> tuple[dict[str, int], set[str]]:
-    """(finished attempts per task, tasks with a result.json), from one listing."""
-    attempts: dict[str, int] = {}
-    results: set[str] = set()
-    for uri in loc.store.list(f"{loc.layout.work}/tasks"):
-        match = _TASK_FILE.search(uri.replace("\\", "/"))
-        if match is None:
-            continue
-        task_id, attempt = match.group(1), match.group(2)
-        if attempt is None:
-            results.add(task_id)
-        else:
-            attempts[task_id] = max(attempts.get(task_id, 0), int(attempt))
-    return attempts, results
+def _stored(loc: JobLocation) -> dict[str, dict[int, set[str]]]:
+    """Task -> attempt -> its files in the store, from one listing."""
+    return stored_attempts(loc.store.list(loc.layout.tasks_dir))
+
+
+def _status(loc: JobLocation, task_id: str, attempt: int) -> AttemptStatus | None:
+    try:
+        return AttemptStatus.from_json(loc.store.read_bytes(loc.layout.status(task_id, attempt)))
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _latest_status(loc: JobLocation, task_id: str,
+                   attempts: dict[int, set[str]]) -> AttemptStatus | None:
+    """The status of the task's success if it has one (the latest), else of its latest attempt."""
+    statuses = [s for n in sorted(attempts, reverse=True) if STATUS in attempts[n]
+                and (s := _status(loc, task_id, n)) is not None]
+    return next((s for s in statuses if s.succeeded), statuses[0] if statuses else None)
 
 
 def group_tasks(group: GroupInfo, job_id: str, all_ids: list[str]) -> list[str]:
@@ -163,18 +164,6 @@ def group_tasks(group: GroupInfo, job_id: str, all_ids: list[str]) -> list[str]:
     return [rest.rsplit("-", 1)[0]] if rest != group.name else []
 
 
-def _started_in_log(log_text: str) -> set[str]:
-    return {line.split()[1] for line in log_text.splitlines()
-            if line.startswith(f"{MARKER} ") and " start" in line and len(line.split()) > 1}
-
-
-def _read_result(loc: JobLocation, task_id: str) -> TaskResult | None:
-    try:
-        return TaskResult.from_json(loc.store.read_bytes(loc.layout.result(task_id)))
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
-
-
 def _manifest(loc: JobLocation) -> dict[str, Any]:
     try:
         data = json.loads(loc.store.read_bytes(loc.layout.manifest))
@@ -186,23 +175,27 @@ def _manifest(loc: JobLocation) -> dict[str, Any]:
 def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
     tasks = loc.tasks()
     ids = [t.id for t in tasks]
-    attempts, with_result = _stored(loc)
+    stored = _stored(loc)
+    latest = {t: _latest_status(loc, t, stored[t]) for t in ids if t in stored}
     live = [g for g in (backend.list_all_groups() if backend is not None else [])
             if g.job_id == loc.job_id]
     in_group: dict[str, GroupInfo] = {}
     started: set[str] = set()
     for group in live:
+        # A group runs its tasks in order: the first one without a status from this group is
+        # running, the ones after it wait; those before it are done (their statuses say so).
         members = group_tasks(group, loc.job_id, ids)
         in_group.update({t: group for t in members})
-        if len(members) > 1 and backend is not None:  # which of them has begun, from its log
-            started |= _started_in_log(backend.get_logs(group.name))
-        elif members:
-            started.add(members[0])
+        running = next((t for t in members if (s := latest.get(t)) is None or s.group != group.name),
+                       None)
+        if running is not None:
+            started.add(running)
     statuses = []
     for task in tasks:
-        status = TaskStatus(task.id, task.describe(), "pending", attempts.get(task.id, 0))
+        status = TaskStatus(task.id, task.describe(), "pending", max(stored.get(task.id, {}), default=0))
         holder = in_group.get(task.id)
-        result = _read_result(loc, task.id) if task.id in with_result else None
+        last = latest.get(task.id)
+        result = last.result if last is not None else None
         if result is not None:
             status.state, status.rows, status.seconds = "done", result.records_out, result.seconds
             status.attempts = max(status.attempts, result.attempt)
@@ -212,6 +205,7 @@ def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
             status.attempts += 1 if task.id in started else 0
         elif status.attempts:
             status.state = "failed"
+            status.reason = last.reason if last is not None else None
         statuses.append(status)
     manifest = _manifest(loc)
     controller = _controller(loc)
@@ -265,40 +259,52 @@ def task_id_of(task: str) -> str:
 
 def task_logs(loc: JobLocation, backend: Backend | None, task_id: str,
               attempt: int | None = None) -> TaskLog:
-    """A task's log: attempt ``attempt`` (default: the latest), from storage, or from its live
-    group when that attempt is still running."""
+    """A task's whole log: attempt ``attempt`` (default: the latest), as its runner stored it
+    (everything the task printed, however little of it the backend kept), or, while that
+    attempt still runs, its live group's log."""
     if task_id not in {t.id for t in loc.tasks()}:
         raise InputError(f"--task: job {loc.job_id} has no task {task_id} "
                          f"({len(loc.job.get('tasks', []))} tasks: t00000..)")
-    stored, _ = _stored(loc)
-    latest = stored.get(task_id, 0)
+    attempts = _stored(loc).get(task_id, {})
+    latest = max(attempts, default=0)
     if attempt is None or attempt > latest:
-        live = _live_log(loc, backend, task_id)
+        live = _live_log(loc, backend, task_id, _latest_status(loc, task_id, attempts))
         if live is not None and (attempt is None or attempt == latest + 1):
-            return TaskLog(task_id, latest + 1, live[1], f"live: {live[0]}")
+            return TaskLog(task_id, latest + 1, live[1], f"live: {live[0]}, the group's log")
         if attempt is None:
             attempt = latest
     if attempt < 1:
         raise InputError(f"task {task_id} of job {loc.job_id} has no log yet (it has not run)")
     uri = loc.layout.task_log(task_id, attempt)
-    try:
+    if LOG in attempts.get(attempt, set()):
         text = loc.store.read_bytes(uri).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError(f"task {task_id} has no log of attempt {attempt} "
-                         f"(attempts so far: {latest})") from None
-    return TaskLog(task_id, attempt, text, uri)
+        return TaskLog(task_id, attempt, text, uri)
+    return _group_log_instead(loc, task_id, attempt, latest)
 
 
-def _live_log(loc: JobLocation, backend: Backend | None, task_id: str) -> tuple[str, str] | None:
+def _group_log_instead(loc: JobLocation, task_id: str, attempt: int, latest: int) -> TaskLog:
+    """An attempt whose worker stored no log (it died or was stopped mid-task): what the
+    backend kept of its group's log, which the controller saved."""
+    status = _status(loc, task_id, attempt)
+    group_log = loc.layout.group_log(status.group) if status is not None and status.group else None
+    if group_log is not None and loc.store.exists(group_log):
+        text = loc.store.read_bytes(group_log).decode("utf-8", errors="replace")
+        return TaskLog(task_id, attempt, text,
+                       f"{group_log}: attempt {attempt} stored no log of its own; this is what "
+                       "the backend kept of its group's log")
+    raise InputError(f"task {task_id} has no log of attempt {attempt} (attempts so far: {latest})",
+                     hint=f"Logs that the backend kept of whole groups are in {loc.layout.groups_dir}.")
+
+
+def _live_log(loc: JobLocation, backend: Backend | None, task_id: str,
+              last: AttemptStatus | None) -> tuple[str, str] | None:
+    """(group, its log) when a live group holds the task and has not finished it yet."""
     if backend is None:
         return None
     ids = [t.id for t in loc.tasks()]
     for group in backend.list_all_groups():
         if group.job_id == loc.job_id and task_id in group_tasks(group, loc.job_id, ids):
-            text = backend.get_logs(group.name)
-            piece = split_log(text).get(task_id)
-            if piece is None:
-                piece = text if len(group_tasks(group, loc.job_id, ids)) == 1 else (
-                    f"(task {task_id} waits in group {group.name}; it has not started yet)\n")
-            return group.name, piece
+            if last is not None and last.group == group.name:
+                return None  # this group is done with the task: its stored log is the one
+            return group.name, backend.get_logs(group.name)
     return None

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..backends import Backend, get_backend
 from ..errors import InputError, JobInterrupted, ScoreError
-from ..layout import JobLayout
+from ..layout import PART, JobLayout, attempt_file
 from ..planning import Plan, make_plan
 from ..planning.partition import chain_repairs
 from ..planning.tasks import Task
@@ -250,8 +250,7 @@ class Job:
         self._task_seconds = scheduler.usage.task_seconds()
         self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
                              model, access)
-        for task in tasks.values():  # the parts now live in the output; logs and results stay
-            self.store.delete(self.layout.part(task.id))
+        self._delete_parts()
         return job_result
 
     # -- helpers ------------------------------------------------------------------------------
@@ -276,6 +275,14 @@ class Job:
             for name in sorted(names):
                 self.backend.delete_group(name)
                 launches.ended(name, "orphan-deleted")
+
+    def _delete_parts(self) -> None:
+        """The parts now live in the output: every attempt's goes (a superseded attempt's too);
+        the logs and statuses stay, for ``logs`` and the record."""
+        for uri in list(self.store.list(self.layout.tasks_dir)):
+            parsed = attempt_file(uri)
+            if parsed is not None and parsed[2] == PART:
+                self.store.delete(self.layout.part(parsed[0], parsed[1]))
 
     def _already_done(self, plan: Plan) -> JobResult | None:
         """An output of this very job is already there: nothing to do (idempotent reruns).

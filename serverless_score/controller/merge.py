@@ -38,7 +38,9 @@ def merge_plan(tasks: Sequence[Task], results: dict[str, TaskResult], layout: Jo
             hint="Input files of one job must share the same columns.",
         )
     header = headers.pop().encode() if output_format == "csv" and headers else b""
-    parts = tuple(layout.part(t.id) for t in ordered if results[t.id].part_bytes)
+    # Each task's accepted attempt's part (its own folder: other attempts' files are not read).
+    parts = tuple(layout.part(t.id, results[t.id].attempt) for t in ordered
+                  if results[t.id].part_bytes)
     return MergePlan(parts, header, sum(results[t.id].records_out for t in ordered))
 
 

@@ -4,17 +4,14 @@ same job again after a crash (even ``kill -9``) resumes: verified parts are kept
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
-from ..layout import JobLayout
+from ..layout import STATUS, JobLayout, stored_attempts
 from ..planning import Plan
 from ..planning.tasks import Task
-from ..runner.contract import TaskResult
+from ..runner.contract import AttemptStatus, TaskResult
 from ..storage import Store
 from ..storage.base import hash_stream
-
-_ATTEMPT_LOG = re.compile(r"attempt-(\d+)\.log$")
 
 
 @dataclass(frozen=True)
@@ -46,33 +43,38 @@ def load_state(store: Store, layout: JobLayout, plan: Plan) -> ResumeState:
     fresh = not store.exists(layout.job_file)
     if fresh:
         # The spec (no secrets: SAS tokens never enter it) lets `status`, `logs` and `cleanup`
-        # given only the output find the job's backend again.
+        # given only the output find the job's backend again. Without its defaults: they come
+        # back when it is read, and some (predict_args = {} outside R) are refused if given.
         store.write_bytes(layout.job_file, json.dumps(
             {"job_id": plan.job_id, "name": plan.spec.name, "backend": plan.spec.backend,
-             "spec": plan.spec.model_dump(mode="json"),
+             "spec": plan.spec.model_dump(mode="json", exclude_defaults=True),
              "tasks": [t.to_dict() for t in plan.tasks]}).encode())
     results: dict[str, TaskResult] = {}
     attempts: dict[str, int] = {}
+    # One listing finds every attempt: any file in an attempt's folder means it was made (so a
+    # new attempt never reuses its number); its status says whether it finished.
+    stored = stored_attempts(store.list(layout.tasks_dir)) if not fresh else {}
     for task in plan.tasks:
-        attempts[task.id] = _attempts_so_far(store, layout, task)
-        result = _verified_result(store, layout, task) if not fresh else None
-        if result is not None:
-            results[task.id] = result
+        found = stored.get(task.id, {})
+        attempts[task.id] = max(found, default=0)
+        finished = sorted((n for n, names in found.items() if STATUS in names), reverse=True)
+        for attempt in finished:  # the latest verified success is the task's result
+            result = _verified_result(store, layout, task, attempt)
+            if result is not None:
+                results[task.id] = result
+                break
     return ResumeState(results, attempts, fresh, stale)
 
 
-def _attempts_so_far(store: Store, layout: JobLayout, task: Task) -> int:
-    numbers = [int(m.group(1)) for uri in store.list(layout.task_dir(task.id))
-               if (m := _ATTEMPT_LOG.search(uri))]
-    return max(numbers, default=0)
-
-
-def _verified_result(store: Store, layout: JobLayout, task: Task) -> TaskResult | None:
+def _verified_result(store: Store, layout: JobLayout, task: Task, attempt: int) -> TaskResult | None:
     try:
-        result = TaskResult.from_json(store.read_bytes(layout.result(task.id)))
-    except (FileNotFoundError, ValueError, TypeError):
+        status = AttemptStatus.from_json(store.read_bytes(layout.status(task.id, attempt)))
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
         return None
-    part = layout.part(task.id)
+    result = status.result
+    part = layout.part(task.id, attempt)
+    if result is None or (status.task_id, status.attempt, result.part) != (task.id, attempt, part):
+        return None
     if not store.exists(part) or store.size(part) != result.part_bytes:
         return None
     if part_checksum(store, part) != result.part_sha256:

@@ -7,7 +7,6 @@ Ctrl-C, SIGTERM), and every loop here has a deadline.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -23,7 +22,15 @@ from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
 from ..planning.partition import Link, chain_repairs, exact_begins, pack_groups
 from ..planning.tasks import Task
-from ..runner.contract import ENV_GROUP, ENV_WORK, MARKER, TaskOrder, TaskResult, WorkOrder
+from ..runner.contract import (
+    ENV_GROUP,
+    ENV_WORK,
+    AttemptStatus,
+    Outcome,
+    TaskOrder,
+    TaskResult,
+    WorkOrder,
+)
 from ..storage import Store
 from .launches import LaunchBook
 from .signals import held
@@ -66,29 +73,15 @@ def group_labels(job_id: str, tasks: Sequence[Task], lifetime: float) -> dict[st
             LABEL_EXPIRES: expires.replace(microsecond=0).isoformat().replace("+00:00", "Z")}
 
 
-def split_log(log_text: str) -> dict[str, str]:
-    """Cut a group's log into one log per task at the runner's ``::task <id> start`` markers."""
-    pieces: dict[str, list[str]] = {}
-    current: str | None = None
-    preamble: list[str] = []
-    for line in log_text.splitlines(keepends=True):
-        if line.startswith(f"{MARKER} ") and " start " in line:
-            current = line.split()[1]
-            pieces.setdefault(current, [])
-        (pieces[current] if current else preamble).append(line)
-    return {task: "".join(preamble + lines) for task, lines in pieces.items()}
-
-
-def failure_reason(task_log: str, group: GroupState | None) -> tuple[str, bool]:
-    """(what went wrong, whether running again can help), from the runner's marker line or,
-    if the runner never got to say, from the group's state."""
-    for line in reversed(task_log.splitlines()):
-        if line.startswith(f"{MARKER} ") and " failed" in line:
-            kind, _, reason = line.split(" ", 2)[2].partition(": ")
-            return reason.strip(), kind != "failed-permanently"
-    if group is not None and group.detail:
-        return f"before the task finished, the worker {group.detail}", group.retryable
-    return "the task wrote no result", True
+def lost_attempt(task_id: str, attempt: int, group: str, state: GroupState | None) -> AttemptStatus:
+    """The status of an attempt whose worker wrote none (it died, was stopped or never started):
+    what went wrong, and whether running again can help, from the group's state."""
+    if state is not None and state.detail:
+        reason, retryable = f"before the task finished, the worker {state.detail}", state.retryable
+    else:
+        reason, retryable = "the task wrote no status (its worker ended without a word)", True
+    return AttemptStatus(task_id, attempt, group,
+                         Outcome.FAILED if retryable else Outcome.FAILED_PERMANENTLY, reason=reason)
 
 
 def chain_of(tasks: Sequence[Task], done: Mapping[str, TaskResult]) -> list[Link]:
@@ -109,15 +102,9 @@ def chain_of(tasks: Sequence[Task], done: Mapping[str, TaskResult]) -> list[Link
     return links
 
 
-def reported_begin(task_log: str) -> int | None:
-    """The offset where the runner said the task's records begin (``::task <id> begin=N``)."""
-    for line in task_log.splitlines():
-        if line.startswith(f"{MARKER} ") and " begin=" in line:
-            try:
-                return int(line.rsplit("begin=", 1)[1].split()[0])
-            except ValueError:
-                return None
-    return None
+def reported_begin(status: AttemptStatus) -> int | None:
+    """The offset where the runner found the task's first record (None: it never got that far)."""
+    return status.begin
 
 
 def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -155,7 +142,7 @@ class Scheduler:
         self._running: dict[str, _Running] = {}
         self._known: dict[str, TaskResult] = {}
         self._chain: dict[int, Task] = {}  # every byte task of the job, by index
-        self._waiting: list[tuple[Task, int, str, bool, str]] = []
+        self._waiting: list[tuple[Task, int, str, bool, AttemptStatus]] = []
         self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
         self.usage = UsageMeter()  # container seconds per group, for the manifest
 
@@ -233,9 +220,8 @@ class Scheduler:
                 record = self.records[task.id]
                 record.attempts += 1
                 attempts[task.id] = record.attempts
-                self.store.delete(self.layout.result(task.id))  # a stale result must not count
-                orders.append(TaskOrder(task, self.layout.part(task.id),
-                                        self.layout.result(task.id), record.attempts))
+                # Each attempt writes in its own folder: a stale result cannot count.
+                orders.append(TaskOrder.of(self.layout, task, record.attempts))
             name = f"{self.job_id}-{tasks[0].id}-{attempts[tasks[0].id]}"
             work = replace(self.work, orders=orders)
             spec = GroupSpec(
@@ -277,7 +263,9 @@ class Scheduler:
         # is billed) until it is deleted.
         if not timed_out:
             self.usage.finished(name, state, state.phase.value if state is not None else "failed")
-        group_log = self.backend.get_logs(name)  # logs first: some backends lose them on delete
+        # What the backend kept of the group's log (ACI: its last 1,000 lines), read before the
+        # delete loses it: for people, when a worker died before it could store its tasks' logs.
+        group_log = self.backend.get_logs(name)
         if not self.store.exists(self.layout.group_log(name)):
             self.store.write_bytes(self.layout.group_log(name), group_log.encode())
         with held():  # deleted and off the books together, or neither
@@ -288,18 +276,17 @@ class Scheduler:
             self.launches.ended(name, outcome)
         if timed_out:
             self.usage.finished(name, state, "timed-out")
-        task_logs = split_log(group_log)
+        # Gone now: whatever it wrote is all it will write. Its statuses, not its log, say how
+        # each task ended.
         for task in running.tasks:
             attempt = running.attempts[task.id]
-            task_log = task_logs.get(task.id, group_log if len(running.tasks) == 1 else "")
-            self.store.write_bytes(self.layout.task_log(task.id, attempt), task_log.encode())
-            result = self._read_result(task)
-            if result is not None and result.attempt == attempt:
+            status = self._read_status(task, attempt, name, state)
+            result = self._read_result(status)
+            if result is not None:
                 results[task.id] = result
                 self.progress.task_done(task, result)
                 continue
-            reason, retryable = failure_reason(task_log, state)
-            self._waiting.append((task, attempt, reason, retryable, task_log))
+            self._waiting.append((task, attempt, status.reason, status.retryable, status))
         self._release_waiting(queue, results, stalled=False)
 
     def _repair_begin(self, task: Task, results: dict[str, TaskResult]) -> int | str | None:
@@ -356,12 +343,12 @@ class Scheduler:
         self._repair_finished(queue, results)
         stalled = stalled and not queue
         waiting, self._waiting = self._waiting, []
-        for task, attempt, reason, retryable, task_log in waiting:
+        for task, attempt, reason, retryable, status in waiting:
             begin = self._repair_begin(task, results)
-            if isinstance(begin, int) and reported_begin(task_log) == begin:
+            if isinstance(begin, int) and reported_begin(status) == begin:
                 begin = None  # it began at the right record: the failure is the scorer's own
             if begin == "wait" and not stalled:
-                self._waiting.append((task, attempt, reason, retryable, task_log))
+                self._waiting.append((task, attempt, reason, retryable, status))
             elif isinstance(begin, int):
                 pinned = task.pinned(begin)
                 self.records[task.id].task = pinned
@@ -369,23 +356,63 @@ class Scheduler:
                 self.progress.task_retry(task, attempt, f"{reason}; re-running it from byte {begin}")
                 queue.append((self.clock(), [pinned]))
             else:
-                self._retry_or_fail(task, attempt, reason, retryable, task_log, queue)
+                self._retry_or_fail(task, attempt, reason, retryable, status, queue)
 
-    def _read_result(self, task: Task) -> TaskResult | None:
-        uri = self.layout.result(task.id)
-        if not self.store.exists(uri):
-            return None
+    def _read_status(self, task: Task, attempt: int, group: str,
+                     state: GroupState | None) -> AttemptStatus:
+        """How the attempt ended, from the status its runner stored; a status that is not this
+        group's own for this attempt (torn, or a zombie's) does not count."""
         try:
-            result = TaskResult.from_json(self.store.read_bytes(uri))
-        except (ValueError, TypeError, json.JSONDecodeError):
+            status = AttemptStatus.from_json(self.store.read_bytes(self.layout.status(task.id, attempt)))
+        except FileNotFoundError:
+            return self._record_lost(lost_attempt(task.id, attempt, group, state))
+        except (ValueError, TypeError, KeyError) as err:
+            log.warning("ignoring the unreadable status of %s attempt %d: %s", task.id, attempt, err)
+            return lost_attempt(task.id, attempt, group, state)
+        if (status.task_id, status.attempt, status.group) != (task.id, attempt, group):
+            return lost_attempt(task.id, attempt, group, state)
+        if status.succeeded and self._read_result(status) is None:
+            return replace(status, outcome=Outcome.FAILED, result=None,
+                           reason="its part is missing or not the size its status says")
+        return status
+
+    def _record_lost(self, status: AttemptStatus) -> AttemptStatus:
+        """Store the status of an attempt whose worker wrote none (its group is gone), so that
+        ``status``, ``logs`` and a resumed run know the attempt was made, and how it ended. Only
+        if absent, like every file of an attempt."""
+        uri = self.layout.status(status.task_id, status.attempt)
+        try:
+            with self.store.open_atomic(uri, overwrite=False) as out:
+                out.write(status.to_json().encode())
+        except FileExistsError:
+            pass  # written after all, too late to count: the attempt stays lost
+        return status
+
+    def _read_result(self, status: AttemptStatus) -> TaskResult | None:
+        """The result of a succeeded attempt whose part is its own and complete."""
+        result = status.result
+        if result is None:
             return None
-        part = self.layout.part(task.id)
-        if not self.store.exists(part) or self.store.size(part) != result.part_bytes:
+        part = self.layout.part(status.task_id, status.attempt)
+        if (result.part != part or not self.store.exists(part)
+                or self.store.size(part) != result.part_bytes):
             return None
         return result
 
+    def _log_tail(self, task: Task, status: AttemptStatus) -> tuple[str, str]:
+        """(the end of the attempt's log, where the whole of it is), from its stored log or,
+        when its worker left none, from what the backend kept of the group's log."""
+        for uri in (self.layout.task_log(task.id, status.attempt),
+                    self.layout.group_log(status.group)):
+            try:
+                text = self.store.read_bytes(uri).decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                continue
+            return tail(text), uri
+        return "", self.layout.task_log(task.id, status.attempt)
+
     def _retry_or_fail(self, task: Task, attempt: int, reason: str, retryable: bool,
-                       task_log: str, queue: deque[tuple[float, list[Task]]]) -> None:
+                       status: AttemptStatus, queue: deque[tuple[float, list[Task]]]) -> None:
         record = self.records[task.id]
         record.reasons.append(reason)
         retries_used = len(record.reasons) - 1
@@ -394,11 +421,11 @@ class Scheduler:
             self.progress.task_retry(task, attempt, reason)
             queue.append((self.clock() + delay, [task]))
             return
-        log_path = self.layout.task_log(task.id, attempt)
+        log_tail, log_path = self._log_tail(task, status)
         tries = f"after {attempt} attempt{'s' if attempt > 1 else ''}" if retryable else "(not retried: running it again cannot help)"
         raise TaskFailed(
             f"task {task.id} ({task.describe()}) failed {tries}: {reason}",
             task_id=task.id,
-            log_tail=tail(task_log),
+            log_tail=log_tail,
             hint=f"Full log: {log_path}",
         )

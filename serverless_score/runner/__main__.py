@@ -1,9 +1,10 @@
 """``python -m serverless_score.runner``: the entrypoint of every worker and container.
 
 It reads its work order from ``SERVERLESS_SCORE_WORK`` (or a file named by ``--work FILE``), runs
-the tasks one after another (the model is loaded once), and prints a marker line per task so a
-group log can be split. A failing task does not stop the ones after it: the controller retries
-only what failed. Exit code: 0 if every task succeeded, 1 otherwise, 2 for a bad work order.
+the tasks one after another (the model is loaded once), and stores for each its part, its whole
+log and its status (``attempt.py``). A failing task does not stop the ones after it: the
+controller retries only what failed. Exit code: 0 if every task succeeded, 1 otherwise, 2 for a
+bad work order.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-import traceback
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..storage import StoreConfig
+    from .capture import OutputCapture
     from .contract import WorkOrder
 
-# contract.ENV_WORK, not imported from there: the contract pulls in the planner and pydantic,
-# and an R worker starts R before paying for those imports.
+# contract.ENV_WORK and ENV_GROUP, not imported from there: an R worker starts R before it pays
+# for any import it can put off.
 _ENV_WORK = "SERVERLESS_SCORE_WORK"
+_ENV_GROUP = "SERVERLESS_SCORE_GROUP"
 
 
 def _order_text(argv: list[str]) -> str:
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return controller_main()
     text = _order_text(sys.argv[1:] if argv is None else argv)
+    global _CAPTURE
+    _CAPTURE = _capture()  # before R starts, so that R's output reaches the tasks' logs too
     _start_r_early(text)  # first: R's start is on the job's critical path, ctypes' import is not
     _keep_freed_memory()
     try:
@@ -130,38 +133,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runner: malformed work order: {err}", file=sys.stderr)
         return 2
     from ..errors import ScoreError
-    from .contract import MARKER
-    from .execute import run_task
+    from .attempt import run_attempt
 
     config = _store_config(work)
+    group = os.environ.get(_ENV_GROUP, "")
     try:
         work = _local_scorer(work, config)
     except ScoreError as err:  # every task needs the script: each fails with the reason
+        problem = err
+
+        def fail(*_: object) -> Any:
+            raise problem
+
         for order in work.orders:
-            print(f"{MARKER} {order.task.id} failed: {err.message}", flush=True)
+            run_attempt(work, order, config, group=group, capture=_CAPTURE, run=fail)
         return 1
     failed = 0
     for order in work.orders:
-        task_id = order.task.id
-        print(f"{MARKER} {task_id} start attempt={order.attempt} {order.task.describe()}", flush=True)
-        started = time.monotonic()
-        try:
-            result = run_task(work, order, config)
-        except ScoreError as err:
+        if not run_attempt(work, order, config, group=group, capture=_CAPTURE):
             failed += 1
-            hint = f" ({err.hint})" if err.hint else ""
-            kind = "failed" if err.retryable else "failed-permanently"
-            print(f"{MARKER} {task_id} {kind}: {err.message}{hint}", flush=True)
-        except Exception as err:
-            failed += 1
-            traceback.print_exc()
-            print(f"{MARKER} {task_id} failed: {type(err).__name__}: {err}", flush=True)
-        else:
-            print(f"{MARKER} {task_id} ok records_in={result.records_in} "
-                  f"records_out={result.records_out} seconds={time.monotonic() - started:.2f}",
-                  flush=True)
-        sys.stderr.flush()
     return 1 if failed else 0
+
+
+_CAPTURE: OutputCapture | None = None
+
+
+def _capture() -> OutputCapture | None:
+    """Each task's stdout and stderr, children's included, into its own log file."""
+    from .capture import OutputCapture
+
+    try:
+        return OutputCapture()
+    except OSError as err:  # no descriptors left: run without per-task logs rather than not at all
+        print(f"runner: task logs not captured: {err}", file=sys.stderr)
+        return None
 
 
 def _exit_now(code: int) -> None:
@@ -174,6 +179,8 @@ def _exit_now(code: int) -> None:
     r_launch = sys.modules.get(f"{__package__}.r_launch")
     if r_launch is not None:
         r_launch.discard_early()  # started for a work order that was then refused
+    if _CAPTURE is not None:
+        _CAPTURE.close()  # the last words echoed before the process goes
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

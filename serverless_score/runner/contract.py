@@ -1,46 +1,67 @@
-"""The contract between the controller and a runner: what a worker/container is told, and what it
-reports back. Plain JSON so it travels in a process's or a container's environment.
+"""The contract between the controller, its workers and the backends: everything that crosses
+that boundary, as typed data. Only the standard library is imported at module level, so a worker
+(or ``status`` from another machine) pays nothing for it.
 
 Environment of a runner::
 
     SERVERLESS_SCORE_WORK    JSON of a WorkOrder (the job's scoring settings and one or more tasks)
-    SERVERLESS_SCORE_GROUP   the group name (for logs and for finding orphans)
+    SERVERLESS_SCORE_GROUP   the group name (written into each attempt's status)
     SERVERLESS_SCORE_SECRETS (secure) the SAS URLs of exactly what the tasks read and write, or the
                              SAS tokens of the job's URLs; never logged (``StoreConfig.worker_secrets``)
 
-A runner writes, for each task it finishes, the part and then ``result.json`` (TaskResult).
-Its exit code is 0 when every task succeeded, 1 otherwise. On stdout it prints one marker line
-per task start/end (``::task t00003 ...``) so a group's log can be split into task logs.
+For each task it runs, a runner writes into that attempt's own folder (``layout.JobLayout``):
+the part, then the task's whole log (its stdout and stderr, a scoring child's included), then,
+last, its ``AttemptStatus``. The controller reads the status and nothing else: logs are for
+people and are never parsed. Every file is created only if absent, so two workers given the same
+attempt (a zombie and its retry) can never overwrite each other's.
+Exit code: 0 when every task succeeded, 1 otherwise, 2 for a bad work order.
+
+Labels (ACI tags, Docker labels, the local backend's pid files) every group carries, so any
+controller can find it again: ``LABEL_JOB``, ``LABEL_TASKS``, ``LABEL_EXPIRES``.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..planning.tasks import Task
+if TYPE_CHECKING:
+    from ..layout import JobLayout
+    from ..planning.tasks import Task
 
 ENV_WORK = "SERVERLESS_SCORE_WORK"
 ENV_GROUP = "SERVERLESS_SCORE_GROUP"
 ENV_SECRETS = "SERVERLESS_SCORE_SECRETS"
-MARKER = "::task"
+LABEL_JOB, LABEL_TASKS, LABEL_EXPIRES = "job", "tasks", "expires"
 
 
 @dataclass(frozen=True)
 class TaskOrder:
+    """One task of a work order, with the files of this attempt (and only this attempt)."""
+
     task: Task
-    part: str
-    result: str
     attempt: int
+    part: str
+    log: str
+    status: str
+
+    @classmethod
+    def of(cls, layout: JobLayout, task: Task, attempt: int) -> TaskOrder:
+        return cls(task, attempt, layout.part(task.id, attempt), layout.task_log(task.id, attempt),
+                   layout.status(task.id, attempt))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task.to_dict(), "part": self.part, "result": self.result,
-                "attempt": self.attempt}
+        return {"task": self.task.to_dict(), "attempt": self.attempt, "part": self.part,
+                "log": self.log, "status": self.status}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskOrder:
-        return cls(Task.from_dict(data["task"]), data["part"], data["result"], data["attempt"])
+        from ..planning.tasks import Task  # the planner's package: only when decoding an order
+
+        return cls(Task.from_dict(data["task"]), data["attempt"], data["part"], data["log"],
+                   data["status"])
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,8 @@ class WorkOrder:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """What a finished task reports; written to ``result.json`` only after its part is complete."""
+    """What a finished task reports: its accounting and the part it wrote (``part``, this
+    attempt's own file: a result never names a part it did not write)."""
 
     task_id: str
     attempt: int
@@ -86,13 +108,68 @@ class TaskResult:
     pinned_begin: int | None
     header: str
     columns: list[str]
+    part: str
     part_sha256: str
     part_bytes: int
     seconds: float
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> TaskResult:
-        return cls(**json.loads(text))
+    def from_dict(cls, data: dict[str, Any]) -> TaskResult:
+        return cls(**data)
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # running it again may help (a lost connection, a killed worker)
+    FAILED_PERMANENTLY = "failed-permanently"  # it cannot, until the user changes something
+
+
+@dataclass(frozen=True)
+class AttemptStatus:
+    """How one attempt of one task ended, written by the runner as the attempt's last file (or,
+    when the worker died without writing one, made up by the controller from the group's state).
+
+    ``begin`` is where the task found its first record, known before scoring starts, so a failed
+    task still says whether its boundary guess can be the cause. ``result`` is set exactly when
+    the attempt succeeded."""
+
+    task_id: str
+    attempt: int
+    group: str
+    outcome: Outcome
+    reason: str = ""  # why it failed, in words a user can act on ("" when it succeeded)
+    begin: int | None = None
+    result: TaskResult | None = None
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.outcome is Outcome.SUCCEEDED) != (self.result is not None):
+            raise ValueError(f"status of {self.task_id}: outcome {self.outcome.value} "
+                             f"{'without' if self.result is None else 'with'} a result")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome is not Outcome.FAILED_PERMANENTLY
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AttemptStatus:
+        """Raises ValueError (or TypeError, KeyError) for anything that is not a whole status."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a status is a JSON object")
+        data["outcome"] = Outcome(data["outcome"])
+        if data.get("result") is not None:
+            data["result"] = TaskResult.from_dict(data["result"])
+        return cls(**data)

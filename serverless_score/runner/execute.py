@@ -1,4 +1,4 @@
-"""Run one task: read exactly its records, score them, write its part, then its result.
+"""Run one task: read exactly its records, score them, write its part; return its result.
 
 Memory is bounded by one batch of records (a few MB), not by the task or the file: records stream
 from the range reader through the scorer into the part.
@@ -10,12 +10,13 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from ..errors import ScoreError
 from ..records import DEFAULT_BLOCK, RangeReader, RecordFormat, read_header
-from ..storage import StoreConfig, get_store
-from .contract import ENV_SECRETS, MARKER, TaskOrder, TaskResult, WorkOrder
+from ..storage import Store, StoreConfig, get_store
+from .contract import ENV_SECRETS, TaskOrder, TaskResult, WorkOrder
 from .models import fetch_model
 from .writers import PartWriter
 
@@ -50,10 +51,22 @@ def scorer_env(work: WorkOrder, order: TaskOrder, model_path: str | None) -> dic
     return env
 
 
+class AttemptTaken(Exception):
+    """Another worker already wrote this attempt's part (a zombie group and its retry were given
+    the same attempt): this worker leaves that attempt's files to it."""
+
+
+@dataclass
+class Seen:
+    """What a task learnt before it could fail: where its first record begins."""
+
+    begin: int | None = None
+
+
 class _Input:
     """The task's records, opened once: header (CSV) and a range reader."""
 
-    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO,
+    def __init__(self, work: WorkOrder, order: TaskOrder, f: BinaryIO, seen: Seen,
                  block_size: int = DEFAULT_BLOCK) -> None:
         task = order.task
         self.fmt = _record_format(work)
@@ -66,9 +79,9 @@ class _Input:
             f, self.fmt, start=task.start, end=task.end, file_size=task.file_size,
             header_end=len(self.header), pinned_begin=task.pinned_begin, block_size=block_size,
         )
-        # Said before scoring, so that if scoring fails the controller still knows where this
-        # task believed its records begin (and whether a wrong guess can be the cause).
-        print(f"{MARKER} {task.id} begin={self.reader.find_begin()}", flush=True)
+        # Known before scoring, so that if scoring fails the status still says where this task
+        # believed its records begin (and whether a wrong guess can be the cause).
+        seen.begin = self.reader.find_begin()
 
 
 def _rowgroup_frames(f: BinaryIO, start: int, end: int) -> Iterator[Any]:
@@ -79,43 +92,60 @@ def _rowgroup_frames(f: BinaryIO, start: int, end: int) -> Iterator[Any]:
         yield parquet.read_row_group(index).to_pandas()
 
 
-def run_task(work: WorkOrder, order: TaskOrder, config: StoreConfig | None = None) -> TaskResult:
+def run_task(work: WorkOrder, order: TaskOrder, config: StoreConfig | None = None,
+             seen: Seen | None = None) -> TaskResult:
+    """Score the task into this attempt's part (created only if absent: AttemptTaken if another
+    worker has written it) and return what it did; the caller writes the status."""
     started = time.monotonic()
+    seen = seen if seen is not None else Seen()
     task = order.task
     store = get_store(order.part, config)
     model_file = fetch_model(work.model, work.model_sha256, config) if work.model else None
+    try:
+        records_in, begin, end, writer = _score_into_part(work, order, config, seen, store,
+                                                          model_file)
+    except FileExistsError:
+        if not store.exists(order.part):
+            raise  # not the part's: someone else's error
+        raise AttemptTaken(f"attempt {order.attempt} of {task.id} has a part already: "
+                           f"{order.part}") from None
+    return TaskResult(
+        task_id=task.id, attempt=order.attempt, records_in=records_in, records_out=writer.rows,
+        begin=begin, end=end, pinned_begin=task.pinned_begin, header=writer.header,
+        columns=writer.columns, part=order.part, part_sha256=writer.sha256,
+        part_bytes=writer.bytes, seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _score_into_part(work: WorkOrder, order: TaskOrder, config: StoreConfig | None, seen: Seen,
+                     store: Store, model_file: str | None
+                     ) -> tuple[int | None, int | None, int | None, PartWriter]:
+    task = order.task
     records_in: int | None = None
     begin = end = None
     with contextlib.ExitStack() as stack:
         f = stack.enter_context(get_store(task.path, config).open_read(task.path)) if task.path else None
-        out = stack.enter_context(store.open_atomic(order.part))
+        out = stack.enter_context(store.open_atomic(order.part, overwrite=False))
         writer = PartWriter(out, work.output_format)
         if work.runtime == "command":
-            records_in, begin, end = _run_command(work, order, f, writer, model_file)
+            records_in, begin, end = _run_command(work, order, f, writer, model_file, seen)
         elif work.runtime == "r":
             assert f is not None
-            records_in, begin, end = _score_with_r(work, order, f, writer, model_file)
+            records_in, begin, end = _score_with_r(work, order, f, writer, model_file, seen)
         elif task.kind == "rowgroups":
             assert f is not None
             records_in = _score_frames(work, model_file, writer,
                                        _rowgroup_frames(f, task.start, task.end))
         else:
             assert f is not None
-            records_in, begin, end = _score_range(work, order, f, writer, model_file)
+            records_in, begin, end = _score_range(work, order, f, writer, model_file, seen)
         writer.close()
         if records_in is not None and writer.rows != records_in:
             raise ScoreError(
                 f"task {task.id}: {records_in} records in but {writer.rows} scores out",
                 hint="A scorer must return exactly one score (line or row) per input record.",
             )
-    result = TaskResult(
-        task_id=task.id, attempt=order.attempt, records_in=records_in, records_out=writer.rows,
-        begin=begin, end=end, pinned_begin=task.pinned_begin, header=writer.header,
-        columns=writer.columns, part_sha256=writer.sha256, part_bytes=writer.bytes,
-        seconds=round(time.monotonic() - started, 3),
-    )
-    get_store(order.result, config).write_bytes(order.result, result.to_json().encode())
-    return result
+    return records_in, begin, end, writer
 
 
 def _python_scorer(work: WorkOrder, model_path: str | None) -> Any:
@@ -136,10 +166,10 @@ def _score_frames(work: WorkOrder, model_path: str | None, writer: PartWriter,
 
 
 def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
-                 model_path: str | None) -> tuple[int, int, int]:
+                 model_path: str | None, seen: Seen) -> tuple[int, int, int]:
     from .python_scorer import read_batch
 
-    source = _Input(work, order, f)
+    source = _Input(work, order, f, seen)
     scorer = _python_scorer(work, model_path)
     for batch in source.reader:
         if batch.records == 0:
@@ -161,24 +191,24 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
 
 
 def _score_with_r(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
-                  model_path: str | None) -> tuple[int, int, int]:
+                  model_path: str | None, seen: Seen) -> tuple[int, int, int]:
     from .r_scorer import R_BATCH_BYTES, score_with_r
 
-    source = _Input(work, order, f, block_size=R_BATCH_BYTES)
+    source = _Input(work, order, f, seen, block_size=R_BATCH_BYTES)
     score_with_r(work, order, model_path, source.header, source.reader, writer)
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 
 
 def _run_command(work: WorkOrder, order: TaskOrder, f: BinaryIO | None, writer: PartWriter,
-                 model_path: str | None) -> tuple[int | None, int | None, int | None]:
+                 model_path: str | None, seen: Seen) -> tuple[int | None, int | None, int | None]:
     from .command_scorer import run_command
 
     env = scorer_env(work, order, model_path)
     if f is None:  # a shard: no input, the command finds its work from SHARD_* variables
         run_command(work.scorer, iter(()), env, writer.write_lines)
         return None, None, None
-    source = _Input(work, order, f)
+    source = _Input(work, order, f, seen)
 
     def chunks() -> Iterator[bytes | memoryview]:
         first = True

@@ -21,6 +21,23 @@ STOPPED_LOG_BYTES = 16 * 1024
 STOPPED_LOG_LINES = 1000
 
 
+def _bounded_tail(lines: list[tuple[int, str]], limit: int) -> list[tuple[int, str]]:
+    """The last ``limit`` bytes of ``lines``: whole lines, and the end of the one before them
+    when it does not fit whole (a tail of bytes may start mid-line, as a tail of the log file)."""
+    kept: list[tuple[int, str]] = []
+    size = 0
+    for ns, line in reversed(lines):
+        data = line.encode()
+        if size + len(data) > limit:
+            rest = data[len(data) - (limit - size):] if limit > size else b""
+            if rest:
+                kept.append((ns, rest.decode("utf-8", "ignore")))
+            break
+        kept.append((ns, line))
+        size += len(data)
+    return kept[::-1]
+
+
 def utc_now() -> str:
     """ARM's timestamp shape: ISO 8601 in UTC with a Z."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -94,14 +111,7 @@ class ContainerRun:
     def log_text(self, tail: int | None, timestamps: bool, truncate_stopped: bool) -> str:
         lines = self.log
         if truncate_stopped and self.terminated:
-            lines = lines[-STOPPED_LOG_LINES:]
-            size, keep = 0, 0
-            for _, line in reversed(lines):
-                size += len(line.encode())
-                if size > STOPPED_LOG_BYTES:
-                    break
-                keep += 1
-            lines = lines[len(lines) - keep:]
+            lines = _bounded_tail(lines[-STOPPED_LOG_LINES:], STOPPED_LOG_BYTES)
         if tail is not None:
             lines = lines[-tail:] if tail > 0 else []
         if timestamps:

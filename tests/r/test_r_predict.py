@@ -40,7 +40,7 @@ def test_one_r_process_per_worker_reads_the_model_once_for_all_its_tasks(r_model
     assert len(logs) == 2  # 4 tasks, 2 workers: 2 tasks each
     for log in logs:
         text = log.read_text()
-        assert text.count("::task ") >= 4  # two tasks started and finished in this worker
+        assert text.count("runner: task ") >= 4  # two tasks started and finished in this worker
         assert text.count("model lm loaded") == 1
 
 

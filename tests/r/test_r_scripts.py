@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from rhelpers import RModels, read_rows
 
+from serverless_score.runner.contract import AttemptStatus, Outcome
+
 pytestmark = pytest.mark.slow
 
 
@@ -29,7 +31,7 @@ def test_score_function_gets_data_frames_and_its_columns_are_written(r_models: R
     assert [float(r["p_yes"]) for r in rows] == [float(r["glm_response"]) for r in reference]
     assert {r["band"] for r in rows} == {"high", "low"}
     assert {r["task"] for r in rows} == {"t00000", "t00001"}  # TASK_ID is set for each task
-    logs = "".join(p.read_text() for p in (job_dir / "out/scores.csv.work/tasks").glob("*/*.log"))
+    logs = "".join(p.read_text() for p in (job_dir / "out/scores.csv.work/tasks").glob("*/*/log.txt"))
     assert "user output goes to the task log" in logs
 
 
@@ -90,9 +92,14 @@ def test_a_task_after_a_failed_one_is_scored_by_the_same_r(r_models: RModels, r_
     )
     result = r_job(model=r_models.model("lm"), input=r_models.data, scorer="score.R")
     assert result.code == 1
+    tasks = job_dir / "out/scores.csv.work/tasks"
+    failed = AttemptStatus.from_json((tasks / "t00000/attempt-1/status.json").read_bytes())
+    assert failed.outcome is Outcome.FAILED
+    assert failed.reason.startswith("R error in score(model, data): bad batch")
+    scored = AttemptStatus.from_json((tasks / "t00001/attempt-1/status.json").read_bytes())
+    assert scored.result is not None and scored.group == failed.group  # the same worker, the same R
+    assert scored.result.records_in == scored.result.records_out == 1500
     group_log = next((job_dir / "out/scores.csv.work/groups").glob("*-t00000-1.log")).read_text()
-    assert "::task t00000 failed: R error in score(model, data): bad batch" in group_log
-    assert "::task t00001 ok records_in=1500 records_out=1500" in group_log
     assert group_log.count("model lm loaded") == 1
 
 
@@ -107,7 +114,7 @@ def test_r_dying_mid_task_is_retried_with_a_new_r(r_models: RModels, r_job, job_
                    chunks=1)
     assert result.code == 0, result
     assert result.json["retried_tasks"] == ["t00000"]
-    first = (job_dir / "out/scores.csv.work/tasks/t00000/attempt-1.log").read_text()
+    first = (job_dir / "out/scores.csv.work/tasks/t00000/attempt-1/log.txt").read_text()
     assert "R was killed by signal 9 while scoring task t00000" in first
     rows = read_rows(job_dir / "out/scores.csv")
     assert [float(r["score"]) for r in rows] == [float(r["lm"]) for r in r_models.reference()]
