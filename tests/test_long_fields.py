@@ -56,8 +56,10 @@ class InProcessBackend:
     def begin_create_group(self, group: GroupSpec) -> None:
         out = io.StringIO()
         env = {**group.env, **group.secure_env}
-        # (the worker's malloc tuning is for a worker process, not for pytest's)
+        # (the worker's malloc tuning and its capture of descriptors 1 and 2 are for a worker
+        # process, not for pytest's: a capture per group would leave pytest's own output in pipes)
         with (mock.patch.dict(os.environ, env), mock.patch.object(runner_main, "_keep_freed_memory"),
+              mock.patch.object(runner_main, "_capture", lambda: None),
               contextlib.redirect_stdout(out), contextlib.redirect_stderr(out)):
             code = runner_main.main([])
         phase = Phase.SUCCEEDED if code == 0 else Phase.FAILED
@@ -253,10 +255,12 @@ def test_a_resumed_job_repairs_a_finished_task_of_the_run_before(tmp_path: Path)
         "retries": 0, "timeout": "60s"}, base=directory)
     with pytest.raises(JobInterrupted), Job(spec, backend=InterruptedBackend("t00006")) as job:
         job.run()
-    work = directory / "out" / "scores.csv.work" / "tasks" / "t00003"
-    finished = json.loads((work / "result.json").read_text())
+    status_file = directory / "out" / "scores.csv.work" / "tasks" / "t00003" / "attempt-1" / "status.json"
+    status = json.loads(status_file.read_text())
+    finished = status["result"]
     wrong = finished["begin"] + 3  # as if its guess had been 3 bytes off
-    (work / "result.json").write_text(json.dumps({**finished, "begin": wrong}))
+    status_file.write_text(json.dumps({**status, "begin": wrong,
+                                       "result": {**finished, "begin": wrong}}))
     with Job(spec, backend=InProcessBackend(1), poll_interval=0.001) as job:
         result = job.run()
     assert result.reused_tasks == 6

@@ -12,7 +12,8 @@ from serverless_score.runner.contract import TaskResult
 
 
 def _result(task: Task, rows: int) -> TaskResult:
-    return TaskResult(task.id, 1, rows, rows, 0, 10, None, "id,score", ["id", "score"], "", 0, 0.1)
+    return TaskResult(task.id, 1, rows, rows, 0, 10, None, "id,score", ["id", "score"], "part", "",
+                      0, 0.1)
 
 
 def test_a_repaired_task_is_counted_once_and_called_a_repair() -> None:

@@ -150,6 +150,9 @@ class OutputCapture:
             copier.restore()
         for copier in self._copiers:
             copier.thread.join(CUT_TIMEOUT)  # a child still holding the pipe: do not wait forever
+        for copier in self._copiers:
+            os.close(copier.echo)
+            os.close(copier.read)  # a copier still blocked in read() then ends on EBADF/EOF
 
 
 def _token_prefix_at_end(data: bytes, token: bytes) -> int:
