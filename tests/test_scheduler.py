@@ -8,7 +8,7 @@ import hashlib
 import os
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,8 @@ class Outcome:
     ok: bool = True
     detail: str = "exited with code 1"
     retryable: bool = True
+    begin: int | None = None  # byte tasks: where the attempt found its first record
+    end: int | None = None  # ... and where its last one ended (success only)
 
 
 @dataclass
@@ -96,7 +98,12 @@ class ScriptedBackend:
         group.ended = True
         for order, outcome in zip(group.orders, outcomes, strict=True):
             if outcome.ok:
-                _write_result(self.store, order, group.spec.name)
+                _write_result(self.store, order, group.spec.name, outcome)
+            elif outcome.begin is not None:  # the worker said where it began, then failed
+                status = AttemptStatus(order.task.id, order.attempt, group.spec.name,
+                                       Ended.FAILED, reason=outcome.detail, begin=outcome.begin)
+                self.store.write_bytes(order.status, status.to_json().encode())
+                group.phase, group.detail = Phase.FAILED, outcome.detail
             else:
                 group.phase, group.detail = Phase.FAILED, outcome.detail
                 group.retryable = outcome.retryable
@@ -134,10 +141,11 @@ class ScriptedBackend:
         return []
 
 
-def _write_result(store, order: TaskOrder, group: str) -> None:
+def _write_result(store, order: TaskOrder, group: str, outcome: Outcome) -> None:
     part = f"{order.task.id},scored\n".encode()
     store.write_bytes(order.part, part)
-    result = TaskResult(order.task.id, order.attempt, 1, 1, None, None, None, "id,score",
+    result = TaskResult(order.task.id, order.attempt, 1, 1, outcome.begin, outcome.end,
+                        order.task.pinned_begin, "id,score",
                         ["id", "score"], order.part, hashlib.sha256(part).hexdigest(), len(part),
                         0.1)
     status = AttemptStatus(order.task.id, order.attempt, group, Ended.SUCCEEDED, result=result)
@@ -225,6 +233,32 @@ def test_a_group_that_never_finishes_times_out_is_deleted_and_retried(rig) -> No
     assert backend.deleted[0] == "job-t00000-1"
     outcomes = {r.group: r.outcome for r in launches.all()}
     assert outcomes == {"job-t00000-1": "timed-out", "job-t00000-2": "succeeded"}
+
+
+def test_a_task_that_failed_on_a_wrong_guess_is_repaired_from_its_predecessors_end(rig) -> None:
+    """CSV bytes [0,100) [100,200) [200,300): t00000's last record runs to byte 130, so
+    t00001's guess 105 (inside a quoted field) was wrong and it failed. It is re-run pinned at
+    130 as soon as t00000 is finished (its begin is exact): a repair, not a retry."""
+    ends = {"t00000": (0, 130), "t00001": (130, 210), "t00002": (210, 300)}
+
+    def script(task: str, attempt: int) -> Outcome:
+        if task == "t00001" and attempt == 1:
+            return Outcome(seconds=3.0, ok=False, detail="parse error at byte 105", begin=105)
+        return Outcome(begin=ends[task][0], end=ends[task][1])
+
+    scheduler, backend, events, _ = rig(script, retries=0)
+    assert backend.created == []
+    scheduler.work = replace(scheduler.work, format="csv")
+    tasks = [Task(i, "bytes", "in.csv", start=i * 100, end=(i + 1) * 100, size=100,
+                 file_size=300) for i in range(3)]
+    results = scheduler.run(tasks, {}, chain=tasks)
+    assert {t: (r.begin, r.end) for t, r in results.items()} == ends
+    assert results["t00001"].attempt == 2 and results["t00001"].pinned_begin == 130
+    assert scheduler.repaired == {"t00001"}
+    assert [(t, a) for t, a, _ in events.retries] == [("t00001", 1)]
+    assert "re-running it from byte 130" in events.retries[0][2]
+    assert sorted(backend.created) == ["job-t00000-1", "job-t00001-1", "job-t00001-2",
+                                       "job-t00002-1"]
 
 
 def test_attempt_numbers_continue_past_earlier_controllers(rig) -> None:
