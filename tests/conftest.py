@@ -13,13 +13,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 CLI = Path(sys.executable).parent / "serverless-score"
 
@@ -190,16 +190,6 @@ def process_names(pids: list[int]) -> list[str]:
         with contextlib.suppress(OSError):
             names.append(Path(f"/proc/{pid}/comm").read_text().strip())
     return names
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; return it (or the last falsy value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from polling import wait_for
 
 from serverless_score.errors import LeaseHeld
 from serverless_score.storage import StoreConfig
