@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .chaos import Chaos
 from .groups import Group
 from .runtime import (
     DEFAULT_PASS_ENV,
@@ -386,6 +387,22 @@ class AciEmulator:
         with self.engine.lock:
             self.group(name).provisioning = "Unhealthy"
 
+    @property
+    def chaos(self) -> Chaos:
+        """Lost answers, slow answers and the journal of every group a PUT made (chaos.py)."""
+        return self.api.chaos
+
+    def drop_answers(self, times: int = 1, *, method: str | None = "PUT",
+                     kind: str | None = "group", delay: float = 0.0) -> None:
+        """The next ``times`` matching requests are applied, then their connection is closed
+        without an answer (after ``delay`` s): a create whose answer never arrives."""
+        self.chaos.drop_answers(times, method=method, kind=kind, delay=delay)
+
+    def slow_requests(self, seconds: float, *, times: int = 1, method: str | None = "DELETE",
+                      kind: str | None = "group") -> None:
+        """The next ``times`` matching requests wait ``seconds`` before being handled."""
+        self.chaos.slow_requests(seconds, times=times, method=method, kind=kind)
+
     def clear_faults(self) -> None:
         from .runtime import Faults
 
@@ -393,19 +410,22 @@ class AciEmulator:
             self.engine.faults = Faults()
         with self.api.mutex:
             self.api.faults.clear()
+        self.chaos.clear()
 
     # Fault methods a process without this object can call over HTTP (``POST /_emulator/NAME``).
     REMOTE = ("throttle", "fail_requests", "set_quota", "inaccessible_image", "restart_container",
               "fail_provisioning", "flaky_pull", "slow_provisioning", "hang", "unhealthy",
-              "clear_faults", "add_image", "reset_calls")
+              "clear_faults", "add_image", "reset_calls", "drop_answers", "slow_requests")
 
     def _control(self, method: str, name: str, kwargs: dict[str, Any]) -> Any:
         if method == "GET" and name == "calls":
             return [{"method": m, "kind": k, "count": n} for (m, k), n in self.calls.items()]
         if method == "GET" and name == "groups":
             return self.group_names()
+        if method == "GET" and name == "created":
+            return [c.to_dict() for c in self.chaos.created()]
         if method != "POST" or name not in self.REMOTE:
-            raise KeyError(f"not a remote control; expected GET calls|groups or POST one of "
+            raise KeyError(f"not a remote control; expected GET calls|groups|created or POST one of "
                            f"{', '.join(self.REMOTE)}")
         getattr(self, name)(**kwargs)
         return None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from .chaos import Chaos
 from .groups import ContainerRun, Group, Operation
 from .runtime import Engine
 
@@ -123,6 +124,7 @@ class ArmApi:
         self.remaining = {"reads": 12000, "writes": 1200, "deletes": 15000}
         # (method, name, kwargs) -> JSON-able result; set by AciEmulator (remote fault control)
         self.control: Callable[[str, str, dict[str, Any]], Any] | None = None
+        self.chaos = Chaos()  # lost and slow answers, and the journal of creations (chaos.py)
 
     # -- tokens ------------------------------------------------------------------------------
     def issue_token(self, ttl: float = 3600) -> tuple[str, int]:
@@ -574,7 +576,12 @@ class _Handler(BaseHTTPRequestHandler):
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             response = api.identity(self.path, query, headers)
         else:
-            response = api.handle(self.command, self.path, headers, body)
+            answer = api.chaos.answer(self.command, self.path, body,
+                                      lambda: api.handle(self.command, self.path, headers, body))
+            if answer is None:  # applied, but the answer is lost: drop the connection
+                self.close_connection = True
+                return
+            response = answer
         payload = b"" if response.body is None else json.dumps(response.body).encode()
         self.send_response(response.status)
         for name, value in response.headers.items():

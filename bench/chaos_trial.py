@@ -1,0 +1,398 @@
+"""One trial of the fault campaign (bench/chaos.py): run a job with its faults, resume it as the
+README says (run the same job again; ``cleanup`` for a job that will not be run again), then
+check the invariants. A broken invariant is a result, never an exception.
+
+Invariants (``BROKEN`` keys):
+* ``output differs``: the output is not the clean run's (ids and order exact, scores to 1e-12);
+* ``orphan group``: a group of the job still exists (emulator group, local runner process);
+* ``leftover process``: a process outlived its group or its controller;
+* ``two groups for one attempt``: one (task, attempt) ran in two groups, or one group name was
+  created twice (an identical PUT replayed after a lost answer is the same group);
+* ``did not finish``: no run ended with the job done after the allowed resumes;
+* ``controller hung``: a controller did not exit within the run timeout (it is then killed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos_env import (
+    IGNORE_TERM_ENV,
+    TRIAL_ENV,
+    group_leaders,
+    job_text,
+    kill_pids,
+    live_pids,
+)
+from chaos_faults import plan_faults
+
+BROKEN = ("output differs", "orphan group", "leftover process", "two groups for one attempt",
+          "did not finish", "controller hung")
+DONE = ("succeeded", "up-to-date")
+
+
+@dataclass
+class Campaign:
+    """What every trial of a campaign shares."""
+
+    cli: list[str]  # how to start the CLI
+    env: dict[str, str]  # the controllers' environment (without the trial's own variables)
+    root: Path  # trial folders go here
+    tag: str  # in every job name: trials of different campaigns never mix
+    resumes: int = 3
+    run_timeout: float = 180.0
+    settle: float = 5.0  # how long deleted groups and killed processes get to vanish
+    keep: bool = False  # keep the folders of passing trials too
+
+
+@dataclass
+class Outcome:
+    index: int
+    seed: int
+    job: str  # the job's name: its groups are named "<job>-<hash>-<task>-<attempt>"
+    backend: str
+    chunks: int
+    faults: list[str]
+    kinds: list[str]
+    fired: dict[str, bool]
+    broken: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what happened, not failures
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    bytes_identical: bool | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.broken
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def job_name(tag: str, label: str) -> str:
+    return f"chaos-{tag}-{label}"
+
+
+def run_clean(campaign: Campaign, target: Any, label: str, chunks: int) -> tuple[bytes, float]:
+    """A fault-free run: the reference output and how long a clean run takes."""
+    folder = campaign.root / label
+    folder.mkdir(parents=True, exist_ok=True)
+    name = job_name(campaign.tag, label)
+    output = target.output(folder)
+    job = _write_job(folder, target, name, output, chunks)
+    started = time.monotonic()
+    proc = subprocess.run([*campaign.cli, "run", str(job), "--json", "-q"], env=campaign.env,
+                          capture_output=True, text=True, timeout=campaign.run_timeout,
+                          stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - started
+    data = target.read_output(output)
+    if proc.returncode != 0 or data is None:
+        raise RuntimeError(f"the clean run {label} failed (exit {proc.returncode}):\n"
+                           f"{proc.stdout}\n{proc.stderr}")
+    return data, seconds
+
+
+def _write_job(folder: Path, target: Any, name: str, output: str, chunks: int) -> Path:
+    keys = {"name": name, **target.job_keys(), "output": output, "format": "csv",
+            "id_columns": ["id"], "chunks": chunks, "max_parallel": 2, "retries": 2,
+            "timeout": "60s"}
+    path = folder / "job.toml"
+    path.write_text(job_text(**keys), encoding="utf-8")
+    return path
+
+
+class Trial:
+    def __init__(self, campaign: Campaign, target: Any, index: int, seed: int,
+                 references: dict[int, bytes], clean_seconds: float) -> None:
+        self.campaign, self.target, self.index, self.seed = campaign, target, index, seed
+        rng = random.Random(seed)
+        self.chunks = rng.choice(sorted(references))
+        self.reference = references[self.chunks]
+        self.faults = plan_faults(rng, target.kinds, clean_seconds)
+        self.folder = campaign.root / f"trial-{index:04d}"
+        self.name = job_name(campaign.tag, f"{index:04d}")
+        self.prefix = self.name + "-"
+        self.output = target.output(self.folder)
+        self._procs: dict[int, subprocess.Popen[str]] = {}
+        self._second: subprocess.Popen[str] | None = None
+        self._sightings: set[tuple[str, int]] = set()  # (group, pid) seen in /proc
+        self._next_look = 0.0
+        self._env = dict(campaign.env, **{TRIAL_ENV: self.name})
+        if any(f.kind == "delete_slow" for f in self.faults) and target.backend == "local":
+            self._env[IGNORE_TERM_ENV] = "1"
+
+    # -- the fault Context ---------------------------------------------------------------------
+    def controller(self, run: int) -> subprocess.Popen[str] | None:
+        return self._procs.get(run)
+
+    def workers(self) -> list[int]:
+        return list(group_leaders(self.prefix))
+
+    def emulator(self) -> Any:
+        return getattr(self.target, "emu", None)
+
+    def start_second(self) -> None:
+        self._second = self._start("second")
+
+    # -- the trial -------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        started = time.monotonic()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.job = _write_job(self.folder, self.target, self.name, self.output, self.chunks)
+        outcome = Outcome(self.index, self.seed, self.name, self.target.backend, self.chunks,
+                          [f.describe() for f in self.faults],
+                          sorted({f.kind for f in self.faults}), {})
+        try:
+            self._play(outcome)
+            self._check(outcome)
+        finally:
+            self._clear_up()
+        outcome.fired = {k: any(f.fired for f in self.faults if f.kind == k)
+                         for k in outcome.kinds}
+        outcome.seconds = round(time.monotonic() - started, 2)
+        if outcome.passed and not self.campaign.keep:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            (self.folder / "outcome.json").write_text(json.dumps(outcome.to_dict(), indent=1))
+        return outcome
+
+    def _play(self, outcome: Outcome) -> None:
+        finished = self._drive(0, outcome)
+        run = 1
+        while not finished and run <= self.campaign.resumes:
+            finished = self._drive(run, outcome)
+            run += 1
+        if not finished:
+            outcome.broken.append("did not finish")
+            outcome.details.append(f"did not finish after {self.campaign.resumes} resume(s)")
+            # The README: `cleanup` for a job that will not be run again.
+            self._cli_run("cleanup", "cleanup", str(self.job), "--json", outcome=outcome)
+
+    def _start(self, label: str, *args: str) -> subprocess.Popen[str]:
+        argv = [*self.campaign.cli, *(args or ("run", str(self.job), "--json", "-q"))]
+        out = (self.folder / f"{label}.out").open("w")
+        err = (self.folder / f"{label}.err").open("w")
+        with out, err:  # the child holds its own copies
+            return subprocess.Popen(argv, env=self._env, stdout=out, stderr=err, text=True,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def _drive(self, run: int, outcome: Outcome) -> bool:
+        """Run the job once (run 0 with its faults; later runs are resumes) and say whether it
+        finished. The second controller, if a fault starts one, is waited for in run 0."""
+        label = f"run{run}"
+        proc = self._procs[run] = self._start(label)
+        t0 = time.monotonic()
+        pending = [f for f in self.faults if f.run == run]
+        while True:
+            now = time.monotonic() - t0
+            for fault in list(pending):
+                if fault.at <= now and fault.fire(self):
+                    pending.remove(fault)
+            self._observe()
+            alive = [p for p in (proc, self._second if run == 0 else None)
+                     if p is not None and p.poll() is None]
+            if not alive:
+                break
+            if now > self.campaign.run_timeout:
+                kill_pids([p.pid for p in alive])
+                for p in alive:
+                    p.wait()
+                outcome.broken.append("controller hung")
+                outcome.details.append(f"{label}: a controller was still running after "
+                                       f"{self.campaign.run_timeout:g}s and was killed")
+                break
+            time.sleep(0.05)
+        finished = self._record(label, proc, t0, outcome)
+        if run == 0 and self._second is not None:
+            finished = self._record("second", self._second, t0, outcome) or finished
+        return finished
+
+    def _record(self, label: str, proc: subprocess.Popen[str], t0: float,
+                outcome: Outcome) -> bool:
+        proc.wait()
+        stdout = (self.folder / f"{label}.out").read_text(errors="replace")
+        stderr = (self.folder / f"{label}.err").read_text(errors="replace")
+        result = _last_json(stdout)
+        status = result.get("status") if result else None
+        entry = {"run": label, "exit": proc.returncode, "status": status,
+                 "seconds": round(time.monotonic() - t0, 2)}
+        if "Traceback (most recent call last)" in stderr:
+            entry["traceback"] = stderr.strip().splitlines()[-1][:300]
+        outcome.runs.append(entry)
+        return proc.returncode == 0 and status in DONE
+
+    def _cli_run(self, label: str, *args: str, outcome: Outcome) -> None:
+        proc = self._start(label, *args)
+        try:
+            proc.wait(timeout=self.campaign.run_timeout)
+        except subprocess.TimeoutExpired:
+            kill_pids([proc.pid])
+            proc.wait()
+        self._record(label, proc, time.monotonic(), outcome)
+
+    def _observe(self, force: bool = False) -> None:
+        """Note the job's live groups (a /proc scan, so at most every 0.25 s): a backup for
+        the scorer's journal, which a worker killed before it loads the model never writes."""
+        now = time.monotonic()
+        if not force and now < self._next_look:
+            return
+        self._next_look = now + 0.25
+        for pid, group in group_leaders(self.prefix).items():
+            self._sightings.add((group, pid))
+
+    # -- the invariants ----------------------------------------------------------------------------
+    def _check(self, outcome: Outcome) -> None:
+        deadline = time.monotonic() + self.campaign.settle
+        while (self.target.groups(self.prefix) or live_pids(self.prefix, self.name)) \
+                and time.monotonic() < deadline:
+            self._observe()
+            time.sleep(0.1)
+        orphans = self.target.groups(self.prefix)
+        if orphans:
+            outcome.broken.append("orphan group")
+            outcome.details.append(f"groups left: {', '.join(orphans)}")
+        left = {pid: group for pid, group in live_pids(self.prefix, self.name).items()
+                if group not in orphans}
+        left.update({p.pid: "controller" for p in self._all_procs() if p.poll() is None})
+        if left:
+            outcome.broken.append("leftover process")
+            outcome.details.append("processes left: " + ", ".join(
+                f"{pid} ({group or _comm(pid)})" for pid, group in sorted(left.items())))
+        got = self.target.read_output(self.output)
+        same, identical, why = compare_outputs(self.reference, got)
+        outcome.bytes_identical = identical
+        if not same:
+            outcome.broken.append("output differs")
+            outcome.details.append(why)
+        journal = self.target.journal.entries(self.prefix)
+        starts = [(e["group"], int(e["pid"]), [tuple(o) for o in e.get("orders", [])])
+                  for e in journal]
+        starts += [(group, pid, []) for group, pid in self._sightings]
+        created = self.target.created(self.prefix)
+        lost = sum(1 for c in created if not c["answered"])
+        replayed = sum(1 for c in created if c["status"] == 200)
+        if lost or replayed:
+            outcome.notes.append(f"{lost} create answer(s) lost, {replayed} PUT(s) replayed")
+        outcome.notes += [f"{r['run']}: {r['traceback']}" for r in outcome.runs
+                          if "traceback" in r]
+        twice = two_groups_for_one_attempt(starts, created)
+        if twice:
+            outcome.broken.append("two groups for one attempt")
+            outcome.details.extend(twice)
+
+    def _all_procs(self) -> list[subprocess.Popen[str]]:
+        return [*self._procs.values(), *([self._second] if self._second else [])]
+
+    def _clear_up(self) -> None:
+        """Whatever the trial left is removed, so the next trial starts clean."""
+        kill_pids([p.pid for p in self._all_procs() if p.poll() is None])
+        for proc in self._all_procs():
+            proc.wait()
+        self.target.force_clean(self.prefix)
+        kill_pids(list(live_pids(self.prefix, self.name)))
+
+
+# -- pure checks -------------------------------------------------------------------------------------
+def compare_outputs(expected: bytes, got: bytes | None) -> tuple[bool, bool, str]:
+    """(same, byte-identical, why not): ids and their order exactly, every other column as text
+    or, where both parse as numbers, to 1e-12 relative."""
+    if got is None:
+        return False, False, "no output"
+    if got == expected:
+        return True, True, ""
+    want = list(csv.reader(io.StringIO(expected.decode())))
+    have = list(csv.reader(io.StringIO(got.decode(errors="replace"))))
+    if len(want) != len(have):
+        return False, False, f"{len(have) - 1} rows, expected {len(want) - 1}"
+    for number, (a, b) in enumerate(zip(want, have, strict=True)):
+        if len(a) != len(b) or a[:1] != b[:1]:
+            return False, False, f"row {number}: {b[:2]!r}, expected {a[:2]!r}"
+        for x, y in zip(a[1:], b[1:], strict=True):
+            if x != y and not _close(x, y):
+                return False, False, f"row {number} ({a[0]}): {y}, expected {x}"
+    return True, False, ""
+
+
+def _close(x: str, y: str) -> bool:
+    try:
+        fx, fy = float(x), float(y)
+    except ValueError:
+        return False
+    return abs(fx - fy) <= 1e-12 * max(abs(fx), abs(fy), 1e-300)
+
+
+def two_groups_for_one_attempt(starts: Sequence[tuple[str, int, Sequence[tuple[str, int]]]],
+                               created: Sequence[dict[str, Any]]) -> list[str]:
+    """What shows one attempt with two groups. ``starts``: (group, pid, (task, attempt) pairs)
+    of every worker seen; ``created``: the emulator's journal of PUTs (ACI only), which then
+    decides whether a name was created twice (a replayed identical PUT is the same group)."""
+    found = []
+    pairs: dict[tuple[str, int], set[str]] = defaultdict(set)
+    if created:
+        by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for c in sorted(created, key=lambda c: c["at"]):
+            by_name[c["name"]].append(c)
+            for task, attempt in c["orders"]:
+                pairs[(task, int(attempt))].add(c["name"])
+        for name, puts in sorted(by_name.items()):
+            for earlier, later in itertools.pairwise(puts):
+                if later["status"] == 201:
+                    found.append(f"group {name} was created again after it was deleted")
+                elif later["body_sha256"] != earlier["body_sha256"]:
+                    found.append(f"group {name} was replaced by a different PUT")
+    else:
+        pids: dict[str, set[int]] = defaultdict(set)
+        for group, pid, orders in starts:
+            pids[group].add(pid)
+            for task, attempt in orders:
+                pairs[(task, int(attempt))].add(group)
+        for group, seen in sorted(pids.items()):
+            if len(seen) > 1:
+                found.append(f"group {group} was started {len(seen)} times (pids "
+                             f"{', '.join(map(str, sorted(seen)))})")
+    for (task, attempt), names in sorted(pairs.items()):
+        if len(names) > 1:
+            found.append(f"{task} attempt {attempt} ran in {len(names)} groups: "
+                         f"{', '.join(sorted(names))}")
+    return found
+
+
+def _last_json(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.strip().startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def base_env(extra: dict[str, str]) -> dict[str, str]:
+    """The controllers' environment: this one, without a worker's variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SERVERLESS_SCORE_WORK", "SERVERLESS_SCORE_GROUP")}
+    env["COLUMNS"] = "300"
+    env.update(extra)
+    return env
