@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci chaos clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -61,6 +61,14 @@ bench-r: setup
 ## bench-aci: ARM calls per task and controller overhead of the ACI backend, against the local emulator
 bench-aci: setup azurite
 	$(BIN)/python bench/bench_aci.py
+
+## chaos: the fault campaign (bench/README.md): CHAOS_TRIALS randomized fault trials on the local
+## backend, then on the ACI emulator; a failed trial is reported with its seed, not fatal
+CHAOS_TRIALS ?= 100
+CHAOS_SEED   ?= 1
+chaos: setup azurite
+	$(BIN)/python bench/chaos.py --backend local --trials $(CHAOS_TRIALS) --seed $(CHAOS_SEED)
+	$(BIN)/python bench/chaos.py --backend aci --trials $(CHAOS_TRIALS) --seed $(CHAOS_SEED)
 
 clean:
 	rm -rf examples/*/out examples/*/data examples/*/model

@@ -168,7 +168,8 @@ def kill_pids(pids: list[int]) -> None:
 
 class LocalTarget:
     backend = "local"
-    kinds = ("kill9", "sigint", "sigterm", "worker_kill", "delete_slow", "second_controller")
+    kinds: tuple[str, ...] = ("kill9", "sigint", "sigterm", "worker_kill", "delete_slow",
+                              "second_controller")
 
     def __init__(self, root: Path, data: Path, model: Path, scorer: Path,
                  journal: Journal) -> None:
@@ -201,6 +202,9 @@ class LocalTarget:
     def created(self, prefix: str) -> list[dict[str, Any]]:
         return []  # no ARM here: the scorer's journal and /proc are the record
 
+    def hits(self, since: float) -> dict[str, int]:
+        return {}
+
     def clear_faults(self) -> None:
         pass
 
@@ -210,8 +214,8 @@ class LocalTarget:
 
 class AciTarget:
     backend = "aci"
-    kinds = ("kill9", "sigint", "sigterm", "worker_kill", "storm429", "lost_create",
-             "delete_fail", "delete_slow", "second_controller")
+    kinds: tuple[str, ...] = ("kill9", "sigint", "sigterm", "worker_kill", "storm429",
+                              "lost_create", "delete_fail", "delete_slow", "second_controller")
 
     def __init__(self, emulator: Any, azurite: Any, container: str, model_uri: str,
                  input_uri: str, scorer: Path, journal: Journal) -> None:
@@ -253,6 +257,14 @@ class AciTarget:
 
     def created(self, prefix: str) -> list[dict[str, Any]]:
         return [c.to_dict() for c in self.emu.chaos.created() if c.name.startswith(prefix)]
+
+    def hits(self, since: float) -> dict[str, int]:
+        """Injected answers the emulator gave since ``since`` (monotonic): 429s, failed deletes."""
+        answers = [(method, status) for at, method, kind, _, status in self.emu.requests
+                   if at >= since]
+        return {"429": sum(1 for _, status in answers if status == 429),
+                "delete 5xx": sum(1 for method, status in answers
+                                  if method == "DELETE" and status >= 500)}
 
     def clear_faults(self) -> None:
         self.emu.clear_faults()

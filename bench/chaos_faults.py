@@ -89,8 +89,8 @@ def _one(rng: random.Random, kind: str, clean: float) -> list[Fault]:
         return [Fault(kind, round(rng.uniform(0.0, 0.6) * clean, 3),
                       params={"times": rng.randint(5, 25),
                               "retry_after": round(rng.uniform(0.2, 1.5), 1)})]
-    if kind == "lost_create":
-        return [Fault(kind, round(rng.uniform(0.0, 0.5) * clean, 3),
+    if kind == "lost_create":  # creates come early (and again for retries and resumes)
+        return [Fault(kind, round(rng.uniform(0.0, 0.3) * clean, 3),
                       params={"times": rng.randint(1, 4)})]
     if kind == "delete_fail":
         return [Fault(kind, round(rng.uniform(0.0, 0.6) * clean, 3),

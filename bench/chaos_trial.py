@@ -131,6 +131,7 @@ class Trial:
         self._second: subprocess.Popen[str] | None = None
         self._sightings: set[tuple[str, int]] = set()  # (group, pid) seen in /proc
         self._next_look = 0.0
+        self._started = 0.0
         self._env = dict(campaign.env, **{TRIAL_ENV: self.name})
         if any(f.kind == "delete_slow" for f in self.faults) and target.backend == "local":
             self._env[IGNORE_TERM_ENV] = "1"
@@ -150,7 +151,7 @@ class Trial:
 
     # -- the trial -------------------------------------------------------------------------------
     def run(self) -> Outcome:
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.job = _write_job(self.folder, self.target, self.name, self.output, self.chunks)
         outcome = Outcome(self.index, self.seed, self.name, self.target.backend, self.chunks,
@@ -287,6 +288,14 @@ class Trial:
         replayed = sum(1 for c in created if c["status"] == 200)
         if lost or replayed:
             outcome.notes.append(f"{lost} create answer(s) lost, {replayed} PUT(s) replayed")
+        hits = self.target.hits(self._started)
+        outcome.notes += [f"{n} {what} answered" for what, n in hits.items() if n]
+        # A fault armed in the emulator counts as injected only if a request met it.
+        met = {"lost_create": lost, "storm429": hits.get("429", 0),
+               "delete_fail": hits.get("delete 5xx", 0)}
+        for fault in self.faults:
+            if fault.kind in met and not met[fault.kind]:
+                fault.fired = False
         outcome.notes += [f"{r['run']}: {r['traceback']}" for r in outcome.runs
                           if "traceback" in r]
         twice = two_groups_for_one_attempt(starts, created)
