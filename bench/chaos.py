@@ -206,6 +206,10 @@ def summary(outcomes: list[Outcome], args: argparse.Namespace, seconds: float,
     lines += ["", f"Outputs byte-identical to the clean run: {identical}/{len(outcomes)}. "
               f"Controllers that ended in a Python traceback: {tracebacks} trial(s). "
               f"Clean runs: {clean_runs}."]
+    exits = Counter(_exit_word(r["exit"]) for o in outcomes for r in o.runs
+                    if r["run"] == "run0")
+    lines += ["", "First runs (the faulted controller) ended: " + ", ".join(
+        f"{word} x{n}" for word, n in sorted(exits.items(), key=lambda kv: -kv[1])) + "."]
     failures = [o for o in outcomes if not o.passed]
     if failures:
         lines += ["", f"Failures (repro: `python bench/chaos.py --backend {args.backend} "
@@ -217,6 +221,16 @@ def summary(outcomes: list[Outcome], args: argparse.Namespace, seconds: float,
             lines.append(f"| {o.index} | {o.seed} | {o.chunks} | {' + '.join(o.faults)} | "
                          f"{', '.join(o.broken)} | {detail} |")
     return "\n".join(lines) + "\n"
+
+
+def _exit_word(code: int) -> str:
+    """Exit 0 / 1 / 130, or the signal that killed it (the default action: no handler ran)."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

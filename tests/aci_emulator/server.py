@@ -13,6 +13,7 @@ import math
 import re
 import secrets
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -602,6 +603,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that went away mid-request (a killed controller): not our error
+        super().handle_error(request, client_address)
 
     def __init__(self, api: ArmApi, *, identity: bool, tls: ssl.SSLContext | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
