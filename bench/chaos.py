@@ -47,6 +47,7 @@ from chaos_env import (
     LocalTarget,
     write_inputs,
 )
+from chaos_faults import plan_faults
 from chaos_trial import BROKEN, Campaign, Outcome, Trial, base_env, run_clean
 
 CHUNKS = (4, 5, 6, 7, 8)
@@ -124,10 +125,12 @@ def run_campaign(args: argparse.Namespace) -> tuple[list[Outcome], dict[int, flo
         chunk_choices = tuple(args.chunks) if args.chunks else CHUNKS
 
         def one(index: int, slot: int) -> Outcome:
-            chunks = random.Random(seeds[index]).choice(chunk_choices)
+            rng = random.Random(seeds[index])  # the trial's seed decides its whole draw
+            chunks = rng.choice(chunk_choices)
             reference, seconds = refs[slot].get(chunks)
-            trial = Trial(campaigns[slot], targets[slot], index, seeds[index],
-                          {chunks: reference}, seconds)
+            faults = plan_faults(rng, targets[slot].kinds, seconds)
+            trial = Trial(campaigns[slot], targets[slot], index, seeds[index], chunks, faults,
+                          reference)
             outcome = trial.run()
             _progress(outcome, len(seeds))
             return outcome

@@ -7,7 +7,7 @@ injected. Pure choice (``plan_faults``) apart from the injection (``Fault.fire``
 | ``sigint`` / ``sigterm`` | the controller gets the signal; "twice": again 0.05-1 s later (during its cleanup) |
 | ``worker_kill`` | a live worker of the job (a runner process, a container's process) is SIGKILLed |
 | ``storm429`` | ACI: the next 5-25 ARM requests of any kind answer 429 with a Retry-After |
-| ``lost_create`` | ACI: the next 1-4 creates are applied, but their answer never arrives (connection dropped) |
+| ``lost_create`` | ACI: the next 1-4 creates are applied, but their answer never arrives: the connection is dropped at once or after 0.5-3 s (a client timing out) |
 | ``delete_fail`` | ACI: the next 1-3 deletes answer 500 or 503 |
 | ``delete_slow`` | ACI: the next 1-4 deletes wait 1-5 s; local: workers ignore SIGTERM (delete waits out the grace) |
 | ``second_controller`` | a second controller is started on the same job while the first runs |
@@ -91,7 +91,8 @@ def _one(rng: random.Random, kind: str, clean: float) -> list[Fault]:
                               "retry_after": round(rng.uniform(0.2, 1.5), 1)})]
     if kind == "lost_create":  # creates come early (and again for retries and resumes)
         return [Fault(kind, round(rng.uniform(0.0, 0.3) * clean, 3),
-                      params={"times": rng.randint(1, 4)})]
+                      params={"times": rng.randint(1, 4),  # half of them hang a while first
+                              "delay": round(rng.choice([0.0, rng.uniform(0.5, 3.0)]), 1)})]
     if kind == "delete_fail":
         return [Fault(kind, round(rng.uniform(0.0, 0.6) * clean, 3),
                       params={"times": rng.randint(1, 3), "status": rng.choice([500, 503])})]
@@ -142,7 +143,8 @@ def _storm(fault: Fault, ctx: Context) -> bool:
 
 
 def _lost_create(fault: Fault, ctx: Context) -> bool:
-    ctx.emulator().drop_answers(fault.params["times"], method="PUT", kind="group")
+    ctx.emulator().drop_answers(fault.params["times"], method="PUT", kind="group",
+                                delay=fault.params["delay"])
     fault.fired = True
     return True
 

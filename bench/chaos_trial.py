@@ -19,7 +19,6 @@ import io
 import itertools
 import json
 import os
-import random
 import shutil
 import subprocess
 import time
@@ -37,7 +36,7 @@ from chaos_env import (
     kill_pids,
     live_pids,
 )
-from chaos_faults import plan_faults
+from chaos_faults import Fault
 
 BROKEN = ("output differs", "orphan group", "leftover process", "two groups for one attempt",
           "did not finish", "controller hung")
@@ -116,13 +115,10 @@ def _write_job(folder: Path, target: Any, name: str, output: str, chunks: int) -
 
 
 class Trial:
-    def __init__(self, campaign: Campaign, target: Any, index: int, seed: int,
-                 references: dict[int, bytes], clean_seconds: float) -> None:
+    def __init__(self, campaign: Campaign, target: Any, index: int, seed: int, chunks: int,
+                 faults: list[Fault], reference: bytes) -> None:
         self.campaign, self.target, self.index, self.seed = campaign, target, index, seed
-        rng = random.Random(seed)
-        self.chunks = rng.choice(sorted(references))
-        self.reference = references[self.chunks]
-        self.faults = plan_faults(rng, target.kinds, clean_seconds)
+        self.chunks, self.faults, self.reference = chunks, faults, reference
         self.folder = campaign.root / f"trial-{index:04d}"
         self.name = job_name(campaign.tag, f"{index:04d}")
         self.prefix = self.name + "-"
