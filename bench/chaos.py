@@ -118,7 +118,8 @@ def run_campaign(args: argparse.Namespace) -> tuple[list[Outcome], dict[int, flo
         for target in targets:
             target.kinds = tuple(k for k in target.kinds if not args.kinds or k in args.kinds)
         campaigns = [Campaign(_cli(), base_env({**env_extra, **t.env()}), root, tag,
-                              resumes=args.resumes, run_timeout=args.run_timeout, keep=args.keep)
+                              resumes=args.resumes, resume_delay=args.resume_delay,
+                              run_timeout=args.run_timeout, keep=args.keep)
                      for t in targets]
         refs = [References(c, t, slot)
                 for slot, (c, t) in enumerate(zip(campaigns, targets, strict=True))]
@@ -251,6 +252,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--score-sleep", type=float, default=0.3,
                         help="seconds each scoring batch sleeps, so faults land mid-task")
     parser.add_argument("--resumes", type=int, default=3)
+    parser.add_argument("--resume-delay", type=float, default=0.0,
+                        help="seconds to wait before each resume")
     parser.add_argument("--run-timeout", type=float, default=180.0)
     parser.add_argument("--keep", action="store_true", help="keep passing trials' folders too")
     parser.add_argument("--dir", help="campaign folder: new, empty or an earlier campaign's "

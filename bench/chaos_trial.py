@@ -52,6 +52,7 @@ class Campaign:
     root: Path  # trial folders go here
     tag: str  # in every job name: trials of different campaigns never mix
     resumes: int = 3
+    resume_delay: float = 0.0  # seconds before each resume (e.g. for a lease to lapse)
     run_timeout: float = 180.0
     settle: float = 5.0  # how long deleted groups and killed processes get to vanish
     keep: bool = False  # keep the folders of passing trials too
@@ -171,6 +172,7 @@ class Trial:
         finished = self._drive(0, outcome)
         run = 1
         while not finished and run <= self.campaign.resumes:
+            time.sleep(self.campaign.resume_delay)
             finished = self._drive(run, outcome)
             run += 1
         if not finished:
