@@ -16,7 +16,7 @@ from azure.mgmt.containerinstance import models as m
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chaos_trial import compare_outputs, two_groups_for_one_attempt  # noqa: E402
+from chaos_checks import compare_outputs, two_groups_for_one_attempt  # noqa: E402
 
 REFERENCE = b"id,score\nr1,0.25\nr2,0.5000000000000001\n"
 
