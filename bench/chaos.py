@@ -179,10 +179,17 @@ def _progress(outcome: Outcome, total: int) -> None:
 
 
 # -- the report ------------------------------------------------------------------------------------
+def git_revision() -> str:
+    """The commit under test, read when the campaign starts ("+changes" for a dirty tree)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
+                              text=True).stdout.strip()
+    rev = git("rev-parse", "--short", "HEAD") or "?"
+    return rev + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def summary(outcomes: list[Outcome], args: argparse.Namespace, seconds: float,
-            clean: dict[int, float]) -> str:
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
+            clean: dict[int, float], rev: str) -> str:
     passed = sum(o.passed for o in outcomes)
     lines = [f"### Fault campaign: backend {args.backend}, seed {args.seed}, "
              f"{len(outcomes)} trials",
@@ -275,9 +282,9 @@ def main(argv: list[str] | None = None) -> list[Outcome]:
         if unknown:
             raise SystemExit(f"--kinds: {', '.join(sorted(unknown))} not possible on "
                              f"{args.backend}; choose from {', '.join(possible)}")
-    started = time.monotonic()
+    started, rev = time.monotonic(), git_revision()
     outcomes, clean = run_campaign(args)
-    text = summary(outcomes, args, time.monotonic() - started, clean)
+    text = summary(outcomes, args, time.monotonic() - started, clean, rev)
     print("\n" + text)
     root = campaign_dir(args)
     (root / "summary.md").write_text(text, encoding="utf-8")
