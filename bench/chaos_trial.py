@@ -9,7 +9,8 @@ Invariants (``BROKEN`` keys):
 * ``two groups for one attempt``: one (task, attempt) ran in two groups, or one group name was
   created twice (an identical PUT replayed after a lost answer is the same group);
 * ``did not finish``: no run ended with the job done after the allowed resumes;
-* ``controller hung``: a controller did not exit within the run timeout (it is then killed).
+* ``controller hung``: a controller did not exit within the run timeout (it is then killed);
+* ``harness error``: the trial itself failed (say, Azurite did not answer): not the product's.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from chaos_env import (
 from chaos_faults import Fault
 
 BROKEN = ("output differs", "orphan group", "leftover process", "two groups for one attempt",
-          "did not finish", "controller hung")
+          "did not finish", "controller hung", "harness error")
 DONE = ("succeeded", "up-to-date")
 
 
@@ -153,6 +154,9 @@ class Trial:
         try:
             self._play(outcome)
             self._check(outcome)
+        except Exception as err:  # the harness's own trouble is reported, the campaign goes on
+            outcome.broken.append("harness error")
+            outcome.details.append(f"{type(err).__name__}: {err}"[:300])
         finally:
             self._clear_up()
         outcome.fired = {k: any(f.fired for f in self.faults if f.kind == k)
