@@ -118,3 +118,29 @@ def test_an_interrupt_says_which_stage_it_cut_short(job_dir, make_job, monkeypat
     assert says in err.value.message, err.value.message
     assert "nothing was written" not in err.value.message
     assert not (job_dir / "out" / "s.txt").exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.03, 0.08, 0.15, 0.3])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_first_moments_ends_in_one_line_not_a_traceback(job_dir, make_job, delay,
+                                                                        sig) -> None:
+    """Ctrl-C or SIGTERM while the command is still importing its modules, or just after."""
+    import time
+
+    from conftest import start_cli
+
+    write_rows(job_dir / "data.csv")
+    job = make_job(job_dir, name="early", input="data.csv", output="out/s.txt",
+                   runtime="command", scorer=SCORE, chunks=2)
+    process = start_cli("run", job, "-q")
+    time.sleep(delay)  # when the signal lands (the test is that any moment is handled)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:  # the job beat the signal: nothing to check
+        return
+    assert "Traceback" not in stderr, stderr
+    assert not (job_dir / "out" / "s.txt").exists()
+    if process.returncode == -sig:  # before Python's own start-up installed any handler
+        return
+    assert process.returncode == 130, stderr
+    assert "error: interrupted" in stderr, stderr
