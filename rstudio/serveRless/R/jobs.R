@@ -256,6 +256,9 @@ summary_line <- function(result) {
                    if (is.null(result$output)) "?" else result$output,
                    job_words(result$job_id), result$run_id))
   }
+  if (!is.null(result$error$message) && !identical(result$status, "succeeded")) {
+    return(sprintf("%s %s: %s", job_words(result$job_id), result$status, result$error$message))
+  }
   if (identical(result$status, "up-to-date")) {
     return(sprintf("up to date: %s was already written by this job (%s rows)", result$output,
                    format(result$rows_out, big.mark = ",")))
