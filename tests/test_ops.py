@@ -297,3 +297,22 @@ def test_status_and_logs_read_a_job_whose_output_is_in_blob_storage(job_dir, mak
     assert first.code == 0 and "first try fails" in first.stdout, first
     assert f"{output}.work/tasks/t00001/attempt-1/log.txt" in first.stderr
     assert "first try fails" not in cli("logs", output, "--task", "1").stdout
+
+
+def test_scores_prints_a_succeeded_output_and_refuses_one_that_did_not_succeed(
+        job_dir, make_job, cli) -> None:
+    write_rows(job_dir / "data.csv", 20)
+    job = make_job(job_dir, name="shown", input="data.csv", output="out/s.txt", runtime="command",
+                   scorer=SCORE, chunks=2)
+    assert cli("run", job, "-q").code == 0
+    shown = cli("scores", job)
+    assert shown.code == 0, shown
+    assert shown.stdout == (job_dir / "out" / "s.txt").read_text() and shown.stdout.count("scored") == 20
+
+    failing = make_job(job_dir, filename="failing.toml", name="failing", input="data.csv",
+                       output="out/f.txt", runtime="command", scorer="exit 3", chunks=1)
+    assert cli("run", failing, "-q").code == 1
+    refused = cli("scores", failing)
+    assert refused.code == 2 and refused.stdout == "", refused
+    assert "has no scores at" in refused.flat_stderr and "it has not succeeded" in refused.flat_stderr
+    assert "hint:" in refused.flat_stderr and not (job_dir / "out" / "f.txt").exists()

@@ -155,7 +155,7 @@ def version() -> None:
 
 
 def _add_subcommands() -> None:
-    from . import ops
+    from . import ops, scores
     from .image import app as image_app
     from .models import app as models_app
     from .templates import app as templates_app
@@ -165,6 +165,7 @@ def _add_subcommands() -> None:
     app.add_typer(image_app, name="image")
     app.command()(ops.status)
     app.command()(ops.logs)
+    app.command()(scores.scores)
     app.command()(ops.cleanup)
 
 

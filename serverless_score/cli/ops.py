@@ -15,6 +15,7 @@ from ..backends import Backend, get_backend
 from ..controller.cleanup import cleanup as delete_orphans
 from ..controller.inspect import JobLocation, JobStatus, job_status, locate, task_id_of, task_logs
 from ..errors import ScoreError, SpecError
+from ..planning import output_format
 from ..spec import JobSpec, parse_override, spec_from_dict
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
@@ -53,7 +54,10 @@ def status(target: TargetArg, set_: SetOpt = None, as_json: JsonOpt = False) -> 
     except ScoreError as err:
         raise _fail(err, as_json) from None
     if as_json:
-        print(json.dumps(result.to_dict()))
+        # What a reader of the output needs besides where it is (R's read_scores()).
+        extra = {} if loc.spec is None else {"id_columns": list(loc.spec.id_columns),
+                                             "output_format": output_format(loc.spec)}
+        print(json.dumps({**result.to_dict(), **extra}))
         return
     _print_status(result)
 
@@ -99,8 +103,11 @@ def logs(
     task: Annotated[str | None, typer.Option("--task", help="Task number or id (3, t00003). Default: every task.")] = None,
     attempt: Annotated[int | None, typer.Option("--attempt", min=1, help="Which attempt. Default: the latest (live if it is running).")] = None,
     set_: SetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a job's task logs: stored ones, or a running group's live log."""
+    found: list[dict[str, Any]] = []
+    loc: JobLocation | None = None
     try:
         loc = locate(target, set_)
         backend = _backend_of(loc)
@@ -115,14 +122,20 @@ def logs(
                 if task is not None:
                     raise
                 continue  # with every task, the ones that have not run are skipped
+            shown += 1
+            if as_json:
+                found.append({"task_id": log.task_id, "attempt": log.attempt,
+                              "source": log.source, "text": log.text})
+                continue
             err_console.print(f"[dim]=== {log.task_id} attempt {log.attempt} ({escape(log.source)}) ===[/]",
                               highlight=False)
             print(log.text, end="" if log.text.endswith("\n") or not log.text else "\n", flush=True)
-            shown += 1
         if not shown:
             err_console.print(f"no task of job {loc.job_id} has a log yet", highlight=False)
     except ScoreError as err:
-        raise _fail(err, False) from None
+        raise _fail(err, as_json) from None
+    if as_json:
+        print(json.dumps({"job_id": loc.job_id if loc is not None else None, "logs": found}))
 
 
 def _settings_spec(backend: str, overrides: list[str]) -> JobSpec:
