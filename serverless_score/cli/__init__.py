@@ -154,6 +154,21 @@ def version() -> None:
     print(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_print_version,
+        is_eager=True)] = False) -> None:
+    """Batch scoring of R and Python models on serverless containers."""
+
+
 def _add_subcommands() -> None:
     from . import ops
     from .image import app as image_app

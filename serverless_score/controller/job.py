@@ -31,6 +31,7 @@ from ..spec import JobSpec
 from ..storage import ComposeResult, StoreConfig, get_store
 from ..storage.config import cache_root
 from ..storage.lease import Lease, get_lease
+from ..units import plural
 from .access import WorkerAccess
 from .estimate import Pricing, check_max_cost, estimate_job
 from .launches import LaunchBook, attempts_launched, unended
@@ -384,11 +385,11 @@ class Job:
             end = results[task.id].end
             if end != task.file_size:
                 raise ScoreError(f"task {task.id}: records end at byte {end}, not at the end of "
-                                 f"{task.path} ({task.file_size} bytes): records would be lost")
+                                 f"{task.path} ({plural(task.file_size, 'byte')}): records would be lost")
         for task_id, result in results.items():
             if result.records_in is not None and result.records_in != result.records_out:
-                raise ScoreError(f"task {task_id}: {result.records_in} records in, "
-                                 f"{result.records_out} scores out")
+                raise ScoreError(f"task {task_id}: {plural(result.records_in, 'record')} in, "
+                                 f"{plural(result.records_out, 'score')} out")
 
     @staticmethod
     def _rows_in(results: dict[str, TaskResult]) -> int | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import InputError, SpecError
 from ..storage import StoreConfig, get_store, is_local
 from ..storage.blocks import MAX_BLOCKS
+from ..units import plural
 from .inputs import describe_inputs, fingerprint
 from .partition import plan_byte_tasks, plan_rowgroup_tasks, plan_shards
 from .tasks import InputFile, Shard, Task
@@ -78,7 +79,7 @@ def _check_blocks(spec: JobSpec, tasks: list[Task]) -> None:
     """Each task's part is at least one block of the merged blob (plus the header's)."""
     if not is_local(spec.output) and len(tasks) + 1 > MAX_BLOCKS:
         raise SpecError(
-            f"chunks: {len(tasks)} tasks would need more than {MAX_BLOCKS} blocks to merge into the "
+            f"chunks: {plural(len(tasks), 'task')} would need more than {MAX_BLOCKS} blocks to merge into the "
             f"blob {spec.output}",
             hint=f"Use at most {MAX_BLOCKS - 1} tasks (fewer chunks or a bigger chunk_size).")
 
