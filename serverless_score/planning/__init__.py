@@ -111,7 +111,7 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
         tasks = plan_shards(spec.shards, spec.bin_count)
     else:
         assert spec.input is not None
-        files = describe_inputs(spec.input, spec.effective_format, config)
+        files = describe_inputs(spec.input, spec.effective_format, config, spec.output)
         planner = plan_rowgroup_tasks if spec.format == "parquet" else plan_byte_tasks
         tasks = planner(files, chunk_size=spec.chunk_size, chunks=spec.chunks,
                         max_parallel=spec.max_parallel)
