@@ -33,6 +33,7 @@ from ..storage.config import cache_root
 from ..storage.lease import Lease, get_lease
 from ..units import plural
 from .access import WorkerAccess
+from .changes import model_stamp, refusal
 from .estimate import Pricing, check_max_cost, estimate_job
 from .launches import LaunchBook, attempts_launched, unended
 from .merge import merge, merge_plan
@@ -308,10 +309,9 @@ class Job:
         if self.spec.overwrite:
             self._replace_output = True
             return None
-        raise ScoreError(
-            f"output: {self.spec.output!r} already exists and was not written by this job",
-            hint="Set overwrite = true in the job (or --set overwrite=true), or choose another output.",
-        )
+        # Not ours: say which job wrote it and exactly what changed since (exit code 2).
+        raise refusal(self.spec.output, manifest, plan,
+                      model_stamp(self.spec.model, self.store_config))
 
     def _read_json(self, uri: str) -> dict[str, Any]:
         try:
