@@ -67,8 +67,8 @@ def describe_changes(manifest: dict[str, Any], plan: Plan, model_now: dict[str, 
     return changes
 
 
+def _input_changes(old_inputs: list[dict[str, Any]], plan: Plan) -> list[str]:
     old = {str(f.get("path")): (f.get("size"), f.get("version")) for f in old_inputs}
-    old = {f.get("path"): (f.get("size"), f.get("version")) for f in old_inputs}
     new = {f.path: (f.size, f.version) for f in plan.files}
     added = sorted(p for p in new if p not in old)
     removed = sorted(p for p in old if p not in new)
