@@ -23,7 +23,7 @@ from typing import Any
 from ..backends import Backend, get_backend
 from ..errors import InputError, JobInterrupted, ScoreError
 from ..layout import PART, JobLayout, attempt_file
-from ..planning import Plan, make_plan
+from ..planning import Plan, create_output_folder, make_plan
 from ..planning.partition import chain_repairs
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult, WorkOrder
@@ -179,6 +179,7 @@ class Job:
         check_max_cost(self.spec, estimate, pricing)  # before anything is created
         access = WorkerAccess.decide(self.spec, self.store_config)
         timings["plan_s"] = round(time.monotonic() - started, 3)
+        create_output_folder(self.spec.output)  # the one thing made before the lease
         self._take_lease(plan)  # before anything is created or deleted
         done = self._already_done(plan)
         if done is not None:

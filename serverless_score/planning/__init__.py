@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 OutputFormat = Literal["csv", "jsonl", "parquet", "lines"]
 
-__all__ = ["InputFile", "OutputFormat", "Plan", "Shard", "Task", "make_plan", "output_format"]
+__all__ = ["InputFile", "OutputFormat", "Plan", "Shard", "Task", "check_output_location",
+           "create_output_folder", "make_plan", "output_format"]
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,52 @@ def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
     return f"{spec.name}-{digest[:10]}"
 
 
+def check_output_location(output: str) -> None:
+    """A local output must be creatable: its folder (or the nearest existing ancestor, where the
+    missing folders would be made) is a folder this process may write in. Checked before
+    anything is written (read-only: ``run`` then creates the folder, see ``create_output_folder``),
+    so a file in the way or a read-only folder is one clear error, not a traceback mid-job."""
+    if not is_local(output):
+        return
+    path = Path(output.removeprefix("file://"))
+    if path.is_dir():
+        raise InputError(f"output: {str(path)!r} is a directory; give a file name inside it",
+                         hint=f"e.g. output = \"{path / 'scores.csv'}\"")
+    for folder in path.parents:
+        if not os.path.lexists(folder):
+            continue
+        if not folder.is_dir():
+            raise InputError(
+                f"output: cannot create {str(path)!r}: {str(folder)!r} is a file, not a folder",
+                hint="Move that file away or choose another output.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(
+                f"output: cannot create {str(path)!r}: no permission to write in {str(folder)!r}",
+                hint="Choose an output in a folder you may write to, or change its permissions.")
+        return
+
+
+def create_output_folder(output: str) -> None:
+    """Make a local output's folder (what the lease, the work folder and the output go in);
+    an OS refusal (read-only file system, permissions the access check cannot see) is an
+    InputError naming the path and the reason."""
+    if not is_local(output):
+        return
+    folder = Path(output.removeprefix("file://")).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = err.filename or folder
+        raise InputError(f"output: cannot create the folder {str(where)!r} for {output!r}: "
+                         f"{err.strerror or err}",
+                         hint="Choose an output in a folder you may write to.") from None
+
+
 def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
     """List the input and split it into tasks (see ``partition`` for the rules)."""
     config = config if config is not None else StoreConfig.from_spec(spec)
     _check_model(spec, config)
+    check_output_location(spec.output)
     if spec.scorer != "predict" and spec.runtime != "command" and not os.path.isfile(spec.scorer):
         raise InputError(f"scorer: the script {spec.scorer!r} does not exist")
     files: list[InputFile] = []
