@@ -34,6 +34,7 @@ from ..storage.lease import Lease, get_lease
 from ..units import plural
 from .access import WorkerAccess
 from .changes import model_stamp, refusal
+from .empty_output import empty_output
 from .estimate import Pricing, check_max_cost, estimate_job
 from .launches import LaunchBook, attempts_launched, unended
 from .merge import merge, merge_plan
@@ -232,6 +233,11 @@ class Job:
         self.stage = "merging"
         merge_started = time.monotonic()
         merged = merge_plan(list(tasks.values()), results, self.layout, plan.output_format)
+        if merged.rows == 0 and not merged.header and plan.output_format in ("csv", "parquet"):
+            # A header-only input: no task reported columns; the output still gets them.
+            empty = empty_output(plan, self.store_config, model.sha256 if model else None)
+            merged = replace(merged, header=empty.header if plan.output_format == "csv" else b"",
+                             schema=empty.schema)
         composed = self._merge(merged, plan)
         self.stage = "finishing"
         timings["merge_s"] = round(time.monotonic() - merge_started, 3)
