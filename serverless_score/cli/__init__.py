@@ -19,6 +19,7 @@ from ..controller import JobResult, plan_job, run_job
 from ..controller.estimate import plan_estimate
 from ..errors import JobInterrupted, LeaseHeld, ScoreError, TaskFailed
 from ..layout import JobLayout
+from ..planning import chunks_note
 from ..spec import JobSpec, load_spec
 from .progress import RichProgress, estimate_lines, plan_summary, plan_table, summary
 
@@ -151,7 +152,7 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "tasks": [dict(asdict(t), id=t.id) for t in planned.tasks],
             "output": planned.spec.output, "output_format": planned.output_format,
             "backend": planned.spec.backend, "max_parallel": planned.spec.max_parallel,
-            "input_bytes": planned.total_bytes,
+            "input_bytes": planned.total_bytes, "chunks_note": chunks_note(planned),
             "groups": [[t.id for t in group] for group in cost.groups],
             "estimate": cost.estimate.to_dict(), "max_cost": planned.spec.max_cost,
             "pricing": cost.pricing.describe(),

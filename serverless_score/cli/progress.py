@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..controller import JobResult
-from ..planning import Plan
+from ..planning import Plan, chunks_note
 from ..planning.cost import Estimate
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
@@ -106,8 +106,10 @@ def plan_summary(plan: Plan) -> str:
     spec = plan.spec
     total = (f"{format_size(plan.total_bytes)} in {plural(len(plan.files), 'file')}" if plan.files
              else plural(spec.shards or 0, "shard"))
-    return (f"{total} -> {plural(len(plan.tasks), 'task')}, up to {spec.max_parallel} in parallel "
+    line = (f"{total} -> {plural(len(plan.tasks), 'task')}, up to {spec.max_parallel} in parallel "
             f"on the {spec.backend} backend; output {spec.output} ({plan.output_format})")
+    note = chunks_note(plan)
+    return f"{line}\nnote:     {note}" if note else line
 
 
 def summary(result: JobResult) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 OutputFormat = Literal["csv", "jsonl", "parquet", "lines"]
 
 __all__ = ["InputFile", "OutputFormat", "Plan", "Shard", "Task", "check_output_location",
-           "create_output_folder", "make_plan", "output_format"]
+           "chunks_note", "create_output_folder", "make_plan", "output_format"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,23 @@ def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"{spec.name}-{digest[:10]}"
+
+
+def chunks_note(plan: Plan) -> str | None:
+    """Why the plan has another number of tasks than ``chunks`` asked for, or None."""
+    asked, made = plan.spec.chunks, len(plan.tasks)
+    if asked is None or asked == made or not plan.files:
+        return None
+    got = f"chunks = {asked} asked for, {plural(made, 'task')} planned"
+    if plan.spec.format == "parquet":
+        groups = sum(len(f.row_group_bytes or ()) for f in plan.files)
+        return (f"{got}: the Parquet input has {plural(groups, 'row group')} in "
+                f"{plural(len(plan.files), 'file')}, and a task is whole row groups of one file "
+                "(write the file with smaller row groups, e.g. pyarrow's row_group_size, for more)")
+    if len(plan.files) > 1:
+        return (f"{got}: the input is {plural(len(plan.files), 'file')} and a task never spans "
+                "two files, so each file gets tasks in proportion to its size (at least one)")
+    return f"{got}: the input has only {plural(plan.total_bytes, 'byte')} (a task is at least one)"
 
 
 def check_output_location(output: str) -> None:
