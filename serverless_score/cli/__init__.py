@@ -192,6 +192,7 @@ def _main(version: Annotated[bool, typer.Option(
 def _add_subcommands() -> None:
     from . import ops
     from .image import app as image_app
+    from .init import init as init_command
     from .models import app as models_app
     from .templates import app as templates_app
 
@@ -201,6 +202,7 @@ def _add_subcommands() -> None:
     app.command()(ops.status)
     app.command()(ops.logs)
     app.command()(ops.cleanup)
+    app.command(name="init")(init_command)
 
 
 _add_subcommands()
