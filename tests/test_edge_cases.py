@@ -7,7 +7,6 @@ the end-to-end ones quick; the rest run in process."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -61,9 +60,9 @@ def test_header_only_csv_gives_a_header_and_no_rows(job_dir, make_job, cli, trai
 def test_header_only_parquet_gives_its_schema_and_no_rows(job_dir, trained_model):
     import pandas as pd
     import pyarrow.parquet as pq
+    from conftest import write_job
 
     from serverless_score import load_spec, run_job
-    from conftest import write_job
 
     pd.DataFrame({"id": pd.Series([], dtype=str), "a": [], "b": [], "c": []}).to_parquet(
         job_dir / "data.parquet")
@@ -389,3 +388,53 @@ def test_init_refuses_an_existing_file_and_an_unknown_model(tmp_path):
     unknown = _invoke("init", "model.bin", "data.csv", "--job", str(other))
     assert unknown.exit_code == 2 and "cannot tell the runtime" in unknown.output
     assert not other.exists()
+
+
+# -- on ACI (the emulator) with blob storage: listing blobs, not files -----------------------
+ACI_IMAGE = "myreg.azurecr.io/serverless-score-python:test"  # the emulator runs the runner
+
+
+@pytest.fixture
+def aci_blob_env(aci_emulator, blob_env, monkeypatch):
+    for name in aci_emulator.CREDENTIAL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    env = {**blob_env, **aci_emulator.env()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def _put(azurite, container: str, name: str, data: bytes) -> str:
+    azurite.service().get_blob_client(container, name).upload_blob(data, overwrite=True)
+    return f"az://{container}/{name}"
+
+
+@pytest.mark.slow
+@pytest.mark.azurite
+@pytest.mark.aci
+def test_on_aci_an_output_under_the_input_prefix_is_skipped_and_output_as_input_refused(
+        job_dir, make_job, cli, aci_blob_env, aci_emulator, azurite, container):
+    data = b"k,v\n" + b"".join(b"k%03d,%d\n" % (i, i) for i in range(3))
+    _put(azurite, container, "data/a.csv", data)
+    # What an earlier run leaves beside its output (and a bad-rows file): none of it is input.
+    for name in ("out.csv", "out.csv.manifest.json", "out.csv.errors.csv", "out.csv.lease",
+                 "out.csv.work/tasks/t00000/attempt-1/part"):
+        _put(azurite, container, f"data/{name}", b"k,v\nold,1\n")
+    job = make_job(job_dir, name="edge", runtime="command", scorer=SCORE, format="csv",
+                   input=f"az://{container}/data", output=f"az://{container}/data/out.csv",
+                   backend="aci", image=ACI_IMAGE, chunks=2, overwrite=True)
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 0 and result.json["rows_in"] == 3 and result.json["tasks"] == 2, result
+    out = azurite.service().get_blob_client(container, "data/out.csv").download_blob().readall()
+    assert out == b"k000,scored\nk001,scored\nk002,scored\n"
+    assert aci_emulator.group_names() == []
+
+    puts = aci_emulator.calls[("PUT", "group")]
+    same = cli("run", job, "--json", "-q", "--set", f'input="az://{container}/data/a.csv"',
+               "--set", f'output="az://{container}/data/a.csv"')
+    assert_refused(same, 2, f"output: 'az://{container}/data/a.csv' is also the input")
+    assert aci_emulator.calls[("PUT", "group")] == puts  # nothing created
+    blob = azurite.service().get_blob_client(container, "data/a.csv").download_blob().readall()
+    assert blob == data
+    names = [b.name for b in azurite.service().get_container_client(container).list_blobs()]
+    assert not any(n.startswith("data/a.csv.") for n in names)  # no manifest, no work folder
