@@ -193,7 +193,7 @@ def test_plan_shows_groups_core_seconds_and_a_cost_from_an_overridden_table(job_
     assert planned.json["price_tables"][-1] == str(prices)
 
     text = cli("plan", job, env={"COLUMNS": "200"})
-    assert "core-seconds" in text.stdout and "group 1: 2 task(s) t00002..t00003" in text.stdout
+    assert "core-seconds" in text.stdout and "group 1: 2 tasks t00002..t00003" in text.stdout
     assert "assuming: 5 MB/s per group" in text.stdout
     bad = cli("plan", job, "--set", "azure.price_file=missing.toml")
     assert bad.code == 2 and "missing.toml" in bad.flat_stderr and "does not exist" in bad.flat_stderr

@@ -19,12 +19,13 @@ from ..planning import output_format
 from ..spec import JobSpec, parse_override, spec_from_dict
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
+from ..units import plural
 
 TargetArg = Annotated[str, typer.Argument(
     help="The job file (TOML), or the job's output (or its manifest) as a path or blob URI.",
     show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a job field, as for run (e.g. the [azure] settings).")]
+    "--set", help="Override a job field, as for run (e.g. the \\[azure] settings).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
 err_console = Console(stderr=True)
 
@@ -77,10 +78,12 @@ def _print_status(result: JobStatus) -> None:
                       escape(task.group or task.input))
     console.print(table)
     if len(shown) < len(result.tasks):
-        console.print(f"({len(result.tasks) - len(shown)} finished tasks not shown; --json lists all)")
+        console.print(f"({plural(len(result.tasks) - len(shown), 'finished task')} not shown; "
+                      "--json lists all)")
     total = len(result.tasks)
-    line = (f"{result.done}/{total} tasks done ({100 * result.done // max(1, total)}%), "
-            f"{result.rows:,} rows; {len(result.live_groups)} live group(s)")
+    line = (f"{result.done}/{total} {'task' if total == 1 else 'tasks'} done "
+            f"({100 * result.done // max(1, total)}%), {plural(result.rows, 'row')}; "
+            f"{plural(len(result.live_groups), 'live group')}")
     console.print(line, highlight=False)
     if result.controller:
         who = result.controller

@@ -160,6 +160,8 @@ def _score_frames(work: WorkOrder, model_path: str | None, writer: PartWriter,
     scorer = _python_scorer(work, model_path)
     rows = 0
     for frame in frames:
+        if len(frame) == 0:  # a row group of no rows: nothing to score (models refuse it)
+            continue
         rows += len(frame)
         writer.write_frame(scorer.score_frame(frame))
     return rows
