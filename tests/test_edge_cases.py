@@ -394,16 +394,6 @@ def test_init_refuses_an_existing_file_and_an_unknown_model(tmp_path):
 ACI_IMAGE = "myreg.azurecr.io/serverless-score-python:test"  # the emulator runs the runner
 
 
-@pytest.fixture
-def aci_blob_env(aci_emulator, blob_env, monkeypatch):
-    for name in aci_emulator.CREDENTIAL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    env = {**blob_env, **aci_emulator.env()}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
 def _put(azurite, container: str, name: str, data: bytes) -> str:
     azurite.service().get_blob_client(container, name).upload_blob(data, overwrite=True)
     return f"az://{container}/{name}"
@@ -413,7 +403,7 @@ def _put(azurite, container: str, name: str, data: bytes) -> str:
 @pytest.mark.azurite
 @pytest.mark.aci
 def test_on_aci_an_output_under_the_input_prefix_is_skipped_and_output_as_input_refused(
-        job_dir, make_job, cli, aci_blob_env, aci_emulator, azurite, container):
+        job_dir, make_job, cli, aci_env, aci_emulator, azurite, container):
     data = b"k,v\n" + b"".join(b"k%03d,%d\n" % (i, i) for i in range(3))
     _put(azurite, container, "data/a.csv", data)
     # What an earlier run leaves beside its output (and a bad-rows file): none of it is input.

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from shelljobs import SCORE, write_rows
 
 from serverless_score.backends import GroupSpec
 from serverless_score.backends.local import LocalBackend
@@ -19,13 +20,6 @@ from serverless_score.backends.registry import BACKENDS
 from serverless_score.runner.contract import ENV_GROUP, ENV_WORK
 
 pytestmark = pytest.mark.slow
-SCORE = "tail -n +2 | sed 's/,.*/,scored/'"
-
-
-def write_rows(path: Path, rows: int) -> list[str]:
-    keys = [f"k{i:03d}" for i in range(rows)]
-    path.write_text("k,v\n" + "".join(f"{k},{i}\n" for i, k in enumerate(keys)))
-    return keys
 
 
 def job_id_of(output: Path) -> str:
