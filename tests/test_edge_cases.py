@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CLI, cli_env
+from clihelp import CLI, cli_env
 
 SCORE = "tail -n +2 | sed 's/,.*/,scored/'"  # one "<key>,scored" line per CSV record
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,16 +57,15 @@ def test_header_only_csv_gives_a_header_and_no_rows(job_dir, make_job, cli, trai
 
 
 @pytest.mark.slow
-def test_header_only_parquet_gives_its_schema_and_no_rows(job_dir, trained_model):
+def test_header_only_parquet_gives_its_schema_and_no_rows(job_dir, make_job, trained_model):
     import pandas as pd
     import pyarrow.parquet as pq
-    from conftest import write_job
 
     from serverless_score import load_spec, run_job
 
     pd.DataFrame({"id": pd.Series([], dtype=str), "a": [], "b": [], "c": []}).to_parquet(
         job_dir / "data.parquet")
-    job = write_job(job_dir, name="empty", model=trained_model.path, input="data.parquet",
+    job = make_job(job_dir, name="empty", model=trained_model.path, input="data.parquet",
                     output="out/scores.parquet", id_columns=["id"])
     result = run_job(load_spec(job))
     assert result.status == "succeeded" and result.rows_out == 0

@@ -116,17 +116,15 @@ def test_an_interrupt_says_which_stage_it_cut_short(job_dir, make_job, monkeypat
 
 @pytest.mark.parametrize("delay", [0.0, 0.03, 0.08, 0.15, 0.3])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_in_the_first_moments_ends_in_one_line_not_a_traceback(job_dir, make_job, delay,
-                                                                        sig) -> None:
+def test_a_signal_in_the_first_moments_ends_in_one_line_not_a_traceback(job_dir, make_job, procs,
+                                                                        delay, sig) -> None:
     """Ctrl-C or SIGTERM while the command is still importing its modules, or just after."""
     import time
-
-    from conftest import start_cli
 
     write_rows(job_dir / "data.csv", ROWS)
     job = make_job(job_dir, name="early", input="data.csv", output="out/s.txt",
                    runtime="command", scorer=SCORE, chunks=2)
-    process = start_cli("run", job, "-q")
+    process = procs.start("run", job, "-q")
     time.sleep(delay)  # when the signal lands (the test is that any moment is handled)
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
