@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from ..controller import JobResult, plan_job, run_job
 from ..controller.estimate import plan_estimate
-from ..errors import JobInterrupted, LeaseHeld, ScoreError, TaskFailed
+from ..errors import BudgetExceeded, JobInterrupted, LeaseHeld, ScoreError, TaskFailed
 from ..spec import JobSpec, load_spec
 from .progress import RichProgress, estimate_lines, plan_summary, plan_table, summary
 
@@ -54,6 +54,8 @@ def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = N
         if isinstance(err, TaskFailed):
             payload["error"]["task_id"] = err.task_id
             payload["error"]["log_tail"] = err.log_tail
+        if isinstance(err, BudgetExceeded):  # rows left out before the budget stopped it
+            payload.update(rows_failed=err.rows_failed, errors=err.errors)
         if isinstance(err, LeaseHeld):  # another controller runs this job: who, since when
             payload["status"] = "locked"
             payload["error"].update(kind=err.kind, holder=err.holder,

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import ScoreError
+from ..errors import BudgetExceeded
 from ..layout import JobLayout
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
@@ -26,19 +26,6 @@ from ..storage import Store
 COLUMNS = ("source", "offset", "record", "id", "task", "attempt", "error", "text")
 REASONS_SHOWN = 3
 _MARGIN = 2.0  # how far the early estimate of the job's rows may be off
-
-
-class BudgetExceeded(ScoreError):
-    """More rows failed than ``max_failed_rows`` / ``max_failed_fraction`` allow: every group
-    was stopped and no output was written."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, rows_failed: int, errors: str | None,
-                 hint: str = "") -> None:
-        super().__init__(message, hint=hint, retryable=False)
-        self.rows_failed = rows_failed
-        self.errors = errors
 
 
 @dataclass

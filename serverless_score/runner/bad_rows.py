@@ -38,6 +38,7 @@ class BadRecord:
     position: int  # within the batch
     error: str
     column: str | None = None
+    stage: str = "scored"  # or "read": the record could not be decoded or parsed
 
 
 @dataclass
@@ -266,10 +267,9 @@ class RowGuard:
         if frame is not None:
             found = score_frame_rows(frame, self.scorer.score_frame,
                                      self.scorer.model_columns(frame), first_only=not self.skip)
-        else:
-            found = self._bytes_rows(batch)
-        self._report(batch, first, found, frame)
-        return assemble(found, batch.records)
+            self._report(batch, first, found, frame, None)
+            return assemble(found, batch.records)
+        return self._bytes_rows(batch, first)
 
     def _parse(self, data: bytes | memoryview, records: int) -> Any:
         frame = self.parse(data)
@@ -277,29 +277,53 @@ class RowGuard:
             raise ScoreError(f"parsing found {len(frame)} rows in {records} records")
         return frame
 
-    def _bytes_rows(self, batch: Batch) -> Found:
+    def _bytes_rows(self, batch: Batch, first: int) -> Any:
         """A batch that does not parse: records that do not decode are bad as they are; the
-        others are parsed and scored in one call, bisecting what fails."""
+        others are parsed in one call, bisecting what does not parse; what parses is scored as
+        a frame (suspects first, see ``score_frame_rows``)."""
         data = bytes(batch.view)
         bounds = record_bounds(batch, self.csv_format)
-        found = Found()
+        unread = Found()
         undecodable = decode_suspects(data, bounds, self.encoding)
-        found.bad.extend(BadRecord(p, e) for p, e in undecodable.items())
-        if undecodable and not self.skip:
-            return found
+        unread.bad.extend(BadRecord(p, e, stage="read") for p, e in undecodable.items())
         everything = np.arange(batch.records)
         rest = everything[~np.isin(everything, list(undecodable))] if undecodable else everything
 
-        def attempt(positions: np.ndarray) -> Any:
+        def parse(positions: np.ndarray) -> Any:
             if int(positions[-1]) - int(positions[0]) + 1 == len(positions):
                 chunk = data[int(bounds[positions[0]]):int(bounds[positions[-1] + 1])]
             else:
                 chunk = b"".join(data[int(bounds[p]):int(bounds[p + 1])] for p in positions)
-            return self.scorer.score_frame(self._parse(chunk, len(positions)))
+            return self._parse(chunk, len(positions))
 
-        if len(rest):
-            bisect(rest, attempt, found, first_only=not self.skip)
-        return found
+        if len(rest) and (self.skip or not undecodable):
+            bisect(rest, parse, unread, first_only=not self.skip)
+        for bad in unread.bad:
+            bad.stage = "read"
+        pieces = sorted((p for p in unread.pieces if len(p[0])), key=lambda p: int(p[0][0]))
+        if not pieces or (unread.bad and not self.skip):
+            self._report(batch, first, unread, None, None)
+            return None
+        import pandas as pd
+
+        positions = np.concatenate([p for p, _ in pieces])
+        frame = pd.concat([f for _, f in pieces], ignore_index=True)
+        found = Found()
+        try:
+            found.pieces.append((positions, self.scorer.score_frame(frame)))
+        except Exception as err:
+            if not is_row_error(err):
+                raise
+            found = score_frame_rows(frame, self.scorer.score_frame,
+                                     self.scorer.model_columns(frame), first_only=not self.skip)
+            for piece_positions, _ in found.pieces:
+                piece_positions[:] = positions[piece_positions]
+        bad_in_frame = list(found.bad)
+        for bad in bad_in_frame:
+            bad.position = int(positions[bad.position])
+        found.bad = unread.bad + bad_in_frame
+        self._report(batch, first, found, frame, positions)
+        return assemble(found, batch.records)
 
     def score_parsed(self, frame: Any, first: int) -> Any:
         """A batch that comes parsed (a Parquet row group): only scoring can fail."""
@@ -310,7 +334,7 @@ class RowGuard:
                 raise
         found = score_frame_rows(frame, self.scorer.score_frame,
                                  self.scorer.model_columns(frame), first_only=not self.skip)
-        self._report(Batch(memoryview(b""), len(frame)), first, found, frame)
+        self._report(Batch(memoryview(b""), len(frame)), first, found, frame, None)
         return assemble(found, len(frame))
 
     # -- records (format = "records", a score(model, records) script) ---------------------------
@@ -323,12 +347,15 @@ class RowGuard:
         found = Found()
         bisect(np.arange(len(items)), lambda p: self.scorer.score_records([items[i] for i in p]),
                found, first_only=not self.skip)
-        self._report(batch, first, found, None)
+        self._report(batch, first, found, None, None)
         pieces = sorted((p for p in found.pieces if len(p[0])), key=lambda p: int(p[0][0]))
         return [line for _, lines in pieces for line in lines]
 
     # -- reporting ----------------------------------------------------------------------------
-    def _report(self, batch: Batch, first: int, found: Found, frame: Any) -> None:
+    def _report(self, batch: Batch, first: int, found: Found, frame: Any,
+                rows: np.ndarray | None) -> None:
+        """Store (skip) or raise (fail) the bad records; ``frame`` holds the batch's records
+        that parsed, ``rows`` their positions in the batch (None: all of them)."""
         if not found.bad:
             raise ScoreError(f"task {self.task_id}: the batch failed as a whole but every record "
                              "scored on its own (a scorer that fails at random?)")
@@ -353,15 +380,20 @@ class RowGuard:
             if not self.skip:
                 raise self._located(bad, offset, first + position, frame)
             self.errors.add(offset=offset, task_record=first + position,
-                            id_=self._id(frame, position, text),
+                            id_=self._id(frame, rows, position, text),
                             error=(f"column {bad.column!r}: " if bad.column else "") + bad.error,
                             text=text)
 
-    def _id(self, frame: Any, position: int, text: bytes) -> str:
+    def _id(self, frame: Any, rows: np.ndarray | None, position: int, text: bytes) -> str:
         if not self.id_columns:
             return ""
-        if frame is not None and all(c in frame.columns for c in self.id_columns):
-            return "|".join(str(frame[c].iloc[position]) for c in self.id_columns)
+        row: int | None = position
+        if rows is not None:
+            at = int(np.searchsorted(rows, position))
+            row = at if at < len(rows) and int(rows[at]) == position else None
+        if (frame is not None and row is not None
+                and all(c in frame.columns for c in self.id_columns)):
+            return "|".join(str(frame[c].iloc[row]) for c in self.id_columns)
         return id_of(text.decode(self.encoding, "replace"), self.header, self.id_columns,
                      self.csv_format)
 
@@ -385,7 +417,7 @@ class RowGuard:
         columns = f"The model was given the columns {list(given)}. " if given else ""
         return ScoreError(
             f"input: the record at {where} could not be "
-            f"{'scored' if frame is not None else 'read'}{column}: {bad.error}",
+            f"{bad.stage}{column}: {bad.error}",
             hint=f"{columns}Fix the record or the columns (id_columns are not given to the "
                  f"model; a scorer script chooses its own), {skip}.",
             retryable=False)
