@@ -220,3 +220,23 @@ def test_suspects_are_tried_alone_and_everything_else_in_one_call(bad: str) -> N
     found = score_frame_rows(frame, score, ["x", "t"])  # t: text, not a suspect column
     assert [(b.position, b.column) for b in found.bad] == [(10, "x"), (900, "x")]
     assert calls == [998, 1, 1]
+
+
+@pytest.mark.parametrize(("command", "header", "keys", "needle"), [
+    ("plan", "id,a,b,c", {"id_columns": ["ID"]},
+     "id_columns: ['ID'] not in the header of {data}, whose columns are ['id', 'a', 'b', 'c']"),
+    ("run", "id,A,b,c", {"id_columns": ["id"]},
+     "input: the model was fitted with the columns ['a', 'b', 'c'] and ['a'] are not in the "
+     "header of {data}"),
+])
+def test_plan_checks_the_header_before_anything_runs(
+        job_dir: Path, make_job: Any, trained_model: Any, cli: Any, command: str, header: str,
+        keys: dict[str, Any], needle: str) -> None:
+    data = job_dir / "data.csv"
+    data.write_text(f"{header}\nr1,0.5,1,0.2\n")
+    job = make_job(job_dir, name="cols", model=trained_model.path, input="data.csv",
+                   output="out/scores.csv", **keys)
+    result = cli(command, job, "--json")
+    assert result.code == 2, result
+    assert needle.format(data=data) in result.flat_stderr
+    assert not (job_dir / "out").exists()  # nothing created

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import InputError, SpecError
 from ..storage import StoreConfig, get_store, is_local
 from ..storage.blocks import MAX_BLOCKS
+from .columns import check_columns
 from .inputs import describe_inputs, fingerprint
 from .partition import plan_byte_tasks, plan_rowgroup_tasks, plan_shards
 from .tasks import InputFile, Shard, Task
@@ -118,6 +119,7 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
                         max_parallel=spec.max_parallel)
         if not tasks:
             raise InputError(f"input: {spec.input!r} holds no data to score")
+        check_columns(spec, files, config)
     _check_blocks(spec, tasks)
     return Plan(
         job_id=_job_id(spec, files, tasks, config),
