@@ -298,9 +298,6 @@ class JobSpec(BaseModel):
         if self.predict_args and self.scorer != "predict":
             raise ValueError('predict_args: only used with scorer = "predict" (a score.R calls '
                              "predict itself)")
-        if self.on_error == "skip":
-            raise ValueError('on_error: "skip" is not available with runtime = "r" in this '
-                             'version (use "fail": the error names the record)')
         if self.encoding != "utf-8":
             raise ValueError(f'encoding: runtime = "r" reads utf-8 input; got {self.encoding!r} '
                              "(convert the file, e.g. iconv -f latin1 -t utf-8)")

@@ -134,7 +134,8 @@ def _score_into_part(work: WorkOrder, order: TaskOrder, config: StoreConfig | No
             records_in, begin, end = _run_command(work, order, f, writer, model_file, seen)
         elif work.runtime == "r":
             assert f is not None
-            records_in, begin, end = _score_with_r(work, order, f, writer, model_file, seen)
+            records_in, begin, end = _score_with_r(work, order, f, writer, model_file, seen,
+                                                   errors)
         elif task.kind == "rowgroups":
             assert f is not None
             records_in = _score_frames(work, order, model_file, writer,
@@ -207,11 +208,11 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
 
 
 def _score_with_r(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
-                  model_path: str | None, seen: Seen) -> tuple[int, int, int]:
+                  model_path: str | None, seen: Seen, errors: ErrorLog) -> tuple[int, int, int]:
     from .r_scorer import R_BATCH_BYTES, score_with_r
 
     source = _Input(work, order, f, seen, block_size=R_BATCH_BYTES)
-    score_with_r(work, order, model_path, source.header, source.reader, writer)
+    score_with_r(work, order, model_path, source.header, source.reader, writer, errors)
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 

@@ -46,7 +46,8 @@ from .r_protocol import (
 from .writers import PartWriter
 
 if TYPE_CHECKING:
-    from ..records import Batch  # (the records package imports numpy: not before R starts)
+    from ..records import Batch
+    from .bad_rows import ErrorLog  # (the records package imports numpy: not before R starts)
     from .contract import TaskOrder, WorkOrder
     from .r_launch import RWork
 
@@ -74,6 +75,8 @@ class _Sent:
 
     records: int
     file: int | None = None  # the memory file holding it, freed when R answers
+    batch: Batch | None = None  # (on_error = "skip": where its failed records are)
+    first: int = 0  # the task's records before it
     ids: Future[list[Any]] = field(default_factory=Future)  # its id columns (runner-read)
 
 
@@ -132,7 +135,7 @@ class RSession:
         return frame
 
     def score_task(self, order: TaskOrder, header: bytes, batches: Iterable[Batch],
-                   writer: PartWriter) -> int:
+                   writer: PartWriter, errors: ErrorLog | None = None) -> int:
         """Send the task's records, write R's scores into ``writer``; return the records sent."""
         task = order.task
         sent: deque[_Sent] = deque()  # the batches R has not answered yet
@@ -154,7 +157,8 @@ class RSession:
                         break
                     if not batch.records:
                         continue
-                    item = _Sent(batch.records)
+                    item = _Sent(batch.records, batch=batch if errors is not None else None,
+                                 first=total[0])
                     if files is not None:
                         item.file = files.acquire(stop)
                         if item.file is None:
@@ -227,7 +231,7 @@ class RSession:
                 elif frame.verb == "COLS" and failure is None:
                     if answered is None:
                         raise ProtocolError("R answered a batch it was not given")
-                    self._write(frame, answered, writer, task.id)
+                    self._write(frame, answered, writer, task.id, errors)
         except BaseException:
             stop.set()
             if files is not None:
@@ -249,12 +253,17 @@ class RSession:
             raise failure
         return total[0]
 
-    def _write(self, frame: Frame, item: _Sent, writer: PartWriter, task_id: str) -> None:
+    def _write(self, frame: Frame, item: _Sent, writer: PartWriter, task_id: str,
+               errors: ErrorLog | None) -> None:
         scores = decode_columns(frame)
-        if scores.rows != item.records:
+        if scores.rows + len(scores.failed) != item.records:
             raise ScoreError(f"task {task_id}: R returned {scores.rows} scores for a batch of "
                              f"{item.records} records", retryable=False)
         ids = item.ids.result()
+        if scores.failed:
+            ids = _left_out(scores.failed, item, ids, errors, self.id_columns)
+            if not scores.rows:
+                return
         names = self.id_columns + scores.names
         if not writer.columns:
             writer.columns = names
@@ -297,6 +306,32 @@ class RSession:
                 self.proc.kill()
                 self.proc.wait()
         self._close_files()
+
+
+def _left_out(failed: list[tuple[int, str]], item: _Sent, ids: list[Any],
+              errors: ErrorLog | None, id_columns: list[str]) -> list[Any]:
+    """The records R left out (on_error = "skip") into the errors file; the id columns of the
+    others."""
+    import numpy as np
+    import pyarrow as pa
+
+    from .bad_rows import record_bounds
+
+    if errors is None or item.batch is None:
+        raise ScoreError("R left records out of a batch, but on_error is not \"skip\"")
+    batch = item.batch
+    data = bytes(batch.view)
+    bounds = record_bounds(batch, csv_format=True)
+    keep = np.ones(item.records, dtype=bool)
+    for row, reason in failed:
+        keep[row] = False
+        relative = int(batch.starts[row]) if batch.starts is not None else int(bounds[row])
+        id_ = "|".join(str(column[row].as_py()) for column in ids) if id_columns else ""
+        errors.add(offset=batch.start + relative if batch.start >= 0 else None,
+                   task_record=item.first + row, id_=id_, error=reason,
+                   text=data[int(bounds[row]):int(bounds[row + 1])])
+    mask = pa.array(keep)
+    return [column.filter(mask) for column in ids]
 
 
 def _drain(answers: queue.Queue[Any], reader: threading.Thread, timeout: float = 30) -> None:
@@ -386,12 +421,14 @@ def first_read_ahead(batches: Iterable[Batch]) -> Iterator[Batch]:
 
 
 def score_with_r(work: WorkOrder, order: TaskOrder, model_path: str | None, header: bytes,
-                 batches: Iterable[Batch], writer: PartWriter) -> int:
+                 batches: Iterable[Batch], writer: PartWriter,
+                 errors: ErrorLog | None = None) -> int:
     if not model_path:
         raise ScoreError('model: required for runtime = "r"', retryable=False)
     batches = first_read_ahead(batches)
     try:
-        sent = SESSIONS.get(work, model_path).score_task(order, header, batches, writer)
+        sent = SESSIONS.get(work, model_path).score_task(
+            order, header, batches, writer, errors if work.on_error == "skip" else None)
         if order is work.orders[-1]:
             SESSIONS.quit()
         return sent
