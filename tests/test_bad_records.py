@@ -240,3 +240,56 @@ def test_plan_checks_the_header_before_anything_runs(
     assert result.code == 2, result
     assert needle.format(data=data) in result.flat_stderr
     assert not (job_dir / "out").exists()  # nothing created
+
+
+# -- the same on the docker and aci backends -----------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.timeout(1200)
+def test_skip_through_docker(job_dir: Path, make_job: Any, trained_model: Any, cli: Any,
+                             make_frame: Any, python_image: Any, docker_engine: Any) -> None:
+    from dockerhelp import our_containers
+
+    _bad_csv(job_dir / "data.csv", make_frame)
+    job = make_job(job_dir, name="dbad", model=trained_model.path, input="data.csv",
+                   output="out/scores.csv", id_columns=["id"], chunks=2, on_error="skip",
+                   backend="docker")
+    result = cli("run", job, "--json", "-q", timeout=600)
+    assert result.code == 0, result
+    assert (result.json["rows_out"], result.json["rows_failed"]) == (ROWS - len(BROKEN),
+                                                                     len(BROKEN))
+    rows = _errors(job_dir / "out" / "scores.csv.errors.csv")
+    assert [r["record"] for r in rows] == [str(r) for r in BROKEN]
+    assert our_containers(docker_engine, result.json["job_id"]) == []
+
+
+@pytest.mark.slow
+@pytest.mark.azurite
+@pytest.mark.aci
+def test_skip_through_aci_writes_the_errors_blob(job_dir: Path, make_job: Any, trained_model: Any,
+                                                 cli: Any, make_frame: Any, aci_emulator: Any,
+                                                 azurite: Any, container: str,
+                                                 blob_env: dict[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in aci_emulator.CREDENTIAL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**blob_env, **aci_emulator.env()}.items():
+        monkeypatch.setenv(name, value)
+    _, data = _bad_csv(job_dir / "data.csv", make_frame)
+    service = azurite.service()
+    service.get_blob_client(container, "in/data.csv").upload_blob(data)
+    service.get_blob_client(container, "models/m.joblib").upload_blob(
+        trained_model.path.read_bytes())
+    job = make_job(job_dir, name="abad", model=f"az://{container}/models/m.joblib",
+                   input=f"az://{container}/in/data.csv", output=f"az://{container}/out/s.csv",
+                   id_columns=["id"], chunks=2, on_error="skip", backend="aci",
+                   image="myreg.azurecr.io/serverless-score-python:test")
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 0, result
+    assert result.json["rows_failed"] == len(BROKEN)
+    assert result.json["errors"] == f"az://{container}/out/s.csv.errors.csv"
+    blob = service.get_blob_client(container, "out/s.csv.errors.csv").download_blob().readall()
+    rows = list(csv.DictReader(io.StringIO(blob.decode())))
+    assert [r["record"] for r in rows] == [str(r) for r in BROKEN]
+    assert {r["source"] for r in rows} == {f"az://{container}/in/data.csv"}
+    assert aci_emulator.group_names() == []
