@@ -293,3 +293,20 @@ def test_skip_through_aci_writes_the_errors_blob(job_dir: Path, make_job: Any, t
     assert [r["record"] for r in rows] == [str(r) for r in BROKEN]
     assert {r["source"] for r in rows} == {f"az://{container}/in/data.csv"}
     assert aci_emulator.group_names() == []
+
+
+def test_suspects_a_model_takes_are_scored_not_dropped() -> None:
+    """A mostly numeric column whose few text values the model handles (a category code):
+    every row scores, in order, nothing is reported."""
+    import pandas as pd
+
+    from serverless_score.runner.bad_rows import assemble, score_frame_rows
+
+    frame = pd.DataFrame({"x": ["1", "2", "other", "4", "other", "6"]})
+
+    def score(piece: Any) -> Any:
+        return pd.DataFrame({"s": [0.0 if v == "other" else float(v) for v in piece["x"]]})
+
+    found = score_frame_rows(frame, score, ["x"])
+    assert found.bad == []
+    assert list(assemble(found, len(frame))["s"]) == [1.0, 2.0, 0.0, 4.0, 0.0, 6.0]
