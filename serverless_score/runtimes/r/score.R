@@ -556,11 +556,19 @@ score_rows <- function(session, task, path, count) {
   list(meta = meta, blobs = c(list(meta), lapply(encoded, `[[`, "blob")))
 }
 
+# Rows of a data.frame, column by column: `[.data.frame` spends twice as long on row names.
+take_rows <- function(data, rows) {
+  out <- lapply(data, function(v) v[rows])
+  attributes(out) <- list(names = names(data), class = "data.frame",
+                          row.names = .set_row_names(length(rows)))
+  out
+}
+
 # The scores of rows `rows` (indices into the batch) as a named list of columns.
 score_part <- function(session, conformed, rows) {
   data <- conformed$data
   whole <- length(rows) == nrow(data)
-  part <- if (whole) data else data[rows, , drop = FALSE]
+  part <- if (whole) data else take_rows(data, rows)
   if (is.null(session$user)) {
     predict_rows(session, part, conformed$unknown[rows])
   } else {
@@ -577,7 +585,7 @@ score_skipping <- function(session, conformed) {
   bad <- rejected
   reasons <- conformed$rejected[rejected]
   pieces <- list()
-  stack <- list(setdiff(seq_len(n), rejected))
+  stack <- list(if (length(rejected)) seq_len(n)[-rejected] else seq_len(n))
   while (length(stack)) {
     rows <- stack[[length(stack)]]
     stack[[length(stack)]] <- NULL
