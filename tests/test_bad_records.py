@@ -159,24 +159,29 @@ def test_a_budget_stops_the_job_without_output_and_a_bigger_one_resumes(
     assert again.json["rows_failed"] == len(BROKEN)
 
 
-def test_jsonl_skips_a_cut_record_and_a_text_value(
-        job_dir: Path, make_job: Any, trained_model: Any) -> None:
-    from serverless_score import run_job
-    from serverless_score.spec import spec_from_dict
+def test_jsonl_skips_a_cut_record_and_a_text_value(trained_model: Any) -> None:
+    """The runner's part of it, without a job: one JSONL batch through the row guard."""
+    from serverless_score.records.scan import Batch
+    from serverless_score.runner.bad_rows import ErrorLog, RowGuard
+    from serverless_score.runner.python_scorer import PythonScorer, read_batch
 
-    lines = [json.dumps({"id": f"j{i}", "a": 0.5, "b": 1, "c": 0.1}) for i in range(40)]
+    lines = [json.dumps({"id": f"j{i}", "a": 0.5, "b": i, "c": 0.1}) for i in range(40)]
     lines[13] = '{"id": "j13", "a": 0.5, "b": '  # cut short
     lines[20] = json.dumps({"id": "j20", "a": "high", "b": 1, "c": 0.1})
-    (job_dir / "data.jsonl").write_text("\n".join(lines) + "\n")
-    spec = spec_from_dict({"name": "bad-jsonl", "model": str(trained_model.path),
-                           "input": str(job_dir / "data.jsonl"),
-                           "output": str(job_dir / "out.jsonl"), "id_columns": ["id"],
-                           "on_error": "skip", "chunks": 2, "max_parallel": 1})
-    result = run_job(spec)
-    assert (result.rows_out, result.rows_failed) == (38, 2)
-    rows = _errors(job_dir / "out.jsonl.errors.csv")
-    assert [(r["record"], r["id"]) for r in rows] == [("13", ""), ("20", "j20")]
-    assert rows[0]["text"] == lines[13]
+    data = ("\n".join(lines) + "\n").encode()
+    errors = ErrorLog("t00001", 2, "in.jsonl", "utf-8")
+    guard = RowGuard(
+        scorer=PythonScorer(model_path=str(trained_model.path), scorer="predict",
+                            predict_method="auto", id_columns=["id"]),
+        parse=lambda d: read_batch(d, "jsonl", b"", ["id"]), skip=True, header=b"",
+        csv_format=False, id_columns=["id"], encoding="utf-8", errors=errors, task_id="t00001",
+        begin=lambda: 1000)
+    scores = guard.score_batch(Batch(memoryview(data), 40, start=1000), first=100)
+    assert list(scores["id"]) == [f"j{i}" for i in range(40) if i not in (13, 20)]
+    rows = [json.loads(line) for line in errors.lines]
+    assert [(r["task_record"], r["id"], r["offset"]) for r in rows] == [
+        (113, "", 1000 + data.index(b'{"id": "j13"')), (120, "j20", 1000 + data.index(b'{"id": "j20"'))]
+    assert rows[0]["text"] == lines[13] and rows[1]["error"].startswith("column 'a': ")
 
 
 def test_one_bad_row_costs_about_log2_of_the_batch_in_calls() -> None:
