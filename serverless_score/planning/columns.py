@@ -62,8 +62,8 @@ def check_columns(spec: JobSpec, files: Sequence[InputFile], config: StoreConfig
     if not files:
         return
     columns = input_columns(spec, files[0], config)
-    if columns is None:
-        return
+    if not columns or columns == [""]:
+        return  # no header to check (a blank one is the runner's error, naming the file)
     where = f"the header of {files[0].path}" if spec.format == "csv" else \
         f"the first record of {files[0].path}"
     missing = [c for c in spec.id_columns if c not in columns]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,7 @@ class BadRecord:
     error: str
     column: str | None = None
     stage: str = "scored"  # or "read": the record could not be decoded or parsed
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -78,7 +81,7 @@ def bisect(positions: np.ndarray, attempt: Callable[[np.ndarray], Any], found: F
             if not is_row_error(err):
                 raise
             if len(piece) == 1:
-                found.bad.append(BadRecord(int(piece[0]), one_line(err)))
+                found.bad.append(BadRecord(int(piece[0]), one_line(err), exception=err))
                 if first_only:
                     return
                 if len(found.bad) >= _ALL_BAD_AFTER and not found.pieces:
@@ -423,6 +426,9 @@ class RowGuard:
                 relative = int(batch.starts[position])
             offset = batch.start + relative if batch.start >= 0 and relative is not None else None
             if not self.skip:
+                if bad.exception is not None and getattr(self.scorer, "module", None):
+                    # the user's own score() raised: where in it goes to the task log
+                    traceback.print_exception(bad.exception, file=sys.stderr)
                 raise self._located(bad, offset, first + position, frame)
             self.errors.add(offset=offset, task_record=first + position,
                             id_=self._id(frame, rows, position, text),
