@@ -315,3 +315,30 @@ def test_suspects_a_model_takes_are_scored_not_dropped() -> None:
     found = score_frame_rows(frame, score, ["x"])
     assert found.bad == []
     assert list(assemble(found, len(frame))["s"]) == [1.0, 2.0, 0.0, 4.0, 0.0, 6.0]
+
+
+def test_the_fraction_budget_stops_early_only_when_the_end_cannot_save_it() -> None:
+    from serverless_score.controller.bad_rows import Budget
+    from serverless_score.planning.tasks import Task
+    from serverless_score.runner.contract import TaskResult
+    from serverless_score.spec import spec_from_dict
+
+    spec = spec_from_dict({"name": "b", "model": "/m.joblib", "input": "/x.csv",
+                           "output": "/o.csv", "on_error": "skip", "max_failed_fraction": 0.01})
+    tasks = [Task(index=i, kind="bytes", path="/x.csv", start=1000 * i,
+                  end=1000 * (i + 1), file_size=4000) for i in range(4)]
+
+    def result(task: Task, failed: int) -> TaskResult:  # 100 records of 10 bytes each
+        return TaskResult(task.id, 1, 100, 100 - failed, task.start, task.end, None, "", [], "",
+                          "", 0, 0.0, rows_failed=failed)
+
+    budget = Budget(spec, tasks)
+    # 5 of 100 read: 5 % now, but 5 of 400 (1.25 %) at the end, or 5 of the bound 2 x 400
+    assert not budget.task_done(tasks[0], result(tasks[0], 5))
+    assert budget.task_done(tasks[1], result(tasks[1], 4))  # 9 > 1 % of 800: cannot end within
+    exact = Budget(spec, tasks)
+    for task, failed in zip(tasks, (1, 1, 1, 1), strict=True):
+        assert not exact.task_done(task, result(task, failed))
+    assert not exact.exceeded(final=True)  # 4 of 400 = 1 %: not more than the budget
+    exact.failed["t00003"] = 2
+    assert exact.exceeded(final=True)
