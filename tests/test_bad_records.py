@@ -80,6 +80,7 @@ def test_skip_scores_the_good_rows_and_lists_the_bad_ones_where_they_are(
     assert "UnicodeDecodeError" in by_record[455]["error"]
     assert by_record[455]["id"] == "caf\ufffd"  # the id as far as it decodes
     assert "NaN" in by_record[640]["error"]
+    assert by_record[301]["error"] == "ValueError: a record has more fields than the header"
     assert {r["task"] for r in rows} == {"t00000", "t00001", "t00002"}  # every chunk had some
     manifest = json.loads(Path(f"{out}.manifest.json").read_text())
     assert manifest["totals"]["rows_failed"] == len(BROKEN)
@@ -342,3 +343,11 @@ def test_the_fraction_budget_stops_early_only_when_the_end_cannot_save_it() -> N
     assert not exact.exceeded(final=True)  # 4 of 400 = 1 %: not more than the budget
     exact.failed["t00003"] = 2
     assert exact.exceeded(final=True)
+
+
+def test_a_batch_whose_first_record_has_an_extra_field_is_refused_not_shifted() -> None:
+    """pandas would take the first column for an index and shift every column of the batch."""
+    from serverless_score.runner.python_scorer import read_batch
+
+    with pytest.raises(ValueError, match="more fields than the header"):
+        read_batch(b"r1,0.5,1,0.2,surplus\nr2,0.1,2,0.3\n", "csv", b"id,a,b,c\n", ["id"])

@@ -350,7 +350,8 @@ class RowGuard:
         for bad in unread.bad:
             bad.stage = "read"
         pieces = sorted((p for p in unread.pieces if len(p[0])), key=lambda p: int(p[0][0]))
-        if not pieces or (unread.bad and not self.skip):
+        if not pieces:  # (fail: the records before the first unreadable one are scored too,
+            # so the error names the first bad record, whichever way it is bad)
             self._report(batch, first, unread, None, None)
             return None
         import pandas as pd

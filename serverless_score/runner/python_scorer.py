@@ -166,8 +166,13 @@ def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: li
         # pandas 2's default float parser is not correctly rounded; pandas 3's is (and deprecates
         # the option), so ask for round-trip parsing only where it is needed.
         exact = {"float_precision": "round_trip"} if pd.__version__.startswith("2.") else {}
-        return pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
-                           keep_default_na=False, na_values=[""], encoding=encoding, **exact)
+        frame = pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
+                            keep_default_na=False, na_values=[""], encoding=encoding, **exact)
+        if not isinstance(frame.index, pd.RangeIndex):
+            # pandas reads a first record with one field more than the header as "the first
+            # column is the index" and shifts every column of the batch: refuse it instead
+            raise ValueError("a record has more fields than the header")
+        return frame
     frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False,
                          encoding=encoding)
     for column in id_columns:
