@@ -163,8 +163,8 @@ def test_a_budget_stops_the_job_without_output_and_a_bigger_one_resumes(
 def test_jsonl_skips_a_cut_record_and_a_text_value(trained_model: Any) -> None:
     """The runner's part of it, without a job: one JSONL batch through the row guard."""
     from serverless_score.records.scan import Batch
-    from serverless_score.runner.bad_rows import ErrorLog, RowGuard
     from serverless_score.runner.python_scorer import PythonScorer, read_batch
+    from serverless_score.runner.row_guard import ErrorLog, RowGuard
 
     lines = [json.dumps({"id": f"j{i}", "a": 0.5, "b": i, "c": 0.1}) for i in range(40)]
     lines[13] = '{"id": "j13", "a": 0.5, "b": '  # cut short

@@ -16,9 +16,9 @@ from typing import Any, BinaryIO
 from ..errors import ScoreError
 from ..records import DEFAULT_BLOCK, RangeReader, RecordFormat, read_header
 from ..storage import Store, StoreConfig, get_store
-from .bad_rows import ErrorLog, RowGuard
 from .contract import ENV_SECRETS, TaskOrder, TaskResult, WorkOrder
 from .models import fetch_model
+from .row_guard import ErrorLog, RowGuard
 from .writers import PartWriter
 
 

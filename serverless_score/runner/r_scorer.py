@@ -46,10 +46,10 @@ from .r_protocol import (
 from .writers import PartWriter
 
 if TYPE_CHECKING:
-    from ..records import Batch
-    from .bad_rows import ErrorLog  # (the records package imports numpy: not before R starts)
+    from ..records import Batch  # (the records package imports numpy: not before R starts)
     from .contract import TaskOrder, WorkOrder
     from .r_launch import RWork
+    from .row_guard import ErrorLog
 
 
 # Records per message to R: each fread() call costs ~30 ms of set-up whatever its size, so R
@@ -261,7 +261,10 @@ class RSession:
                              f"{item.records} records", retryable=False)
         ids = item.ids.result()
         if scores.failed:
-            ids = _left_out(scores.failed, item, ids, errors, self.id_columns)
+            from .row_guard import left_out
+
+            ids = left_out(scores.failed, item.batch, item.first, ids, errors,
+                           self.id_columns)
             if not scores.rows:
                 return
         names = self.id_columns + scores.names
@@ -306,32 +309,6 @@ class RSession:
                 self.proc.kill()
                 self.proc.wait()
         self._close_files()
-
-
-def _left_out(failed: list[tuple[int, str]], item: _Sent, ids: list[Any],
-              errors: ErrorLog | None, id_columns: list[str]) -> list[Any]:
-    """The records R left out (on_error = "skip") into the errors file; the id columns of the
-    others."""
-    import numpy as np
-    import pyarrow as pa
-
-    from .bad_rows import record_bounds
-
-    if errors is None or item.batch is None:
-        raise ScoreError("R left records out of a batch, but on_error is not \"skip\"")
-    batch = item.batch
-    data = bytes(batch.view)
-    bounds = record_bounds(batch, csv_format=True)
-    keep = np.ones(item.records, dtype=bool)
-    for row, reason in failed:
-        keep[row] = False
-        relative = int(batch.starts[row]) if batch.starts is not None else int(bounds[row])
-        id_ = "|".join(str(column[row].as_py()) for column in ids) if id_columns else ""
-        errors.add(offset=batch.start + relative if batch.start >= 0 else None,
-                   task_record=item.first + row, id_=id_, error=reason,
-                   text=data[int(bounds[row]):int(bounds[row + 1])])
-    mask = pa.array(keep)
-    return [column.filter(mask) for column in ids]
 
 
 def _drain(answers: queue.Queue[Any], reader: threading.Thread, timeout: float = 30) -> None:
