@@ -77,6 +77,7 @@ class _Sent:
     file: int | None = None  # the memory file holding it, freed when R answers
     batch: Batch | None = None  # (on_error = "skip": where its failed records are)
     first: int = 0  # the task's records before it
+    kept: Any = None  # the positions in the input's batch of those sent (None: all of them)
     ids: Future[list[Any]] = field(default_factory=Future)  # its id columns (runner-read)
 
 
@@ -152,13 +153,22 @@ class RSession:
                         "header": header.decode("utf-8", "replace").rstrip("\r\n")}
                 self.stdin.write(encode_frame("TASK", json.dumps(info).encode()))
                 self.stdin.flush()
+                seen = 0  # the task's records so far
                 for batch in batches:
                     if stop.is_set():
                         break
                     if not batch.records:
                         continue
+                    first, kept = seen, None
+                    seen += batch.records
+                    if errors is not None:  # records fread would stop at: left out here
+                        from .row_guard import drop_misshapen
+
+                        batch, kept = drop_misshapen(batch, len(names), errors, first)
+                        if not batch.records:
+                            continue
                     item = _Sent(batch.records, batch=batch if errors is not None else None,
-                                 first=total[0])
+                                 first=first, kept=kept)
                     if files is not None:
                         item.file = files.acquire(stop)
                         if item.file is None:
@@ -264,7 +274,7 @@ class RSession:
             from .row_guard import left_out
 
             ids = left_out(scores.failed, item.batch, item.first, ids, errors,
-                           self.id_columns)
+                           self.id_columns, item.kept)
             if not scores.rows:
                 return
         names = self.id_columns + scores.names

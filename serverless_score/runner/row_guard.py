@@ -59,8 +59,10 @@ class ErrorLog:
 
         if not self.lines:
             return
+        # in input order (R's runner adds records from two threads)
+        lines = sorted(self.lines, key=lambda line: json.loads(line)["task_record"])
         with get_store(uri, config).open_atomic(uri, overwrite=False) as out:
-            out.write(("\n".join(self.lines) + "\n").encode())
+            out.write(("\n".join(lines) + "\n").encode())
 
 
 class RowGuard:
@@ -261,7 +263,8 @@ class RowGuard:
 
 
 def left_out(failed: list[tuple[int, str]], batch: Batch | None, first: int, ids: list[Any],
-             errors: ErrorLog | None, id_columns: list[str]) -> list[Any]:
+             errors: ErrorLog | None, id_columns: list[str],
+             kept: np.ndarray | None = None) -> list[Any]:
     """The records R left out (on_error = "skip") into the errors file; the id columns of the
     others."""
     import pyarrow as pa
@@ -276,7 +279,43 @@ def left_out(failed: list[tuple[int, str]], batch: Batch | None, first: int, ids
         relative = int(batch.starts[row]) if batch.starts is not None else int(bounds[row])
         id_ = "|".join(str(column[row].as_py()) for column in ids) if id_columns else ""
         errors.add(offset=batch.start + relative if batch.start >= 0 else None,
-                   task_record=first + row, id_=id_, error=reason,
+                   task_record=first + (int(kept[row]) if kept is not None else row),
+                   id_=id_, error=reason,
                    text=data[int(bounds[row]):int(bounds[row + 1])])
     mask = pa.array(keep)
     return [column.filter(mask) for column in ids]
+
+
+def field_counts(data: bytes, bounds: np.ndarray) -> np.ndarray:
+    """The number of fields of each record (commas outside quotes, plus one)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    commas = np.flatnonzero(arr == ord(","))
+    if data.find(b'"') != -1:
+        quotes = np.flatnonzero(arr == ord('"'))
+        commas = commas[(np.searchsorted(quotes, commas) & 1) == 0]
+    counts: np.ndarray = np.diff(np.searchsorted(commas, bounds)) + 1
+    return counts
+
+
+def drop_misshapen(batch: Batch, fields: int, errors: ErrorLog,
+                   first: int) -> tuple[Batch, np.ndarray | None]:
+    """R with on_error = "skip": records with another number of fields than the header (where
+    fread stops reading) go to the errors file before the batch is sent; returns the batch
+    without them and the positions of the records kept (None: all of them)."""
+    data = bytes(batch.view)
+    bounds = record_bounds(batch, csv_format=True)
+    counts = field_counts(data, bounds)
+    bad = np.flatnonzero(counts != fields)
+    if not bad.size:
+        return batch, None
+    for position in bad:
+        relative = int(batch.starts[position]) if batch.starts is not None else int(bounds[position])
+        errors.add(offset=batch.start + relative if batch.start >= 0 else None,
+                   task_record=first + int(position), id_="",
+                   error=f"the record has {counts[position]} fields where the header has {fields}",
+                   text=data[int(bounds[position]):int(bounds[position + 1])])
+    kept = np.setdiff1d(np.arange(batch.records), bad)
+    cuts = [0, *(c for p in bad for c in (int(bounds[p]), int(bounds[p + 1]))), len(data)]
+    joined = b"".join(data[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=True))
+    starts = batch.starts[kept] if batch.starts is not None else bounds[kept]
+    return Batch(memoryview(joined), len(kept), start=batch.start, starts=starts), kept
