@@ -4,9 +4,11 @@
 # what is missing from Debian's packages (no CRAN, no compiler); elsewhere it says what to install.
 set -euo pipefail
 
+# rstudioapi: suggested by the R package (its addin), so `R CMD check` needs it. R's arrow is
+# not in Debian: the package reads Parquet through the CLI without it.
 DEBS=(r-base-core r-cran-jsonlite r-cran-data.table r-cran-randomforest r-cran-ranger
-      r-cran-glmnet r-cran-testthat r-cran-processx r-cran-curl)
-R_PACKAGES=(jsonlite data.table randomForest ranger glmnet testthat processx curl)
+      r-cran-glmnet r-cran-testthat r-cran-processx r-cran-curl r-cran-rstudioapi)
+R_PACKAGES=(jsonlite data.table randomForest ranger glmnet testthat processx curl rstudioapi)
 
 if command -v dpkg-query >/dev/null 2>&1; then
   missing=()

@@ -333,6 +333,24 @@ def _infer_format(raw: dict[str, Any]) -> None:
     suffix = Path(raw["input"].rstrip("/*")).suffix.lower()
     if suffix in _FORMAT_BY_SUFFIX:
         raw["format"] = _FORMAT_BY_SUFFIX[suffix]
+    elif "://" not in raw["input"] and os.path.isdir(raw["input"]):
+        output = raw.get("output")
+        found = _folder_format(Path(raw["input"]), output if isinstance(output, str) else "")
+        if found is not None:
+            raw["format"] = found
+
+
+def _folder_format(folder: Path, output: str) -> str | None:
+    """A local folder whose (non-hidden) files all have one format's extension: that format.
+    Files of no known format (a README) and the job's own output files (planning leaves them
+    out of the input) do not count."""
+    formats = {
+        _FORMAT_BY_SUFFIX[p.suffix.lower()] for p in folder.rglob("*")
+        if p.suffix.lower() in _FORMAT_BY_SUFFIX and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and not (output and (str(p) == output or str(p).startswith(output + ".")))
+    }
+    return formats.pop() if len(formats) == 1 else None
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
@@ -377,11 +395,18 @@ def set_key(raw: dict[str, Any], path: list[str], value: Any, *, context: str) -
     target[path[-1]] = value
 
 
+# Keys that say the same thing two ways: setting one with --set drops the other from the job
+# file, so ``--set chunk_size=32MB`` on a job with ``chunks = 4`` means "use this instead".
+_EXCLUSIVE = {"chunks": "chunk_size", "chunk_size": "chunks"}
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
     """Apply ``--set key=value`` items to a job document (a TOML table) in place."""
     for item in overrides:
         path, value = parse_override(item)
         set_key(raw, path, value, context=f"--set {item!r}")
+        if len(path) == 1 and path[0] in _EXCLUSIVE:
+            raw.pop(_EXCLUSIVE[path[0]], None)
 
 
 def _allowed_keys(model: type[BaseModel]) -> list[str]:

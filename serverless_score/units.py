@@ -72,3 +72,15 @@ def format_size(n: int) -> str:
         if n >= factor:
             return f"{n / factor:.1f} {unit}"
     return f"{n} B"
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """``plural(1, "task")`` -> "1 task", ``plural(3, "task")`` -> "3 tasks" (thousands
+    separated): a message never says "1 tasks"."""
+    word = noun if count == 1 else (plural_noun or f"{noun}s")
+    return f"{count:,} {word}"
+
+
+def plural_cores(cpu: float) -> str:
+    """``1`` -> "1 core", ``0.5`` -> "0.5 cores", ``2`` -> "2 cores"."""
+    return f"{cpu:g} {'core' if cpu == 1 else 'cores'}"

@@ -305,6 +305,18 @@ def aci_emulator(tmp_path: Path) -> Iterator[Any]:
 
 
 # -- Docker: an engine and the scoring images --------------------------------------------------
+@pytest.fixture
+def aci_env(aci_emulator: Any, blob_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The CLI reaches Azurite (connection string) and the emulator (ARM endpoint, managed
+    identity endpoint, CA bundle, subscription / resource group / location)."""
+    for name in aci_emulator.CREDENTIAL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    env = {**blob_env, **aci_emulator.env()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[Any]:
     """A Docker engine (scripts/ensure-docker.sh starts one when none answers) with the base

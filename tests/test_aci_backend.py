@@ -221,7 +221,7 @@ def test_quota_short_before_starting_says_what_is_short(emu) -> None:
     backend.tasks_per_group(8, 4)
     with pytest.raises(ScoreError) as err:
         backend.begin_create_group(_group("job1-q-1", cpu=1.0))
-    assert "StandardCores: 4 needed (4 groups x 1 cores), 3 of 3 free" in err.value.message
+    assert "StandardCores: 4 needed (4 groups x 1 core), 3 of 3 free" in err.value.message
     assert "max_parallel = 3" in err.value.hint
     assert emu.group_names() == []
 

@@ -23,18 +23,6 @@ PY = sys.executable
 IMAGE = "myreg.azurecr.io/serverless-score-python:test"  # the emulator runs the runner for it
 
 
-@pytest.fixture
-def aci_env(aci_emulator: Any, blob_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The CLI reaches Azurite (connection string) and the emulator (ARM endpoint, managed
-    identity endpoint, CA bundle, subscription / resource group / location)."""
-    for name in aci_emulator.CREDENTIAL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    env = {**blob_env, **aci_emulator.env()}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
 def _blob(azurite: Any, container: str, name: str) -> bytes:
     return bytes(azurite.service().get_blob_client(container, name).download_blob().readall())
 

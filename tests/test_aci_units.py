@@ -106,7 +106,7 @@ def test_restart_under_never_is_a_failure_with_the_previous_exit() -> None:
     state = group_state("g", _group("Succeeded", "Running", {"state": "Running"},
                                     previous={"state": "Terminated", "exitCode": 137}, restarts=2))
     assert state.phase is Phase.FAILED and state.exit_code == 137
-    assert "restarted 2 time(s)" in state.detail and "memory" in state.detail
+    assert "restarted 2 times" in state.detail and "memory" in state.detail
 
 
 _FAILED_PULL = _ev("Failed", 'Failed to pull image "x": rpc error: code = DeadlineExceeded desc = '
@@ -427,7 +427,7 @@ def test_quota_shortfalls_say_what_is_short() -> None:
 def test_packing_runs_each_slots_share_in_one_container() -> None:
     packing = AciBackend.packing(10, 4)
     assert (packing.tasks_per_group, packing.groups) == (3, 4)
-    assert "cold start" in packing.why and "10 tasks in 4 container group(s)" in packing.why
+    assert "cold start" in packing.why and "10 tasks in 4 container groups" in packing.why
     assert (AciBackend.packing(3, 10).tasks_per_group, AciBackend.packing(3, 10).groups) == (1, 3)
     waves = AciBackend.packing(1000, 4)  # capped: groups of 50, 4 at a time
     assert (waves.tasks_per_group, waves.groups) == (50, 20) and "at most 4 at once" in waves.why
@@ -464,7 +464,7 @@ def test_plan_shows_the_aci_packing_and_why_without_azure_settings(job_dir, make
     assert planned.code == 0, planned
     assert [len(g) for g in planned.json["groups"]] == [3, 3, 3, 1]
     assert planned.json["estimate"]["packing"].startswith(
-        "10 tasks in 4 container group(s) of up to 3 task(s) run one after another: one cold start")
+        "10 tasks in 4 container groups of up to 3 tasks run one after another: one cold start")
 
 
 def test_an_operation_url_off_the_arm_endpoint_is_not_sent_the_token() -> None:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -131,16 +130,6 @@ def test_lines_that_look_like_the_old_protocol_change_nothing(job_dir, make_job,
 
 # -- ACI: a long group whose log the backend truncates ----------------------------------------
 NOISE = 5000
-
-
-@pytest.fixture
-def aci_env(aci_emulator: Any, blob_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in aci_emulator.CREDENTIAL_VARS:
-        monkeypatch.delenv(name, raising=False)
-    env = {**blob_env, **aci_emulator.env()}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
 
 
 @pytest.mark.azurite

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -192,6 +193,19 @@ def test_parquet_blob_input_is_split_by_row_groups_with_ranged_reads(
                      "--set", f'output="az://{container}/out/scores.csv"'))
     assert remote["tasks"] == 3
     assert _blob(azurite, container, "out/scores.csv") == (job_dir / "out" / "local.csv").read_bytes()
+    # `scores` prints a blob output as CSV: a CSV one as it is, a Parquet one converted
+    shown = cli("scores", f"az://{container}/out/scores.csv")
+    assert shown.code == 0 and shown.stdout.encode() == (job_dir / "out" / "local.csv").read_bytes(), shown
+    _ok(cli("run", job, "--json", "-q", "--set", f'input="az://{container}/in/data.parquet"',
+            "--set", f'output="az://{container}/out/scores.parquet"'))
+    converted = cli("scores", job, "--set", f'output="az://{container}/out/scores.parquet"')
+    assert converted.code == 0, converted
+    import io
+
+    import pandas as pd
+
+    expected = pd.read_csv(job_dir / "out" / "local.csv", dtype={"id": str})
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(converted.stdout), dtype={"id": str}), expected)
 
 
 def test_bad_blob_inputs_are_clear_errors(job_dir, make_job, blob_env, azurite, container, cli) -> None:
@@ -260,6 +274,18 @@ def test_r_forest_example_in_azurite_equals_the_local_run(
     assert _blob(azurite, container, "scores/forest.csv") == (folder / "out" / "local.csv").read_bytes()
     manifest = json.loads(_blob(azurite, container, "scores/forest.csv.manifest.json"))
     assert manifest["model"]["uri"] == model_uri
+    # R's read_scores() reads the blob output (through `status --json` and `scores`) exactly as
+    # it reads the local one
+    code = f"""
+pkgload::load_all({str(ROOT / "rstudio" / "serveRless")!r}, quiet = TRUE)
+remote <- read_scores("az://{container}/scores/forest.csv")
+local <- read_scores({str(folder / "out" / "local.csv")!r})
+stopifnot(identical(remote, local), nrow(remote) == 3000L, is.character(remote$customer_id))
+cat("identical", nrow(remote), "rows\n")
+"""
+    env = {**os.environ, "SERVERLESS_SCORE_CLI": str(Path(PY).parent / "serverless-score")}
+    read = subprocess.run(["Rscript", "-e", code], env=env, capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0 and "identical 3000 rows" in read.stdout, read.stdout + read.stderr
 
 
 def test_csv_field_spanning_many_tasks_in_blobs(job_dir, make_job, blob_env, azurite, container,

@@ -12,15 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from shelljobs import SCORE, write_rows
 
 pytestmark = pytest.mark.slow
-SCORE = "tail -n +2 | sed 's/,.*/,scored/'"
-
-
-def _rows(path: Path, rows: int) -> list[str]:
-    keys = [f"k{i:03d}" for i in range(rows)]
-    path.write_text("k,v\n" + "".join(f"{k},{i}\n" for i, k in enumerate(keys)))
-    return keys
 
 
 def _job_id(output: Path) -> str | None:
@@ -32,7 +26,7 @@ def _job_id(output: Path) -> str | None:
 
 def test_a_second_controller_stops_at_once_and_a_rerun_takes_over_a_killed_one(
         job_dir, make_job, cli, procs, tmp_path) -> None:
-    keys = _rows(job_dir / "data.csv", 20)
+    keys = write_rows(job_dir / "data.csv", 20)
     gate = job_dir / "gate"
     gate.touch()
     # Task t00001 hangs while `gate` exists: the first controller stays busy with a live group.
@@ -87,7 +81,7 @@ def test_a_second_controller_stops_at_once_and_a_rerun_takes_over_a_killed_one(
 
 
 def test_the_lease_is_released_on_failure_sigterm_and_ctrl_c(job_dir, make_job, cli, procs) -> None:
-    _rows(job_dir / "data.csv", 10)
+    write_rows(job_dir / "data.csv", 10)
     failing = make_job(job_dir, name="lease-fail", input="data.csv", output="out/f.txt",
                        runtime="command", scorer="exit 3", chunks=1, retries=0)
     assert cli("run", failing, "-q", cwd=job_dir).code == 1

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from shelljobs import SCORE, write_rows
 
 from serverless_score.backends import GroupSpec
 from serverless_score.backends.local import LocalBackend
@@ -19,13 +20,6 @@ from serverless_score.backends.registry import BACKENDS
 from serverless_score.runner.contract import ENV_GROUP, ENV_WORK
 
 pytestmark = pytest.mark.slow
-SCORE = "tail -n +2 | sed 's/,.*/,scored/'"
-
-
-def write_rows(path: Path, rows: int) -> list[str]:
-    keys = [f"k{i:03d}" for i in range(rows)]
-    path.write_text("k,v\n" + "".join(f"{k},{i}\n" for i, k in enumerate(keys)))
-    return keys
 
 
 def job_id_of(output: Path) -> str:
@@ -193,7 +187,7 @@ def test_plan_shows_groups_core_seconds_and_a_cost_from_an_overridden_table(job_
     assert planned.json["price_tables"][-1] == str(prices)
 
     text = cli("plan", job, env={"COLUMNS": "200"})
-    assert "core-seconds" in text.stdout and "group 1: 2 task(s) t00002..t00003" in text.stdout
+    assert "core-seconds" in text.stdout and "group 1: 2 tasks t00002..t00003" in text.stdout
     assert "assuming: 5 MB/s per group" in text.stdout
     bad = cli("plan", job, "--set", "azure.price_file=missing.toml")
     assert bad.code == 2 and "missing.toml" in bad.flat_stderr and "does not exist" in bad.flat_stderr
@@ -297,3 +291,22 @@ def test_status_and_logs_read_a_job_whose_output_is_in_blob_storage(job_dir, mak
     assert first.code == 0 and "first try fails" in first.stdout, first
     assert f"{output}.work/tasks/t00001/attempt-1/log.txt" in first.stderr
     assert "first try fails" not in cli("logs", output, "--task", "1").stdout
+
+
+def test_scores_prints_a_succeeded_output_and_refuses_one_that_did_not_succeed(
+        job_dir, make_job, cli) -> None:
+    write_rows(job_dir / "data.csv", 20)
+    job = make_job(job_dir, name="shown", input="data.csv", output="out/s.txt", runtime="command",
+                   scorer=SCORE, chunks=2)
+    assert cli("run", job, "-q").code == 0
+    shown = cli("scores", job)
+    assert shown.code == 0, shown
+    assert shown.stdout == (job_dir / "out" / "s.txt").read_text() and shown.stdout.count("scored") == 20
+
+    failing = make_job(job_dir, filename="failing.toml", name="failing", input="data.csv",
+                       output="out/f.txt", runtime="command", scorer="exit 3", chunks=1)
+    assert cli("run", failing, "-q").code == 1
+    refused = cli("scores", failing)
+    assert refused.code == 2 and refused.stdout == "", refused
+    assert "has no scores at" in refused.flat_stderr and "it has not succeeded" in refused.flat_stderr
+    assert "hint:" in refused.flat_stderr and not (job_dir / "out" / "f.txt").exists()

@@ -215,11 +215,12 @@ def test_set_overrides_are_typed(tmp_path: Path) -> None:
     assert spec.id_columns == ["a", "b"]
 
 
-def test_set_can_swap_mutually_exclusive_keys_only_by_removing_one(tmp_path: Path) -> None:
+def test_set_of_chunk_size_replaces_chunks_but_the_file_may_not_set_both(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
-    assert "chunk_size and chunks: set one, not both" in load_error(path, ["chunk_size=512KiB"])
-    no_chunks = write(tmp_path, VALID.replace("chunks = 4\n", ""), "job2.toml")
-    assert load_spec(no_chunks, ["chunk_size=512KiB"]).chunk_size == 512 * 1024
+    replaced = load_spec(path, ["chunk_size=512KiB"])  # issue 13: --set swaps one for the other
+    assert (replaced.chunk_size, replaced.chunks) == (512 * 1024, None)
+    both = write(tmp_path, VALID.replace("chunks = 4\n", "chunks = 4\nchunk_size = 1024\n"), "job2.toml")
+    assert "chunk_size and chunks: set one, not both" in load_error(both)
 
 
 def test_set_creates_missing_tables(tmp_path: Path) -> None:

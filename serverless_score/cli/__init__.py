@@ -18,6 +18,8 @@ from rich.markup import escape
 from ..controller import JobResult, plan_job, run_job
 from ..controller.estimate import plan_estimate
 from ..errors import BudgetExceeded, JobInterrupted, LeaseHeld, ScoreError, TaskFailed
+from ..layout import JobLayout
+from ..planning import chunks_note
 from ..spec import JobSpec, load_spec
 from .progress import RichProgress, estimate_lines, plan_summary, plan_table, summary
 
@@ -36,7 +38,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
 
 
-def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = None) -> typer.Exit:
+def _failure(err: ScoreError, job_id: str | None, spec: JobSpec | None,
+             tasks: int | None) -> dict[str, Any]:
+    """``--json`` on failure: every key of a success (JobResult), with what is known when the
+    job stopped (None when not: a job file that does not load has no name or output)."""
+    status = "interrupted" if isinstance(err, JobInterrupted) else "failed"
+    output = spec.output if spec is not None else None
+    layout = JobLayout(output) if output else None
+    return {
+        "job_id": job_id, "name": spec.name if spec is not None else None, "status": status,
+        "tasks": tasks, "rows_in": None, "rows_out": None, "output": output,
+        "manifest": layout.manifest if layout else None, "work_dir": layout.work if layout else None,
+        "attempts": None, "retried_tasks": [], "reused_tasks": 0, "repaired_boundaries": 0,
+        "timings": {}, "error": {"type": type(err).__name__, "message": err.message, "hint": err.hint},
+        "usage": None, "rows_failed": None, "errors": None,
+    }
+
+
+def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = None,
+          spec: JobSpec | None = None, tasks: int | None = None) -> typer.Exit:
     if debug:
         err_console.print_exception(show_locals=False)
     # Messages quote user text (TOML, paths, log lines): escape it so rich does not eat [brackets].
@@ -47,10 +67,7 @@ def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = N
     if err.hint:
         err_console.print(f"[cyan]hint:[/] {escape(err.hint)}", highlight=False)
     if as_json:
-        status = "interrupted" if isinstance(err, JobInterrupted) else "failed"
-        payload: dict[str, Any] = {"job_id": job_id, "status": status,
-                                   "error": {"type": type(err).__name__, "message": err.message,
-                                             "hint": err.hint}}
+        payload = _failure(err, job_id, spec, tasks)
         if isinstance(err, TaskFailed):
             payload["error"]["task_id"] = err.task_id
             payload["error"]["log_tail"] = err.log_tail
@@ -89,10 +106,12 @@ def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debug
     _debug_logging(debug)
     logging.basicConfig(level=logging.WARNING)  # a no-op after --debug's
     job_id = None
+    spec: JobSpec | None = None
+    tasks: int | None = None
     try:
         spec = _load(job, set_)
         plan = plan_job(spec)
-        job_id = plan.job_id
+        job_id, tasks = plan.job_id, len(plan.tasks)
         if not quiet:
             err_console.print(plan_summary(plan), highlight=False)
             planned = plan_estimate(plan)
@@ -104,10 +123,11 @@ def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debug
             with RichProgress(err_console, len(plan.tasks), spec.name) as progress:
                 result = run_job(spec, progress=progress)
     except ScoreError as err:
-        raise _fail(err, as_json=as_json, debug=debug, job_id=job_id) from None
+        raise _fail(err, as_json=as_json, debug=debug, job_id=job_id, spec=spec,
+                    tasks=tasks) from None
     except KeyboardInterrupt:
         raise _fail(JobInterrupted("interrupted before the job started; nothing was written"),
-                    as_json=as_json, debug=debug, job_id=job_id) from None
+                    as_json=as_json, debug=debug, job_id=job_id, spec=spec, tasks=tasks) from None
     _report(result, as_json)
 
 
@@ -134,7 +154,7 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "tasks": [dict(asdict(t), id=t.id) for t in planned.tasks],
             "output": planned.spec.output, "output_format": planned.output_format,
             "backend": planned.spec.backend, "max_parallel": planned.spec.max_parallel,
-            "input_bytes": planned.total_bytes,
+            "input_bytes": planned.total_bytes, "chunks_note": chunks_note(planned),
             "groups": [[t.id for t in group] for group in cost.groups],
             "estimate": cost.estimate.to_dict(), "max_cost": planned.spec.max_cost,
             "pricing": cost.pricing.describe(),
@@ -156,9 +176,25 @@ def version() -> None:
     print(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_print_version,
+        is_eager=True)] = False) -> None:
+    """Batch scoring of R and Python models on serverless containers."""
+
+
 def _add_subcommands() -> None:
-    from . import ops
+    from . import ops, scores
     from .image import app as image_app
+    from .init import init as init_command
     from .models import app as models_app
     from .templates import app as templates_app
 
@@ -167,7 +203,9 @@ def _add_subcommands() -> None:
     app.add_typer(image_app, name="image")
     app.command()(ops.status)
     app.command()(ops.logs)
+    app.command()(scores.scores)
     app.command()(ops.cleanup)
+    app.command(name="init")(init_command)
 
 
 _add_subcommands()

@@ -15,15 +15,17 @@ from ..backends import Backend, get_backend
 from ..controller.cleanup import cleanup as delete_orphans
 from ..controller.inspect import JobLocation, JobStatus, job_status, locate, task_id_of, task_logs
 from ..errors import ScoreError, SpecError
+from ..planning import output_format
 from ..spec import JobSpec, parse_override, spec_from_dict
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
+from ..units import plural
 
 TargetArg = Annotated[str, typer.Argument(
     help="The job file (TOML), or the job's output (or its manifest) as a path or blob URI.",
     show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a job field, as for run (e.g. the [azure] settings).")]
+    "--set", help="Override a job field, as for run (e.g. the \\[azure] settings).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")]
 err_console = Console(stderr=True)
 
@@ -53,7 +55,10 @@ def status(target: TargetArg, set_: SetOpt = None, as_json: JsonOpt = False) -> 
     except ScoreError as err:
         raise _fail(err, as_json) from None
     if as_json:
-        print(json.dumps(result.to_dict()))
+        # What a reader of the output needs besides where it is (R's read_scores()).
+        extra = {} if loc.spec is None else {"id_columns": list(loc.spec.id_columns),
+                                             "output_format": output_format(loc.spec)}
+        print(json.dumps({**result.to_dict(), **extra}))
         return
     _print_status(result)
 
@@ -79,12 +84,13 @@ def _print_status(result: JobStatus) -> None:
                       escape(task.group or task.input))
     console.print(table)
     if len(shown) < len(result.tasks):
-        console.print(f"({len(result.tasks) - len(shown)} finished tasks not shown; --json lists all)")
+        console.print(f"({plural(len(result.tasks) - len(shown), 'finished task')} not shown; "
+                      "--json lists all)")
     total = len(result.tasks)
-    line = (f"{result.done}/{total} tasks done ({100 * result.done // max(1, total)}%), "
-            f"{result.rows:,} rows"
+    line = (f"{result.done}/{total} {'task' if total == 1 else 'tasks'} done "
+            f"({100 * result.done // max(1, total)}%), {plural(result.rows, 'row')}"
             + (f" ({result.rows_failed:,} failed)" if failed else "")
-            + f"; {len(result.live_groups)} live group(s)")
+            + f"; {plural(len(result.live_groups), 'live group')}")
     console.print(line, highlight=False)
     if result.controller:
         who = result.controller
@@ -107,8 +113,11 @@ def logs(
     task: Annotated[str | None, typer.Option("--task", help="Task number or id (3, t00003). Default: every task.")] = None,
     attempt: Annotated[int | None, typer.Option("--attempt", min=1, help="Which attempt. Default: the latest (live if it is running).")] = None,
     set_: SetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a job's task logs: stored ones, or a running group's live log."""
+    found: list[dict[str, Any]] = []
+    loc: JobLocation | None = None
     try:
         loc = locate(target, set_)
         backend = _backend_of(loc)
@@ -123,14 +132,20 @@ def logs(
                 if task is not None:
                     raise
                 continue  # with every task, the ones that have not run are skipped
+            shown += 1
+            if as_json:
+                found.append({"task_id": log.task_id, "attempt": log.attempt,
+                              "source": log.source, "text": log.text})
+                continue
             err_console.print(f"[dim]=== {log.task_id} attempt {log.attempt} ({escape(log.source)}) ===[/]",
                               highlight=False)
             print(log.text, end="" if log.text.endswith("\n") or not log.text else "\n", flush=True)
-            shown += 1
         if not shown:
             err_console.print(f"no task of job {loc.job_id} has a log yet", highlight=False)
     except ScoreError as err:
-        raise _fail(err, False) from None
+        raise _fail(err, as_json) from None
+    if as_json:
+        print(json.dumps({"job_id": loc.job_id if loc is not None else None, "logs": found}))
 
 
 def _settings_spec(backend: str, overrides: list[str]) -> JobSpec:

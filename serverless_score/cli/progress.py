@@ -9,11 +9,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..controller import JobResult
-from ..planning import Plan
+from ..planning import Plan, chunks_note
 from ..planning.cost import Estimate
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
-from ..units import format_size
+from ..units import format_size, plural
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -37,10 +37,11 @@ class RichProgress:
         self._done: dict[str, int] = {}  # finished tasks' rows, until a repair re-runs one
         self._bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("tasks  {task.fields[rows]:,} rows"), TimeElapsedColumn(),
+            TextColumn("{task.fields[unit]}  {task.fields[rows]:,} rows"), TimeElapsedColumn(),
             console=console, transient=False,
         )
-        self._id = self._bar.add_task(label, total=total_tasks, rows=0)
+        self._id = self._bar.add_task(label, total=total_tasks, rows=0,
+                                      unit=_tasks_word(total_tasks))
 
     def __enter__(self) -> RichProgress:
         return self
@@ -50,7 +51,7 @@ class RichProgress:
 
     def job_started(self, total_tasks: int) -> None:
         # Started only once there is work: an up-to-date job shows no empty bar.
-        self._bar.update(self._id, total=total_tasks)
+        self._bar.update(self._id, total=total_tasks, unit=_tasks_word(total_tasks))
         self._bar.start()
 
     def task_done(self, task: Task, result: TaskResult) -> None:
@@ -62,8 +63,9 @@ class RichProgress:
             # per finished task instead, so progress still shows while the job runs.
             done = int(self._bar.tasks[0].completed)
             total = int(self._bar.tasks[0].total or 0)
-            self.console.print(f"task {task.id} done: {result.records_out:,} rows in "
-                               f"{result.seconds:.1f}s ({done}/{total} tasks, {self.rows:,} rows)",
+            self.console.print(f"task {task.id} done: {plural(result.records_out, 'row')} in "
+                               f"{result.seconds:.1f}s ({done}/{total} {_tasks_word(total)}, "
+                               f"{plural(self.rows, 'row')})",
                                highlight=False)
 
     def task_retry(self, task: Task, attempt: int, reason: str) -> None:
@@ -78,10 +80,15 @@ class RichProgress:
         self.console.print(f"[yellow]retrying[/] {task.id} (attempt {attempt} failed: {escape(reason)})")
 
 
+def _tasks_word(total: int) -> str:
+    """The bar's unit after "done/total": "1/1 task", "3/8 tasks"."""
+    return "task" if total == 1 else "tasks"
+
+
 def plan_table(plan: Plan) -> Table:
     from rich.table import Table
 
-    table = Table(title=f"job {plan.job_id}: {len(plan.tasks)} tasks", title_justify="left")
+    table = Table(title=f"job {plan.job_id}: {plural(len(plan.tasks), 'task')}", title_justify="left")
     table.add_column("task")
     table.add_column("input")
     table.add_column("size", justify="right")
@@ -89,7 +96,7 @@ def plan_table(plan: Plan) -> Table:
     for i, task in enumerate(shown):
         if len(plan.tasks) > 40 and i == 20:
             table.add_row("...", f"{len(plan.tasks) - 40} more", "")
-        size = f"{task.rows_hint:,} rows" if task.rows_hint else (
+        size = plural(task.rows_hint, "row") if task.rows_hint else (
             format_size(task.size) if task.kind != "shard" else "")
         table.add_row(task.id, task.describe(), size)
     return table
@@ -97,17 +104,20 @@ def plan_table(plan: Plan) -> Table:
 
 def plan_summary(plan: Plan) -> str:
     spec = plan.spec
-    total = f"{format_size(plan.total_bytes)} in {len(plan.files)} file(s)" if plan.files else f"{spec.shards} shards"
-    return (f"{total} -> {len(plan.tasks)} tasks, up to {spec.max_parallel} in parallel "
+    total = (f"{format_size(plan.total_bytes)} in {plural(len(plan.files), 'file')}" if plan.files
+             else plural(spec.shards or 0, "shard"))
+    line = (f"{total} -> {plural(len(plan.tasks), 'task')}, up to {spec.max_parallel} in parallel "
             f"on the {spec.backend} backend; output {spec.output} ({plan.output_format})")
+    note = chunks_note(plan)
+    return f"{line}\nnote:     {note}" if note else line
 
 
 def summary(result: JobResult) -> str:
     if result.status == "up-to-date":
         return (f"[green]up to date[/]: {result.output} was already written by this job "
-                f"({result.rows_out:,} rows); nothing to do")
+                f"({plural(result.rows_out, 'row')}); nothing to do")
     lines = [
-        f"[green]succeeded[/]: {result.rows_out:,} rows from {result.tasks} tasks "
+        f"[green]succeeded[/]: {plural(result.rows_out, 'row')} from {plural(result.tasks, 'task')} "
         f"in {result.timings.get('total_s', 0):.1f}s",
         f"  scores:   {result.output}",
         f"  manifest: {result.manifest}",
@@ -117,11 +127,11 @@ def summary(result: JobResult) -> str:
                         f"{result.errors}")
     extras = []
     if result.reused_tasks:
-        extras.append(f"{result.reused_tasks} tasks reused from an earlier run")
+        extras.append(f"{plural(result.reused_tasks, 'task')} reused from an earlier run")
     if result.retried_tasks:
         extras.append(f"retried {', '.join(result.retried_tasks)}")
     if result.repaired_boundaries:
-        extras.append(f"{result.repaired_boundaries} record boundaries repaired")
+        extras.append(f"{plural(result.repaired_boundaries, 'record boundary', 'record boundaries')} repaired")
     if extras:
         lines.append("  " + "; ".join(extras))
     return "\n".join(lines)
@@ -142,7 +152,7 @@ def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
         verdict = "within" if est.cost <= max_cost else "ABOVE (run refuses to start)"
         cost += f"; {verdict} max_cost = {max_cost:g}"
     lines = [
-        f"groups:   {est.groups} ({est.packing}); {est.cpu:g} vCPU and {est.memory_gb:g} GB each, "
+        f"groups:   {est.groups:,} ({est.packing}); {est.cpu:g} vCPU and {est.memory_gb:g} GB each, "
         f"up to {est.max_parallel} at once",
         f"expected: {est.vcpu_seconds:,.0f} core-seconds, {est.gb_seconds:,.0f} GB-seconds, "
         f"~{format_seconds(est.wall_seconds)} wall time",
@@ -153,7 +163,7 @@ def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
     if len(groups) <= 12:
         for i, group in enumerate(groups):
             ids = group[0].id if len(group) == 1 else f"{group[0].id}..{group[-1].id}"
-            lines.append(f"  group {i}: {len(group)} task(s) {ids}")
+            lines.append(f"  group {i}: {plural(len(group), 'task')} {ids}")
     return "\n".join(lines)
 
 

@@ -32,8 +32,8 @@ def render(
                       "and its parameters beside it (NAME.parameters.json); default: print both.")] = None,
     image: Annotated[str | None, typer.Option(help="Runner image (default: the job's image).")] = None,
     identity: Annotated[str | None, typer.Option(help="User-assigned identity resource id "
-                        "(default: the job's [azure] identity).")] = None,
-    registry: Annotated[str | None, typer.Option(help="Registry login server (default: [azure] registry).")] = None,
+                        "(default: the job's \\[azure] identity).")] = None,
+    registry: Annotated[str | None, typer.Option(help="Registry login server (default: \\[azure] registry).")] = None,
     job_uri: Annotated[str | None, typer.Option(help="Read the job from this blob at run time "
                        "instead of embedding it.")] = None,
     name: Annotated[str | None, typer.Option(help="Logic App name (default serverless-score-JOBNAME).")] = None,

@@ -15,6 +15,7 @@ from ..planning.partition import pack_groups
 from ..planning.tasks import Task
 from ..pricing import UNBILLED, PriceTable, job_region, load_prices
 from ..spec import JobSpec
+from ..units import plural
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,13 @@ def tasks_per_group(plan: Plan, backend: Backend | None) -> tuple[int, str]:
         per = backend.tasks_per_group(pending, parallel)
         if explained is not None and explained.tasks_per_group == per:
             return per, str(explained.why)
-        return per, f"{per} task(s) per group, as the {backend.name} backend packs {pending} tasks for {parallel} slots"
+        return per, (f"{plural(per, 'task')} per group, as the {backend.name} backend packs "
+                     f"{plural(pending, 'task')} for {plural(parallel, 'slot')}")
     if explained is not None:
         return int(explained.tasks_per_group), str(explained.why)
     per = max(1, -(-pending // parallel))
-    return per, f"{per} task(s) per group (assumed: one group per slot; the backend could not be built)"
+    return per, (f"{plural(per, 'task')} per group (assumed: one group per slot; the backend "
+                 "could not be built)")
 
 
 def _packing_of(name: str, pending: int, parallel: int) -> Any:
@@ -104,7 +107,7 @@ def check_max_cost(spec: JobSpec, est: Estimate, pricing: Pricing) -> None:
         currency = est.price.currency if est.price else "USD"
         raise SpecError(
             f"max_cost: the estimate is {est.cost:.4f} {currency}, above max_cost = "
-            f"{spec.max_cost:g} ({est.groups} groups, {est.vcpu_seconds:,.0f} vCPU-s, "
+            f"{spec.max_cost:g} ({plural(est.groups, 'group')}, {est.vcpu_seconds:,.0f} vCPU-s, "
             f"{est.gb_seconds:,.0f} GB-s; {pricing.describe()}); nothing was started",
             hint=f"{how} `serverless-score plan JOB` shows the estimate and its assumptions.")
 

@@ -21,6 +21,7 @@ from ..spec import JobSpec, load_spec, spec_from_dict
 from ..storage import Store, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
+from ..units import plural
 
 
 @dataclass
@@ -271,7 +272,7 @@ def task_logs(loc: JobLocation, backend: Backend | None, task_id: str,
     attempt still runs, its live group's log."""
     if task_id not in {t.id for t in loc.tasks()}:
         raise InputError(f"--task: job {loc.job_id} has no task {task_id} "
-                         f"({len(loc.job.get('tasks', []))} tasks: t00000..)")
+                         f"({plural(len(loc.job.get('tasks', [])), 'task')}: t00000..)")
     attempts = _stored(loc).get(task_id, {})
     latest = max(attempts, default=0)
     if attempt is None or attempt > latest:

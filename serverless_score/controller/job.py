@@ -23,7 +23,7 @@ from typing import Any
 from ..backends import Backend, get_backend
 from ..errors import InputError, JobInterrupted, ScoreError
 from ..layout import PART, JobLayout, attempt_file
-from ..planning import Plan, make_plan
+from ..planning import Plan, create_output_folder, make_plan
 from ..planning.partition import chain_repairs
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult, WorkOrder
@@ -31,8 +31,11 @@ from ..spec import JobSpec
 from ..storage import ComposeResult, StoreConfig, get_store
 from ..storage.config import cache_root
 from ..storage.lease import Lease, get_lease
+from ..units import plural
 from .access import WorkerAccess
 from .bad_rows import Budget, budget_error, read_errors, write_errors
+from .changes import model_stamp, refusal
+from .empty_output import empty_output
 from .estimate import Pricing, check_max_cost, estimate_job
 from .launches import LaunchBook, attempts_launched, unended
 from .merge import merge, merge_plan
@@ -210,6 +213,7 @@ class Job:
         check_max_cost(self.spec, estimate, pricing)  # before anything is created
         access = WorkerAccess.decide(self.spec, self.store_config)
         timings["plan_s"] = round(time.monotonic() - started, 3)
+        create_output_folder(self.spec.output)  # the one thing made before the lease
         self._take_lease(plan)  # before anything is created or deleted
         done = self._already_done(plan)
         if done is not None:
@@ -268,6 +272,11 @@ class Job:
             self.store, self.layout, list(tasks.values()), results))
         merge_started = time.monotonic()
         merged = merge_plan(list(tasks.values()), results, self.layout, plan.output_format)
+        if merged.rows == 0 and not merged.header and plan.output_format in ("csv", "parquet"):
+            # A header-only input: no task reported columns; the output still gets them.
+            empty = empty_output(plan, self.store_config, model.sha256 if model else None)
+            merged = replace(merged, header=empty.header if plan.output_format == "csv" else b"",
+                             schema=empty.schema)
         composed = self._merge(merged, plan)
         self.stage = "finishing"
         timings["merge_s"] = round(time.monotonic() - merge_started, 3)
@@ -349,10 +358,9 @@ class Job:
         if self.spec.overwrite:
             self._replace_output = True
             return None
-        raise ScoreError(
-            f"output: {self.spec.output!r} already exists and was not written by this job",
-            hint="Set overwrite = true in the job (or --set overwrite=true), or choose another output.",
-        )
+        # Not ours: say which job wrote it and exactly what changed since (exit code 2).
+        raise refusal(self.spec.output, manifest, plan,
+                      model_stamp(self.spec.model, self.store_config))
 
     def _read_json(self, uri: str) -> dict[str, Any]:
         try:
@@ -427,12 +435,13 @@ class Job:
             end = results[task.id].end
             if end != task.file_size:
                 raise ScoreError(f"task {task.id}: records end at byte {end}, not at the end of "
-                                 f"{task.path} ({task.file_size} bytes): records would be lost")
+                                 f"{task.path} ({plural(task.file_size, 'byte')}): records would be lost")
         for task_id, result in results.items():
             if (result.records_in is not None
                     and result.records_in != result.records_out + result.rows_failed):
-                raise ScoreError(f"task {task_id}: {result.records_in} records in, "
-                                 f"{result.records_out} scores out, {result.rows_failed} left out")
+                raise ScoreError(f"task {task_id}: {plural(result.records_in, 'record')} in, "
+                                 f"{plural(result.records_out, 'score')} out, "
+                                 f"{result.rows_failed} left out")
 
     @staticmethod
     def _rows_in(results: dict[str, TaskResult]) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ScoreError
 from ..layout import JobLayout
@@ -23,6 +24,7 @@ class MergePlan:
     parts: tuple[str, ...]
     header: bytes
     rows: int
+    schema: Any = None  # Parquet with no rows at all: the schema of its empty file
 
 
 def merge_plan(tasks: Sequence[Task], results: dict[str, TaskResult], layout: JobLayout,
@@ -66,6 +68,8 @@ def _merge_parquet(store: Store, plan: MergePlan, output: str, overwrite: bool) 
                     if writer is None:
                         writer = pq.ParquetWriter(sink, table.schema)
                     writer.write_table(table.cast(writer.schema))
+        if writer is None and plan.schema is not None:  # no rows: a valid file of the schema
+            writer = pq.ParquetWriter(sink, plan.schema)
         if writer is not None:
             writer.close()
     with store.open_read(output) as f:

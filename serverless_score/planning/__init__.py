@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import InputError, SpecError
 from ..storage import StoreConfig, get_store, is_local
 from ..storage.blocks import MAX_BLOCKS
+from ..units import plural
 from .columns import check_columns
 from .inputs import describe_inputs, fingerprint
 from .partition import plan_byte_tasks, plan_rowgroup_tasks, plan_shards
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 OutputFormat = Literal["csv", "jsonl", "parquet", "lines"]
 
-__all__ = ["InputFile", "OutputFormat", "Plan", "Shard", "Task", "make_plan", "output_format"]
+__all__ = ["InputFile", "OutputFormat", "Plan", "Shard", "Task", "check_output_location",
+           "chunks_note", "create_output_folder", "make_plan", "output_format"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def _check_blocks(spec: JobSpec, tasks: list[Task]) -> None:
     """Each task's part is at least one block of the merged blob (plus the header's)."""
     if not is_local(spec.output) and len(tasks) + 1 > MAX_BLOCKS:
         raise SpecError(
-            f"chunks: {len(tasks)} tasks would need more than {MAX_BLOCKS} blocks to merge into the "
+            f"chunks: {plural(len(tasks), 'task')} would need more than {MAX_BLOCKS} blocks to merge into the "
             f"blob {spec.output}",
             hint=f"Use at most {MAX_BLOCKS - 1} tasks (fewer chunks or a bigger chunk_size).")
 
@@ -102,10 +104,69 @@ def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
     return f"{spec.name}-{digest[:10]}"
 
 
+def chunks_note(plan: Plan) -> str | None:
+    """Why the plan has another number of tasks than ``chunks`` asked for, or None."""
+    asked, made = plan.spec.chunks, len(plan.tasks)
+    if asked is None or asked == made or not plan.files:
+        return None
+    got = f"chunks = {asked} asked for, {plural(made, 'task')} planned"
+    if plan.spec.format == "parquet":
+        groups = sum(len(f.row_group_bytes or ()) for f in plan.files)
+        return (f"{got}: the Parquet input has {plural(groups, 'row group')} in "
+                f"{plural(len(plan.files), 'file')}, and a task is whole row groups of one file "
+                "(write the file with smaller row groups, e.g. pyarrow's row_group_size, for more)")
+    if len(plan.files) > 1:
+        return (f"{got}: the input is {plural(len(plan.files), 'file')} and a task never spans "
+                "two files, so each file gets tasks in proportion to its size (at least one)")
+    return f"{got}: the input has only {plural(plan.total_bytes, 'byte')} (a task is at least one)"
+
+
+def check_output_location(output: str) -> None:
+    """A local output must be creatable: its folder (or the nearest existing ancestor, where the
+    missing folders would be made) is a folder this process may write in. Checked before
+    anything is written (read-only: ``run`` then creates the folder, see ``create_output_folder``),
+    so a file in the way or a read-only folder is one clear error, not a traceback mid-job."""
+    if not is_local(output):
+        return
+    path = Path(output.removeprefix("file://"))
+    if path.is_dir():
+        raise InputError(f"output: {str(path)!r} is a directory; give a file name inside it",
+                         hint=f"e.g. output = \"{path / 'scores.csv'}\"")
+    for folder in path.parents:
+        if not os.path.lexists(folder):
+            continue
+        if not folder.is_dir():
+            raise InputError(
+                f"output: cannot create {str(path)!r}: {str(folder)!r} is a file, not a folder",
+                hint="Move that file away or choose another output.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(
+                f"output: cannot create {str(path)!r}: no permission to write in {str(folder)!r}",
+                hint="Choose an output in a folder you may write to, or change its permissions.")
+        return
+
+
+def create_output_folder(output: str) -> None:
+    """Make a local output's folder (what the lease, the work folder and the output go in);
+    an OS refusal (read-only file system, permissions the access check cannot see) is an
+    InputError naming the path and the reason."""
+    if not is_local(output):
+        return
+    folder = Path(output.removeprefix("file://")).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = err.filename or folder
+        raise InputError(f"output: cannot create the folder {str(where)!r} for {output!r}: "
+                         f"{err.strerror or err}",
+                         hint="Choose an output in a folder you may write to.") from None
+
+
 def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
     """List the input and split it into tasks (see ``partition`` for the rules)."""
     config = config if config is not None else StoreConfig.from_spec(spec)
     _check_model(spec, config)
+    check_output_location(spec.output)
     if spec.scorer != "predict" and spec.runtime != "command" and not os.path.isfile(spec.scorer):
         raise InputError(f"scorer: the script {spec.scorer!r} does not exist")
     files: list[InputFile] = []
@@ -113,7 +174,7 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
         tasks = plan_shards(spec.shards, spec.bin_count)
     else:
         assert spec.input is not None
-        files = describe_inputs(spec.input, spec.effective_format, config)
+        files = describe_inputs(spec.input, spec.effective_format, config, spec.output)
         planner = plan_rowgroup_tasks if spec.format == "parquet" else plan_byte_tasks
         tasks = planner(files, chunk_size=spec.chunk_size, chunks=spec.chunks,
                         max_parallel=spec.max_parallel)

@@ -24,36 +24,75 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(".") for part in relative.split("/"))
 
 
-def list_blob_paths(input_uri: str, config: StoreConfig | None = None) -> list[str]:
-    """One blob, every non-hidden blob under a prefix, or the blobs whose names match a glob."""
+# What a job writes beside its output (layout.py, the lease, the bad-rows file): never input.
+_OUTPUT_SIBLINGS = (".manifest.json", ".lease", ".errors.csv")
+
+
+def _same(a: str, b: str) -> bool:
+    if is_local(a) and is_local(b):
+        return os.path.realpath(a.removeprefix("file://")) == os.path.realpath(b.removeprefix("file://"))
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def is_output_file(path: str, output: str | None) -> bool:
+    """The job's output or a file the job keeps beside it (manifest, lease, errors file, the
+    ``.work`` folder): a directory or glob input that holds the output skips these, so a rerun
+    never reads the last run's scores as input."""
+    if not output:
+        return False
+    if is_local(path) and is_local(output):
+        path = os.path.realpath(path.removeprefix("file://"))
+        output = os.path.realpath(output.removeprefix("file://"))
+    return (path == output or path.startswith(f"{output}.work/")
+            or any(path == output + suffix for suffix in _OUTPUT_SIBLINGS))
+
+
+def _refuse_output_as_input(input_uri: str, output: str | None) -> None:
+    if output and _same(input_uri, output):
+        raise InputError(
+            f"output: {output!r} is also the input; a job never writes over what it reads "
+            "(whatever overwrite says)",
+            hint="Choose another output, e.g. beside the input with a -scores suffix.")
+
+
+def list_blob_paths(input_uri: str, config: StoreConfig | None = None,
+                    output: str | None = None) -> list[str]:
+    """One blob, every non-hidden blob under a prefix, or the blobs whose names match a glob
+    (the job's own output files left out)."""
     store = get_store(input_uri, config)
     path = parse_blob_uri(input_uri)
     if has_glob(path.name):
         prefix = glob_prefix(path.name)
         pattern = glob_to_regex(path.name)
         found = [u for u in store.list(path.container_uri + prefix)
-                 if pattern.fullmatch(u[len(path.container_uri):])]
+                 if pattern.fullmatch(u[len(path.container_uri):]) and not is_output_file(u, output)]
         if not found:
             raise InputError(f"input: the glob {input_uri!r} matches no blob",
                              hint="Check the pattern; * stays within one '/' segment, ** crosses them.")
         return sorted(found)
     if path.name and not path.name.endswith("/") and store.exists(input_uri):
+        _refuse_output_as_input(input_uri, output)
         return [input_uri]
     base = input_uri.rstrip("/")
-    found = sorted(u for u in store.list(base) if not _hidden(u[len(base) + 1:]))
+    found = sorted(u for u in store.list(base)
+                   if not _hidden(u[len(base) + 1:]) and not is_output_file(u, output))
     if not found:
         raise InputError(f"input: {input_uri!r} is neither a blob nor a prefix holding blobs",
                          hint="Give a blob, a prefix (folder) or a glob such as az://container/data/*.csv.")
     return found
 
 
-def list_input_paths(input_uri: str, config: StoreConfig | None = None) -> list[str]:
-    """A file, every regular non-hidden file of a directory, or a glob; always in sorted order."""
+def list_input_paths(input_uri: str, config: StoreConfig | None = None,
+                     output: str | None = None) -> list[str]:
+    """A file, every regular non-hidden file of a directory (and of its subdirectories), or a
+    glob; always in sorted order. The job's ``output`` is refused as the input, and left out of
+    a directory or glob with its manifest, lease, errors file and work folder."""
     if not is_local(input_uri):
-        return list_blob_paths(input_uri, config)
+        return list_blob_paths(input_uri, config, output)
     path = input_uri.removeprefix("file://")
     if _is_glob(path):
-        found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        found = sorted(p for p in glob.glob(path, recursive=True)
+                       if os.path.isfile(p) and not is_output_file(p, output))
         if not found:
             raise InputError(f"input: the glob {input_uri!r} matches no file",
                              hint="Check the pattern and the directory it starts from.")
@@ -62,6 +101,7 @@ def list_input_paths(input_uri: str, config: StoreConfig | None = None) -> list[
         found = sorted(
             str(p) for p in Path(path).rglob("*")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and not is_output_file(str(p), output)
         )
         if not found:
             raise InputError(f"input: the directory {input_uri!r} holds no file")
@@ -69,13 +109,15 @@ def list_input_paths(input_uri: str, config: StoreConfig | None = None) -> list[
     if not os.path.exists(path):
         raise InputError(f"input: {input_uri!r} does not exist",
                          hint="Give a file, a directory or a glob; relative paths are relative to the job file.")
+    _refuse_output_as_input(path, output)
     return [path]
 
 
-def describe_inputs(input_uri: str, fmt: str, config: StoreConfig | None = None) -> list[InputFile]:
+def describe_inputs(input_uri: str, fmt: str, config: StoreConfig | None = None,
+                    output: str | None = None) -> list[InputFile]:
     """List the input and read what planning needs: sizes, and Parquet footers."""
     files: list[InputFile] = []
-    for path in list_input_paths(input_uri, config):
+    for path in list_input_paths(input_uri, config, output):
         try:
             info = get_store(path, config).info(path)
         except FileNotFoundError as err:

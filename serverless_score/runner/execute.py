@@ -178,6 +178,8 @@ def _score_frames(work: WorkOrder, order: TaskOrder, model_path: str | None, wri
     guard = _guard(work, order, _python_scorer(work, model_path), errors, b"", seen)
     rows = 0
     for frame in frames:
+        if len(frame) == 0:  # a row group of no rows: nothing to score (models refuse it)
+            continue
         scores = guard.score_parsed(frame, rows)
         rows += len(frame)
         if scores is not None:

@@ -21,6 +21,28 @@ def _path(uri: str) -> str:
     return uri.removeprefix("file://")
 
 
+def _read_umask() -> int:
+    """The process's umask, without changing it where Linux can say (``os.umask`` sets it, and
+    another thread creating a file in between would get the wrong mode)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(fd: int) -> None:
+    """``mkstemp`` creates its file 0600 whatever the umask; a file that ``open`` would have
+    created gets 0666 minus the umask (0644 under umask 022), so do that: outputs, manifests and
+    logs are shared like any file the user writes."""
+    os.fchmod(fd, 0o666 & ~_read_umask())
+
+
 class LocalStore:
     """Files on this machine. Atomic writes go to a temp file *in the target directory* and are
     ``os.replace``d into place, so the final move is a rename, never a copy."""
@@ -52,6 +74,7 @@ class LocalStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
+            honour_umask(fd)
             with os.fdopen(fd, "wb") as f:
                 yield f
                 f.flush()

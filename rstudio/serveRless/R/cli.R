@@ -52,7 +52,35 @@ override_args <- function(overrides) {
 
 cli_env <- function() {
   # Wide lines: the CLI wraps long messages at the width it believes the console has.
-  c("current", COLUMNS = "200")
+  c("current", COLUMNS = "200", LD_LIBRARY_PATH = user_ld_library_path())
+}
+
+# R's start-up script (R_HOME/etc/ldpaths) puts R's library folders, the system's among them,
+# first on LD_LIBRARY_PATH, and the programs R starts inherit it: a Python linked to its own
+# libpython (pyenv, conda, a venv of either) then loads the system's copy and fails on its first
+# `import ssl` (undefined symbol), i.e. on Parquet and Blob Storage. The CLI gets the
+# LD_LIBRARY_PATH the user had before R started (empty: none).
+user_ld_library_path <- function() {
+  current <- Sys.getenv("LD_LIBRARY_PATH")
+  if (is.null(ld_cache$prefix)) ld_cache$prefix <- r_ld_prefix()
+  prefix <- ld_cache$prefix
+  if (!nzchar(prefix)) return(current)
+  # Once per R started from R (R CMD check runs R that runs R): strip them all.
+  while (startsWith(current, prefix)) current <- sub("^:", "", substring(current, nchar(prefix) + 1L))
+  current
+}
+
+ld_cache <- new.env(parent = emptyenv())
+
+# What ldpaths prepends: the script run with an empty LD_LIBRARY_PATH ("" when there is none).
+r_ld_prefix <- function() {
+  ldpaths <- file.path(R.home("etc"), "ldpaths")
+  if (.Platform$OS.type != "unix" || !file.exists(ldpaths)) return("")
+  script <- sprintf('unset LD_LIBRARY_PATH; R_HOME=%s; . %s; printf %%s "$LD_LIBRARY_PATH"',
+                    shQuote(R.home()), shQuote(ldpaths))
+  out <- tryCatch(processx::run("sh", c("-c", script), error_on_status = FALSE),
+                  error = function(e) NULL)
+  if (is.null(out) || out$status != 0L) "" else out$stdout
 }
 
 # The last stdout line that is a JSON object (`--json` prints exactly one).
@@ -64,4 +92,36 @@ parse_result <- function(stdout) {
     }
   }
   NULL
+}
+
+# Run the CLI to completion: list(status, stdout, stderr, json = its --json object or NULL).
+cli_call <- function(args, stdout = "|") {
+  out <- processx::run(find_cli(), args, error_on_status = FALSE, env = cli_env(),
+                       stdout = stdout)
+  json <- if (identical(stdout, "|")) parse_result(out$stdout) else NULL
+  list(status = out$status, stdout = if (is.null(out$stdout)) "" else out$stdout,
+       stderr = out$stderr, json = json)
+}
+
+# What the CLI said went wrong, hint included: its --json error when it printed one, else the
+# `error: ...` and `hint: ...` lines it printed on stderr.
+cli_problem <- function(out) {
+  err <- if (is.list(out$json)) out$json$error else NULL
+  if (is.list(err) && !is.null(err$message)) {
+    text <- err$message
+    if (!is.null(err$log_tail) && nzchar(err$log_tail)) {
+      text <- paste0(text, "\n-- last lines of the log of task ", err$task_id, " --\n", err$log_tail)
+    }
+    if (!is.null(err$hint) && nzchar(err$hint)) text <- paste0(text, "\nhint: ", err$hint)
+    return(text)
+  }
+  text <- trimws(out$stderr)
+  text <- sub("^error: *", "", text)
+  if (nzchar(text)) text else sprintf("serverless-score exited with code %s", out$status)
+}
+
+# "job j-123" or, when the job has no id yet (it failed before planning), just "job".
+job_words <- function(job_id) {
+  if (is.null(job_id) || !length(job_id) || is.na(job_id[[1L]]) || !nzchar(job_id[[1L]])) "job"
+  else paste("job", job_id[[1L]])
 }

@@ -20,7 +20,7 @@ score_job <- function(job = "score.toml", backend = NULL, wait = TRUE, ..., quie
   handle <- submit_job(job, backend = backend, ...)
   if (!wait) return(handle)
   # Leaving early (Esc, Ctrl-C, an error) stops the job: the CLI then deletes its workers.
-  on.exit(stop_job(handle), add = TRUE)
+  on.exit(if (handle$process$is_alive()) stop_job(handle), add = TRUE)
   wait_job(handle, quiet = quiet)
 }
 
@@ -50,11 +50,22 @@ submit_job <- function(job = "score.toml", backend = NULL, ...) {
 
 #' Where a job is: running (with its progress so far) or finished (with its result).
 #'
-#' @param handle A handle from [submit_job()].
-#' @return A list: `status` ("running", "succeeded", "up-to-date", "failed", "interrupted"),
-#'   `tasks_done`, `tasks_total`, `rows` while running; the full result once finished.
+#' @param job A handle from [submit_job()], or a job file (or the job's output path or blob
+#'   URI): then `serverless-score status --json` reads the job's stored state, while it runs or
+#'   after it ended (from any R session, e.g. after RStudio restarted).
+#' @param ... With a job file: the job keys that were overridden for the run (`--set`).
+#' @return For a handle, a list: `status` ("running", "succeeded", "up-to-date", "failed",
+#'   "interrupted"), `tasks_done`, `tasks_total`, `rows` while running; the full result once
+#'   finished. For a job file, the list of `status --json`: `status` (the same as `state`:
+#'   "succeeded", "running", "failed", "stopped" or "pending"), `job_id`, `name`, `output`,
+#'   `manifest` (NULL until it succeeded), `backend`, `tasks_total`, `tasks_done`, `rows`,
+#'   `live_groups`, `usage`, `controller`, `id_columns`, `output_format`, and `tasks`: a
+#'   data.frame with a row per task (`id`, `input`, `state`, `attempts`, `rows`, `seconds`,
+#'   `group`, `reason`).
 #' @export
-job_status <- function(handle) {
+job_status <- function(job, ...) {
+  if (!inherits(job, "serverless_score_job")) return(stored_status(job, list(...)))
+  handle <- job
   check_handle(handle)
   if (identical(handle$via, "http")) return(http_job_status(handle))
   if (handle$process$is_alive()) {
@@ -64,6 +75,70 @@ job_status <- function(handle) {
              progress))
   }
   finished_result(handle)
+}
+
+# A job file or output: its target for the CLI and the --set arguments it was run with.
+job_target <- function(job, overrides, what) {
+  if (inherits(job, "serverless_score_job")) {
+    check_handle(job)
+    if (!identical(job$via, "cli")) {
+      stop(serveRless_error(sprintf("%s: a job run through a Logic App has its logs in the Logic App's run history",
+                                    what)))
+    }
+    return(list(target = job$job, set = handle_set_args(job)))
+  }
+  if (!is.character(job) || length(job) != 1L || is.na(job)) {
+    stop(serveRless_error(sprintf("%s: expected a job file, a job's output path or a job handle", what)))
+  }
+  if (grepl("\\.toml$", job, ignore.case = TRUE) && !file.exists(job)) {
+    stop(serveRless_error(sprintf("%s: job file '%s' does not exist (working directory: %s)",
+                                  what, job, getwd())))
+  }
+  list(target = if (file.exists(job)) normalizePath(job) else job, set = override_args(overrides))
+}
+
+# The `--set key=value` pairs a handle's run was given (status and logs need the same job).
+handle_set_args <- function(handle) {
+  at <- which(handle$args == "--set")
+  as.vector(rbind("--set", handle$args[at + 1L]))
+}
+
+stored_status <- function(job, overrides) {
+  where <- job_target(job, overrides, "job_status")
+  out <- cli_call(c("status", where$target, "--json", where$set))
+  if (out$status != 0L || is.null(out$json$state)) {
+    stop(serveRless_error(sprintf("job_status: %s", cli_problem(out))))
+  }
+  c(list(status = out$json$state), out$json)
+}
+
+#' A job's task logs: everything each task printed, R's messages and errors included.
+#'
+#' Wraps `serverless-score logs --json`: the stored log of each task's attempt, or while an
+#' attempt runs, its live group's log.
+#' @param job A job file, the job's output path or blob URI, or a handle from [submit_job()].
+#' @param task Task number or id (`3`, `"t00003"`); NULL for every task that has run.
+#' @param attempt Which attempt of `task` (default: the latest, live if it is running).
+#' @param ... With a job file: the job keys that were overridden for the run (`--set`).
+#' @return A named character vector, one log per task (names: the task ids), with attributes
+#'   `attempt` and `source` (where each log was read). `character(0)` when no task has run yet.
+#' @export
+job_logs <- function(job, task = NULL, attempt = NULL, ...) {
+  where <- job_target(job, list(...), "job_logs")
+  args <- c("logs", where$target, "--json", where$set,
+            if (!is.null(task)) c("--task", as.character(task)),
+            if (!is.null(attempt)) c("--attempt", as.character(attempt)))
+  out <- cli_call(args)
+  if (out$status != 0L || is.null(out$json$logs)) {
+    stop(serveRless_error(sprintf("job_logs: %s", cli_problem(out))))
+  }
+  logs <- out$json$logs
+  if (!length(logs) || !NROW(logs)) {
+    return(structure(stats::setNames(character(0), character(0)), attempt = integer(0),
+                     source = character(0)))
+  }
+  structure(stats::setNames(as.character(logs$text), logs$task_id),
+            attempt = as.integer(logs$attempt), source = as.character(logs$source))
 }
 
 #' Wait for a job, echoing its progress; its result, or an error saying what failed.
@@ -87,12 +162,29 @@ wait_job <- function(handle, quiet = FALSE, poll = 0.2, timeout = 6 * 3600) {
   result  # the CLI already printed its summary with the progress
 }
 
-stop_job <- function(handle) {
+#' Stop a running job: its workers are deleted and nothing is written.
+#'
+#' Like Ctrl-C in a terminal running `serverless-score run`: the command line stops its tasks,
+#' deletes the workers (containers) it created and exits. [score_job()] calls it when R is
+#' interrupted (Esc, Ctrl-C) while it waits.
+#' @param handle A handle from [submit_job()] or `score_job(wait = FALSE)`.
+#' @param timeout Seconds to wait for the command line to clean up before killing it.
+#' @return The job's result, invisibly: `status` is "interrupted" when it was stopped (its
+#'   `error` says what was cleaned up), or what it ended with when it had already finished; NULL
+#'   when the command line left no result.
+#' @export
+stop_job <- function(handle, timeout = 15) {
+  check_handle(handle)
+  if (identical(handle$via, "http")) {
+    stop(serveRless_error(paste("stop_job: a job run through a Logic App is stopped by cancelling",
+                                "its run (Azure portal: the Logic App's run history, Cancel run)")))
+  }
   if (handle$process$is_alive()) {
     handle$process$interrupt()  # like Ctrl-C in a terminal: the CLI stops and deletes workers
-    handle$process$wait(15000)
+    handle$process$wait(timeout * 1000)
     if (handle$process$is_alive()) handle$process$kill()
   }
+  invisible(tryCatch(finished_result(handle), serverless_score_error = function(e) NULL))
 }
 
 check_handle <- function(handle) {
@@ -147,8 +239,7 @@ finished_result <- function(handle) {
 
 job_failed <- function(result) {
   err <- result$error
-  message <- sprintf("scoring job %s %s: %s", if (is.null(result$job_id)) "" else result$job_id,
-                     result$status, err$message)
+  message <- sprintf("scoring %s %s: %s", job_words(result$job_id), result$status, err$message)
   if (!is.null(err$task_id)) {
     message <- paste0(message, "\n-- last lines of the log of task ", err$task_id, " --\n",
                       err$log_tail)
@@ -160,10 +251,13 @@ job_failed <- function(result) {
 
 summary_line <- function(result) {
   if (!is.null(result$run_id)) {  # from a Logic App (submit_http)
-    return(sprintf("%s: %s rows -> %s (job %s, Logic App run %s)", result$status,
+    return(sprintf("%s: %s rows -> %s (%s, Logic App run %s)", result$status,
                    format(if (is.null(result$rows_out)) NA else result$rows_out, big.mark = ","),
                    if (is.null(result$output)) "?" else result$output,
-                   if (is.null(result$job_id)) "?" else result$job_id, result$run_id))
+                   job_words(result$job_id), result$run_id))
+  }
+  if (!is.null(result$error$message) && !identical(result$status, "succeeded")) {
+    return(sprintf("%s %s: %s", job_words(result$job_id), result$status, result$error$message))
   }
   if (identical(result$status, "up-to-date")) {
     return(sprintf("up to date: %s was already written by this job (%s rows)", result$output,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import ScoreError
+from ...units import plural, plural_cores
 from ..base import LABEL_EXPIRES, LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
 from .client import AciClient, QuotaReached, Refused, Throttled
 from .groups import build_group
@@ -111,7 +112,8 @@ class AciBackend:
         1,000 log lines, so a group of thousands of tasks would lose its early tasks' logs."""
         per = min(MAX_TASKS_PER_GROUP, max(1, math.ceil(pending / max(1, max_parallel))))
         groups = math.ceil(pending / per) if pending else 0
-        why = (f"{pending} tasks in {groups} container group(s) of up to {per} task(s) run one "
+        why = (f"{plural(pending, 'task')} in {plural(groups, 'container group')} of up to "
+               f"{plural(per, 'task')} run one "
                "after another: one cold start (image pull, runtime and model load) and one "
                "create/delete per group, not per task")
         if groups > max_parallel:
@@ -272,7 +274,7 @@ class AciBackend:
             fits = fitting_parallel(usages, cpu=self.settings.cpu)
             raise ScoreError(
                 f"the ACI quota in {self.settings.location} is short for this job "
-                f"({self._expected_groups} groups of {self.settings.cpu:g} cores at once): "
+                f"({plural(self._expected_groups, 'group')} of {plural_cores(self.settings.cpu)} at once): "
                 + "; ".join(short),
                 hint=(f"Set max_parallel = {fits} (what fits now), " if fits else "")
                 + "delete unused container groups, or request a quota increase for Azure "

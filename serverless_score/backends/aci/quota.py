@@ -12,11 +12,14 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ...units import plural, plural_cores
+
 
 def shortfalls(usages: Iterable[Any], *, groups: int, cpu: float) -> list[str]:
     """What is short, e.g. ``["StandardCores: 8 needed (4 groups x 2 cores), 5 of 100 free"]``."""
-    needed = {"ContainerGroups": (groups, f"{groups} groups"),
-              "StandardCores": (math.ceil(groups * cpu), f"{groups} groups x {cpu:g} cores")}
+    needed = {"ContainerGroups": (groups, plural(groups, "group")),
+              "StandardCores": (math.ceil(groups * cpu),
+                                f"{plural(groups, 'group')} x {plural_cores(cpu)}")}
     short = []
     for usage in usages:
         name = getattr(getattr(usage, "name", None), "value", None)

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ...units import plural
 from ..base import GroupState, Phase
 
 _PULL_EVENT_NAMES = {"failed", "backoff", "errimagepull", "imagepullbackoff", "inaccessibleimage"}
@@ -120,7 +121,7 @@ def _phase(name: str, group: Any, outcome: CreateOutcome | None) -> GroupState:
             how = _describe_exit(prev.exit_code, prev.detail_status) if prev else "stopped"
             return GroupState(
                 name, Phase.FAILED, prev.exit_code if prev else None,
-                f"restarted {view_c.restart_count} time(s) under restart policy Never (it "
+                f"restarted {plural(view_c.restart_count, 'time')} under restart policy Never (it "
                 f"{how}); Azure restarts a container that crashes or runs out of memory")
     terminated = [c.instance_view.current_state for c in containers
                   if c.instance_view and c.instance_view.current_state

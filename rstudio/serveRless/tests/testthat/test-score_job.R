@@ -47,6 +47,10 @@ test_that("a failing job shows the failing task and its log tail", {
   expect_match(conditionMessage(err), "-- last lines of the log of task t0000[0-2] --")
   expect_match(err$task_id, "^t0000[0-2]$")
   expect_equal(err$result$status, "failed")
+  expect_output(print(err$result), "job testthat-job-[0-9a-f]+ failed: task t0000[0-2]")
+  expect_error(read_scores(err$result), "job testthat-job-[0-9a-f]+ has no scores: it failed")
+  expect_error(read_scores(job$job), "job testthat-job-[0-9a-f]+ has no scores at .*: it is failed")
+  expect_match(job_logs(job$job, task = err$task_id), "no coefficients for this region")
 })
 
 test_that("a missing CLI says how to install it", {
