@@ -49,6 +49,19 @@ class TaskFailed(ScoreError):
         self.log_tail = log_tail
 
 
+class BudgetExceeded(ScoreError):
+    """More rows failed than ``max_failed_rows`` / ``max_failed_fraction`` allow: every group
+    was stopped and no output was written."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, rows_failed: int, errors: str | None,
+                 hint: str = "") -> None:
+        super().__init__(message, hint=hint, retryable=False)
+        self.rows_failed = rows_failed
+        self.errors = errors
+
+
 class JobInterrupted(ScoreError):
     """Ctrl-C or SIGTERM: every worker was stopped and no final output was written."""
 

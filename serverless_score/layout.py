@@ -4,10 +4,12 @@ controller, the runner and resume agree on them.
 For ``output = out/scores.csv``::
 
     out/scores.csv                   the merged output (appears only when the whole job succeeded)
+    out/scores.csv.errors.csv        rows left out (on_error = "skip"), only when there are any
     out/scores.csv.manifest.json     tasks, row counts, checksums, attempts, timings
     out/scores.csv.work/job.json     the job id and plan (what resume compares against)
     out/scores.csv.work/tasks/t00003/attempt-2/part         attempt 2's scores (atomic)
     out/scores.csv.work/tasks/t00003/attempt-2/log.txt      its whole log (stdout and stderr)
+    out/scores.csv.work/tasks/t00003/attempt-2/errors.jsonl the rows it left out, if any
     out/scores.csv.work/tasks/t00003/attempt-2/status.json  how it ended (written last)
     out/scores.csv.work/groups/<group>.log                  what the backend kept of a group's log
     out/scores.csv.work/launches/<group>.json               written before a group is created,
@@ -27,7 +29,7 @@ from pathlib import Path
 
 # A file of an attempt, in a listing of the work folder: (task id, attempt, file name).
 _ATTEMPT_FILE = re.compile(r"/tasks/(t\d+)/attempt-(\d+)/([^/]+)$")
-PART, LOG, STATUS = "part", "log.txt", "status.json"
+PART, LOG, STATUS, ERRORS = "part", "log.txt", "status.json", "errors.jsonl"
 
 
 def attempt_file(uri: str) -> tuple[str, int, str] | None:
@@ -56,6 +58,10 @@ class JobLayout:
         return f"{self.output}.manifest.json"
 
     @property
+    def errors(self) -> str:
+        return f"{self.output}.errors.csv"
+
+    @property
     def work(self) -> str:
         return f"{self.output}.work"
 
@@ -74,6 +80,9 @@ class JobLayout:
 
     def status(self, task_id: str, attempt: int) -> str:
         return f"{self.attempt_dir(task_id, attempt)}/{STATUS}"
+
+    def attempt_errors(self, task_id: str, attempt: int) -> str:
+        return f"{self.attempt_dir(task_id, attempt)}/{ERRORS}"
 
     def task_log(self, task_id: str, attempt: int) -> str:
         return f"{self.attempt_dir(task_id, attempt)}/{LOG}"

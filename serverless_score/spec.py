@@ -44,6 +44,7 @@ StorageCredential = Literal["auto", "default", "connection_string", "key", "sas"
 WorkerAccess = Literal["auto", "sas", "identity"]
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 UnknownLevel = Literal["error", "na"]
+OnError = Literal["fail", "skip"]
 # R-only keys: set with another runtime they would be silently ignored, so they are refused.
 _R_ONLY_KEYS = ("predict_args", "on_unknown_level")
 
@@ -122,6 +123,13 @@ class JobSpec(BaseModel):
     predict_args: dict[str, Any] = Field(default_factory=dict)
     on_unknown_level: UnknownLevel = "error"
     id_columns: list[str] = Field(default_factory=list)
+    # A record that cannot be parsed or scored: "fail" the job (after naming where it is), or
+    # "skip" it into <output>.errors.csv; with skip, the job still fails past these budgets.
+    on_error: OnError = "fail"
+    max_failed_rows: int | None = Field(default=None, ge=0, strict=True)
+    max_failed_fraction: float | None = Field(default=None, ge=0, le=1)
+    # The input's text encoding (any Python codec name); outputs are always UTF-8.
+    encoding: str = "utf-8"
     chunk_size: int | None = None
     chunks: int | None = Field(default=None, ge=1, le=100_000, strict=True)
     shards: int | None = Field(default=None, ge=1, le=100_000, strict=True)
@@ -192,6 +200,17 @@ class JobSpec(BaseModel):
                                  "boolean or array)") from None
         return value
 
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(f"{value!r} is not a text encoding Python knows (e.g. utf-8, "
+                             "latin-1, cp1252)") from None
+
     @field_validator("chunk_size", mode="before")
     @classmethod
     def _chunk_size(cls, value: Any) -> int | None:
@@ -242,6 +261,15 @@ class JobSpec(BaseModel):
             raise ValueError('scorer: with runtime = "command" set it to the shell command to run')
         if self.runtime == "python" and self.model is None:
             raise ValueError("model: required for runtime = \"python\" (path to a joblib/pickle file)")
+        if self.on_error == "fail":
+            for key in ("max_failed_rows", "max_failed_fraction"):
+                if key in self.model_fields_set:
+                    raise ValueError(f'{key}: only used with on_error = "skip"')
+        if self.on_error == "skip" and self.runtime == "command":
+            raise ValueError('on_error: "skip" needs runtime = "python" or "r" (a command '
+                             "scores its records itself)")
+        if self.encoding != "utf-8" and self.runtime == "command":
+            raise ValueError("encoding: a command reads the input's bytes itself; leave it unset")
         if self.runtime == "r":
             self._check_r()
         else:
@@ -270,6 +298,9 @@ class JobSpec(BaseModel):
         if self.predict_args and self.scorer != "predict":
             raise ValueError('predict_args: only used with scorer = "predict" (a score.R calls '
                              "predict itself)")
+        if self.encoding != "utf-8":
+            raise ValueError(f'encoding: runtime = "r" reads utf-8 input; got {self.encoding!r} '
+                             "(convert the file, e.g. iconv -f latin1 -t utf-8)")
         if "predict_method" in self.model_fields_set:
             raise ValueError('predict_method: Python only; with runtime = "r" use predict_args, '
                              'e.g. predict_args = { type = "prob" }')

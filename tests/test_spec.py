@@ -375,3 +375,41 @@ def test_values_that_would_be_silently_coerced_are_refused(key: str, value: obje
 def test_sizes_are_exact_decimals() -> None:
     assert parse_size("1.005KB") == 1005
     assert parse_size("576460752305MB") == 576_460_752_305 * 10**6
+
+
+# -- bad rows: on_error, the budgets, encoding ---------------------------------------------------
+def test_on_error_budgets_and_encoding() -> None:
+    spec = spec_from_dict({**BASE, "on_error": "skip", "max_failed_rows": 10,
+                           "max_failed_fraction": 0.001, "encoding": "Latin-1"})
+    assert (spec.on_error, spec.max_failed_rows, spec.max_failed_fraction) == ("skip", 10, 0.001)
+    assert spec.encoding == "iso8859-1"  # Python's own name for the codec
+    assert spec_from_dict(BASE).on_error == "fail" and spec_from_dict(BASE).encoding == "utf-8"
+
+
+@pytest.mark.parametrize(("keys", "needle"), [
+    ({"on_error": "ignore"}, "on_error: Input should be 'fail' or 'skip'"),
+    ({"max_failed_rows": 5}, 'max_failed_rows: only used with on_error = "skip"'),
+    ({"on_error": "skip", "max_failed_fraction": 1.5}, "max_failed_fraction: Input should be less"),
+    ({"on_error": "skip", "max_failed_rows": -1}, "max_failed_rows: Input should be greater"),
+    ({"encoding": "klingon"}, "encoding: 'klingon' is not a text encoding Python knows"),
+    ({"runtime": "r", "model": "/m/m.rds", "encoding": "latin-1"},
+     'encoding: runtime = "r" reads utf-8 input'),
+])
+def test_bad_row_keys_are_checked(keys: dict[str, Any], needle: str) -> None:
+    with pytest.raises(SpecError) as err:
+        spec_from_dict({**BASE, **keys})
+    assert needle in str(err.value)
+
+
+def test_budgets_do_not_change_the_job_id(tmp_path: Path) -> None:
+    """Raising a budget that stopped a job resumes it (its finished tasks are kept)."""
+    from serverless_score.planning import make_plan
+
+    (tmp_path / "x.csv").write_text("a\n1\n")
+    (tmp_path / "m.joblib").write_bytes(b"model")
+    keys = {**BASE, "input": str(tmp_path / "x.csv"), "model": str(tmp_path / "m.joblib"),
+            "on_error": "skip"}
+    ids = {make_plan(spec_from_dict({**keys, **extra})).job_id
+           for extra in ({}, {"max_failed_rows": 1}, {"max_failed_fraction": 0.5})}
+    assert len(ids) == 1
+    assert make_plan(spec_from_dict({**keys, "on_error": "fail"})).job_id not in ids

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from ..controller import JobResult, plan_job, run_job
 from ..controller.estimate import plan_estimate
-from ..errors import JobInterrupted, LeaseHeld, ScoreError, TaskFailed
+from ..errors import BudgetExceeded, JobInterrupted, LeaseHeld, ScoreError, TaskFailed
 from ..layout import JobLayout
 from ..planning import chunks_note
 from ..spec import JobSpec, load_spec
@@ -51,7 +51,7 @@ def _failure(err: ScoreError, job_id: str | None, spec: JobSpec | None,
         "manifest": layout.manifest if layout else None, "work_dir": layout.work if layout else None,
         "attempts": None, "retried_tasks": [], "reused_tasks": 0, "repaired_boundaries": 0,
         "timings": {}, "error": {"type": type(err).__name__, "message": err.message, "hint": err.hint},
-        "usage": None,
+        "usage": None, "rows_failed": None, "errors": None,
     }
 
 
@@ -71,6 +71,8 @@ def _fail(err: ScoreError, *, as_json: bool, debug: bool, job_id: str | None = N
         if isinstance(err, TaskFailed):
             payload["error"]["task_id"] = err.task_id
             payload["error"]["log_tail"] = err.log_tail
+        if isinstance(err, BudgetExceeded):  # rows left out before the budget stopped it
+            payload.update(rows_failed=err.rows_failed, errors=err.errors)
         if isinstance(err, LeaseHeld):  # another controller runs this job: who, since when
             payload["status"] = "locked"
             payload["error"].update(kind=err.kind, holder=err.holder,

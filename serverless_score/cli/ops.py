@@ -67,13 +67,19 @@ def _print_status(result: JobStatus) -> None:
     console = Console()
     table = Table(title=f"job {result.job_id} ({result.backend}): {result.state}",
                   title_justify="left")
-    for column in ("task", "state", "attempts", "rows", "seconds", "input / group"):
-        table.add_column(column, justify="right" if column in ("attempts", "rows", "seconds") else "left")
+    failed = result.rows_failed > 0  # a column only for a job that left rows out
+    columns = ("task", "state", "attempts", "rows", *(("failed",) if failed else ()), "seconds",
+               "input / group")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("task", "state", "input / group")
+                         else "right")
     shown = result.tasks if len(result.tasks) <= 60 else [
         t for t in result.tasks if t.state != "done"][:60]
     for task in shown:
         table.add_row(task.id, task.state, str(task.attempts),
                       f"{task.rows:,}" if task.rows is not None else "",
+                      *((f"{task.rows_failed:,}" if task.rows_failed is not None else "",)
+                        if failed else ()),
                       f"{task.seconds:.1f}" if task.seconds is not None else "",
                       escape(task.group or task.input))
     console.print(table)
@@ -82,8 +88,9 @@ def _print_status(result: JobStatus) -> None:
                       "--json lists all)")
     total = len(result.tasks)
     line = (f"{result.done}/{total} {'task' if total == 1 else 'tasks'} done "
-            f"({100 * result.done // max(1, total)}%), {plural(result.rows, 'row')}; "
-            f"{plural(len(result.live_groups), 'live group')}")
+            f"({100 * result.done // max(1, total)}%), {plural(result.rows, 'row')}"
+            + (f" ({result.rows_failed:,} failed)" if failed else "")
+            + f"; {plural(len(result.live_groups), 'live group')}")
     console.print(line, highlight=False)
     if result.controller:
         who = result.controller

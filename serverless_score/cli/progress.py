@@ -122,6 +122,9 @@ def summary(result: JobResult) -> str:
         f"  scores:   {result.output}",
         f"  manifest: {result.manifest}",
     ]
+    if result.rows_failed:
+        lines.insert(1, f"  [yellow]{result.rows_failed:,} rows failed[/] and were left out: "
+                        f"{result.errors}")
     extras = []
     if result.reused_tasks:
         extras.append(f"{plural(result.reused_tasks, 'task')} reused from an earlier run")

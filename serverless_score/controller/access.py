@@ -44,6 +44,7 @@ class WorkerAccess:
     model: str | None
     timeout: float
     extra_reads: tuple[str, ...] = ()  # e.g. a scorer script shipped beside the output
+    errors: bool = False  # on_error = "skip": each attempt may write its errors file
 
     @classmethod
     def decide(cls, spec: JobSpec, config: StoreConfig) -> WorkerAccess:
@@ -62,7 +63,7 @@ class WorkerAccess:
         with_keys = all(s == "key" for s in signers)
         mode: Literal["sas", "identity"] = (
             "sas" if wanted == "sas" or (wanted == "auto" and with_keys) else "identity")
-        return cls(mode, config, spec.model, spec.timeout)
+        return cls(mode, config, spec.model, spec.timeout, errors=spec.on_error == "skip")
 
     def grants(self, orders: list[TaskOrder]) -> dict[str, Secret]:
         """The SAS URL of every blob the tasks of one group touch, with the least permission."""
@@ -76,6 +77,8 @@ class WorkerAccess:
                 wanted[order.task.path] = READ
             for uri in (order.part, order.log, order.status):  # this attempt's files only
                 wanted[uri] = WRITE
+            if self.errors:
+                wanted[order.errors] = WRITE
         lifetime = timedelta(seconds=self.timeout * max(1, len(orders))) + SKEW
         out: dict[str, Secret] = {}
         for uri, permission in wanted.items():

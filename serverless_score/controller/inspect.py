@@ -93,6 +93,7 @@ class TaskStatus:
     state: str  # done | running | queued | failed | pending
     attempts: int
     rows: int | None = None
+    rows_failed: int | None = None  # rows it left out (on_error = "skip")
     seconds: float | None = None
     group: str | None = None
     reason: str | None = None  # why its latest attempt failed
@@ -123,10 +124,15 @@ class JobStatus:
     def rows(self) -> int:
         return sum(t.rows or 0 for t in self.tasks)
 
+    @property
+    def rows_failed(self) -> int:
+        return sum(t.rows_failed or 0 for t in self.tasks)
+
     def to_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "name": self.name, "state": self.state,
                 "output": self.output, "backend": self.backend, "manifest": self.manifest,
                 "tasks_total": len(self.tasks), "tasks_done": self.done, "rows": self.rows,
+                "rows_failed": self.rows_failed,
                 "live_groups": self.live_groups, "usage": self.usage,
                 "controller": self.controller, "tasks": [t.to_dict() for t in self.tasks]}
 
@@ -199,6 +205,7 @@ def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
         result = last.result if last is not None else None
         if result is not None:
             status.state, status.rows, status.seconds = "done", result.records_out, result.seconds
+            status.rows_failed = result.rows_failed
             status.attempts = max(status.attempts, result.attempt)
         elif holder is not None:
             status.state = "running" if task.id in started else "queued"

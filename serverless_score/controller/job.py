@@ -33,6 +33,7 @@ from ..storage.config import cache_root
 from ..storage.lease import Lease, get_lease
 from ..units import plural
 from .access import WorkerAccess
+from .bad_rows import Budget, budget_error, read_errors, write_errors
 from .changes import model_stamp, refusal
 from .empty_output import empty_output
 from .estimate import Pricing, check_max_cost, estimate_job
@@ -44,6 +45,35 @@ from .state import load_state
 from .watch import Progress, Scheduler, chain_of
 
 log = logging.getLogger(__name__)
+
+
+class _Counted:
+    """The job's progress reporter, and the budget of rows left out (``on_error = "skip"``),
+    which stops the job as soon as a finished task exceeds it (controller/bad_rows.py)."""
+
+    def __init__(self, inner: Progress, job: Job, budget: Budget, tasks: list[Task]) -> None:
+        self.inner = inner
+        self.job = job
+        self.budget = budget
+        self.tasks = tasks
+        self.results: dict[str, TaskResult] = {}
+
+    def job_started(self, total_tasks: int) -> None:
+        self.inner.job_started(total_tasks)
+
+    def task_done(self, task: Task, result: TaskResult) -> None:
+        self.inner.task_done(task, result)
+        self.results[task.id] = result
+        if self.budget.task_done(task, result):
+            raise self.over_budget(final=False)
+
+    def task_retry(self, task: Task, attempt: int, reason: str) -> None:
+        self.inner.task_retry(task, attempt, reason)
+
+    def over_budget(self, *, final: bool) -> Exception:
+        rows = read_errors(self.job.store, self.job.layout, self.tasks, self.results)
+        errors = write_errors(self.job.store, self.job.layout, rows)
+        return budget_error(self.budget, rows, errors, len(self.results), final=final)
 
 
 class _Quiet:
@@ -78,6 +108,9 @@ class JobResult:
     error: dict[str, str] | None = None
     # Container seconds and cost of this run's groups (see controller/usage.py).
     usage: dict[str, Any] | None = None
+    # on_error = "skip": rows left out of the output, and the file that lists them (else None).
+    rows_failed: int = 0
+    errors: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,15 +231,16 @@ class Job:
             previous_attempts[task_id] = max(previous_attempts.get(task_id, 0), attempt)
         results: dict[str, TaskResult] = dict(state.results)
         tasks = {t.id: self._as_pinned(t, results.get(t.id)) for t in plan.tasks}
-        self.progress.job_started(len(tasks))
+        progress = _Counted(self.progress, self, Budget(self.spec, plan.tasks), list(plan.tasks))
+        progress.job_started(len(tasks))
         for task_id, result in results.items():
-            self.progress.task_done(tasks[task_id], result)
+            progress.task_done(tasks[task_id], result)
         work = self._work_order(plan, model)
         if work.scorer != self.spec.scorer:  # shipped beside the output: the workers read it
             access = replace(access, extra_reads=(work.scorer,))
         scheduler = self._scheduler = Scheduler(
             job_id=plan.job_id, backend=self.backend, store=self.store, layout=self.layout,
-            work=work, progress=self.progress,
+            work=work, progress=progress,
             max_parallel=self.spec.max_parallel, retries=self.spec.retries,
             timeout=self.spec.timeout, cpu=self.spec.resources.cpu,
             memory_gb=self.spec.resources.memory_gb, poll_interval=self.poll_interval,
@@ -230,7 +264,12 @@ class Job:
                                          chain=list(tasks.values())))
         timings["run_s"] = round(time.monotonic() - run_started, 3)
         self._check_accounting(plan, tasks, results)
+        progress.results = dict(results)
+        if progress.budget.exceeded(final=True):
+            raise progress.over_budget(final=True)
         self.stage = "merging"
+        errors = write_errors(self.store, self.layout, read_errors(
+            self.store, self.layout, list(tasks.values()), results))
         merge_started = time.monotonic()
         merged = merge_plan(list(tasks.values()), results, self.layout, plan.output_format)
         if merged.rows == 0 and not merged.header and plan.output_format in ("csv", "parquet"):
@@ -255,6 +294,7 @@ class Job:
             repaired_boundaries=repaired + len(scheduler.repaired), timings=timings,
             usage=scheduler.usage.summary(billed=pricing.billed, price=pricing.price,
                                           estimate=estimate),
+            rows_failed=sum(r.rows_failed for r in results.values()), errors=errors,
         )
         self._task_seconds = scheduler.usage.task_seconds()
         self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
@@ -308,6 +348,8 @@ class Job:
                 tasks=len(plan.tasks), rows_in=totals.get("records_in"),
                 rows_out=totals.get("records_out", 0), output=self.spec.output,
                 manifest=self.layout.manifest, work_dir=self.layout.work, attempts=0,
+                rows_failed=totals.get("rows_failed", 0),
+                errors=manifest.get("output", {}).get("errors"),
             )
         job = self._read_json(self.layout.job_file)
         if job.get("job_id") == plan.job_id and not manifest:
@@ -354,6 +396,7 @@ class Job:
             storage=self.store_config.public(),
             model_sha256=model.sha256 if model is not None else None,
             predict_args=dict(spec.predict_args), on_unknown_level=spec.on_unknown_level,
+            on_error=spec.on_error, encoding=spec.encoding,
         )
 
     def _scorer_for_workers(self) -> str:
@@ -394,9 +437,11 @@ class Job:
                 raise ScoreError(f"task {task.id}: records end at byte {end}, not at the end of "
                                  f"{task.path} ({plural(task.file_size, 'byte')}): records would be lost")
         for task_id, result in results.items():
-            if result.records_in is not None and result.records_in != result.records_out:
+            if (result.records_in is not None
+                    and result.records_in != result.records_out + result.rows_failed):
                 raise ScoreError(f"task {task_id}: {plural(result.records_in, 'record')} in, "
-                                 f"{plural(result.records_out, 'score')} out")
+                                 f"{plural(result.records_out, 'score')} out, "
+                                 f"{result.rows_failed} left out")
 
     @staticmethod
     def _rows_in(results: dict[str, TaskResult]) -> int | None:
@@ -422,10 +467,12 @@ class Job:
             "output": {"path": self.spec.output, "format": plan.output_format,
                        "sha256": composed.sha256, "bytes": composed.size,
                        "version": composed.version, "merge": composed.method,
-                       "blocks": composed.blocks, "rows": result.rows_out},
+                       "blocks": composed.blocks, "rows": result.rows_out,
+                       "errors": result.errors},
             "storage": {"worker_access": access.mode},
             "totals": {"tasks": len(ordered), "records_in": result.rows_in,
-                       "records_out": result.rows_out, "attempts": result.attempts,
+                       "records_out": result.rows_out, "rows_failed": result.rows_failed,
+                       "attempts": result.attempts,
                        "repaired_boundaries": result.repaired_boundaries},
             "timings": result.timings,
             "usage": result.usage,
@@ -433,6 +480,7 @@ class Job:
                 {"id": t.id, "input": t.describe(), "begin": results[t.id].begin,
                  "end": results[t.id].end, "records_in": results[t.id].records_in,
                  "records_out": results[t.id].records_out,
+                 "rows_failed": results[t.id].rows_failed,
                  "attempts": max(attempts.get(t.id, 0), results[t.id].attempt),
                  "seconds": results[t.id].seconds, "part_sha256": results[t.id].part_sha256,
                  "part_bytes": results[t.id].part_bytes,

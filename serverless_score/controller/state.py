@@ -79,6 +79,7 @@ def _verified_result(store: Store, layout: JobLayout, task: Task, attempt: int) 
         return None
     if part_checksum(store, part) != result.part_sha256:
         return None
-    if result.records_in is not None and result.records_in != result.records_out:
+    if (result.records_in is not None
+            and result.records_in != result.records_out + result.rows_failed):
         return None
     return result

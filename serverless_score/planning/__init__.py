@@ -18,6 +18,7 @@ from ..errors import InputError, SpecError
 from ..storage import StoreConfig, get_store, is_local
 from ..storage.blocks import MAX_BLOCKS
 from ..units import plural
+from .columns import check_columns
 from .inputs import describe_inputs, fingerprint
 from .partition import plan_byte_tasks, plan_rowgroup_tasks, plan_shards
 from .tasks import InputFile, Shard, Task
@@ -88,7 +89,9 @@ def _check_blocks(spec: JobSpec, tasks: list[Task]) -> None:
 def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
             config: StoreConfig | None = None) -> str:
     decisive = spec.model_dump(
-        exclude={"max_parallel", "retries", "timeout", "overwrite", "backend", "resources"}
+        exclude={"max_parallel", "retries", "timeout", "overwrite", "backend", "resources",
+                 # budgets: raising one resumes the job that stopped on it
+                 "max_failed_rows", "max_failed_fraction"}
     )
     payload = {
         "spec": decisive,
@@ -177,6 +180,7 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
                         max_parallel=spec.max_parallel)
         if not tasks:
             raise InputError(f"input: {spec.input!r} holds no data to score")
+        check_columns(spec, files, config)
     _check_blocks(spec, tasks)
     return Plan(
         job_id=_job_id(spec, files, tasks, config),

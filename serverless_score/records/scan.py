@@ -67,6 +67,11 @@ class Batch:
     view: memoryview
     records: int
     items: list[bytes] | None = None  # the records one by one, where the format splits them anyway
+    # Where the records are in the file (for an error that says where): ``start`` is the offset
+    # of ``view[0]``; ``starts`` the offset of each record relative to ``start``, set only when
+    # the view is not a plain window (blank lines were dropped, regex records were joined).
+    start: int = -1
+    starts: np.ndarray | None = None
 
     @property
     def data(self) -> bytes:
@@ -120,17 +125,18 @@ def _line_boundaries(data: bytes) -> np.ndarray:
     return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NL) + 1
 
 
-def _drop_blank_records(data: bytes, bounds: np.ndarray) -> tuple[bytes, int]:
-    """Remove records that are only a line end (blank lines are not records in csv/jsonl)."""
+def _drop_blank_records(data: bytes, bounds: np.ndarray) -> tuple[bytes, int, np.ndarray | None]:
+    """Remove records that are only a line end (blank lines are not records in csv/jsonl); the
+    third item is where each kept record starts in ``data``, when some were removed."""
     starts = np.concatenate(([0], bounds[:-1]))
     lengths = bounds - starts
     arr = np.frombuffer(data, dtype=np.uint8)
     blank = (lengths == 1) | ((lengths == 2) & (arr[np.minimum(starts, len(data) - 1)] == _CR))
     if not blank.any():
-        return data, int(bounds.size)
+        return data, int(bounds.size), None
     keep = np.flatnonzero(~blank)
     pieces = [data[int(starts[i]) : int(bounds[i])] for i in keep]
-    return b"".join(pieces), int(keep.size)
+    return b"".join(pieces), int(keep.size), starts[keep]
 
 
 _NO_QUOTES = np.empty(0, dtype=np.intp)
@@ -235,15 +241,16 @@ class _Bounds:
             i = self.data.rfind(b"\n", 0, int(self._quotes[k - 1]))  # before its opening quote
         return None
 
-    def records_upto(self, cut: int) -> tuple[memoryview, int]:
-        """The whole records of ``data[:cut]`` without blank lines, and their count."""
+    def records_upto(self, cut: int) -> tuple[memoryview, int, np.ndarray | None]:
+        """The whole records of ``data[:cut]`` without blank lines, their count, and (only when
+        blank lines were dropped) where each record starts in ``data``."""
         if cut == 0:
-            return memoryview(b""), 0
+            return memoryview(b""), 0, None
         count = self._count(cut)
         if count is not None:
-            return memoryview(self.data)[:cut], count
-        data, count = self._records_exact(cut)
-        return memoryview(data), count
+            return memoryview(self.data)[:cut], count, None
+        data, count, starts = self._records_exact(cut)
+        return memoryview(data), count, starts
 
     def _count(self, cut: int) -> int | None:
         """The records of ``data[:cut]`` if none of them is blank and ``cut`` follows a record
@@ -264,7 +271,7 @@ class _Bounds:
             records -= int(before[1::2].sum() - before[0::2].sum())  # newlines in quoted spans
         return records
 
-    def _records_exact(self, cut: int) -> tuple[bytes, int]:
+    def _records_exact(self, cut: int) -> tuple[bytes, int, np.ndarray | None]:
         data = self.data[:cut]
         ends = _csv_boundaries(data) if self._quotes.size else _line_boundaries(data)
         if ends.size == 0 or ends[-1] != len(data):
@@ -464,7 +471,7 @@ class RangeReader:
             bounds = _Bounds(data, csv=self._fmt.kind == "csv", scratch=self._scratch)
             cut = bounds.first_at_or_after(self._end - pos)  # ours: records starting before end
             if cut is not None:  # found the boundary that closes our last record
-                yield self._emit(bounds, cut)
+                yield self._emit(bounds, cut, pos)
                 self.end_offset = pos + cut
                 return
             if at_eof:
@@ -472,12 +479,12 @@ class RangeReader:
                     data += b"\n"  # a missing final newline still ends the last record
                     bounds = _Bounds(data, csv=bounds.csv, scratch=self._scratch)
                 if data:
-                    yield self._emit(bounds, len(data))
+                    yield self._emit(bounds, len(data), pos)
                 self.end_offset = self._size
                 return
             cut = bounds.last()
             if cut is not None:
-                yield self._emit(bounds, cut)
+                yield self._emit(bounds, cut, pos)
                 # Re-read the short tail with the next block rather than prepend it to that
                 # block: joining would copy every block once more.
                 pos += cut
@@ -491,10 +498,10 @@ class RangeReader:
             else:
                 block *= 2  # a record longer than a block: read more before cutting
 
-    def _emit(self, bounds: _Bounds, cut: int) -> Batch:
-        view, count = bounds.records_upto(cut)
+    def _emit(self, bounds: _Bounds, cut: int, pos: int) -> Batch:
+        view, count, starts = bounds.records_upto(cut)
         self.records += count
-        return Batch(view, count)
+        return Batch(view, count, start=pos, starts=starts)
 
     def _iter_regex(self) -> Iterator[Batch]:
         assert self._pattern is not None
@@ -503,6 +510,7 @@ class RangeReader:
         data_pos = pos  # absolute offset of data[0]
         at_eof = False
         out: list[bytes] = []
+        out_starts: list[int] = []  # each record's offset in the file
         out_bytes = 0
         rel = 0
         while pos < self._end:
@@ -532,19 +540,21 @@ class RangeReader:
             if not record.endswith(b"\n"):
                 record += b"\n"
             out.append(record)
+            out_starts.append(data_pos + m.start())
             out_bytes += len(record)
             rel = m.end()
             pos = min(data_pos + rel, self._size)
             if out_bytes >= self._block:
-                yield self._emit_records(out)
-                out, out_bytes = [], 0
+                yield self._emit_records(out, out_starts)
+                out, out_starts, out_bytes = [], [], 0
         if out:
-            yield self._emit_records(out)
+            yield self._emit_records(out, out_starts)
         self.end_offset = pos
 
-    def _emit_records(self, records: list[bytes]) -> Batch:
+    def _emit_records(self, records: list[bytes], starts: list[int]) -> Batch:
         self.records += len(records)
-        return Batch(memoryview(b"".join(records)), len(records), records)
+        return Batch(memoryview(b"".join(records)), len(records), records, start=starts[0],
+                     starts=np.asarray(starts, dtype=np.int64) - starts[0])
 
 
 def _terminated(data: bytes) -> bytes:

@@ -54,6 +54,7 @@ def _start_r_early(text: str) -> None:
         job_id=raw.get("job_id", ""), scorer=raw.get("scorer", "predict"),
         id_columns=raw.get("id_columns", []), predict_args=raw.get("predict_args", {}),
         on_unknown_level=raw.get("on_unknown_level", "error"),
+        on_error=raw.get("on_error", "fail"),
     )
     start_early(settings, model)
 

@@ -47,6 +47,11 @@ class TaskOrder:
     log: str
     status: str
 
+    @property
+    def errors(self) -> str:
+        """The attempt's errors file (JSON lines), beside its part."""
+        return self.part.rsplit("/", 1)[0] + "/errors.jsonl"
+
     @classmethod
     def of(cls, layout: JobLayout, task: Task, attempt: int) -> TaskOrder:
         return cls(task, attempt, layout.part(task.id, attempt), layout.task_log(task.id, attempt),
@@ -81,6 +86,8 @@ class WorkOrder:
     # runtime = "r" only: extra predict() arguments and what an unseen factor level does
     predict_args: dict[str, Any] = field(default_factory=dict)
     on_unknown_level: str = "error"
+    on_error: str = "fail"  # "skip": bad records go to the attempt's errors file
+    encoding: str = "utf-8"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -112,6 +119,8 @@ class TaskResult:
     part_sha256: str
     part_bytes: int
     seconds: float
+    # Records left out of the part (on_error = "skip"), each a line of the attempt's errors file.
+    rows_failed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,6 +18,7 @@ from ..records import DEFAULT_BLOCK, RangeReader, RecordFormat, read_header
 from ..storage import Store, StoreConfig, get_store
 from .contract import ENV_SECRETS, TaskOrder, TaskResult, WorkOrder
 from .models import fetch_model
+from .row_guard import ErrorLog, RowGuard
 from .writers import PartWriter
 
 
@@ -101,9 +102,10 @@ def run_task(work: WorkOrder, order: TaskOrder, config: StoreConfig | None = Non
     task = order.task
     store = get_store(order.part, config)
     model_file = fetch_model(work.model, work.model_sha256, config) if work.model else None
+    errors = ErrorLog(task.id, order.attempt, task.path or "", work.encoding)
     try:
         records_in, begin, end, writer = _score_into_part(work, order, config, seen, store,
-                                                          model_file)
+                                                          model_file, errors)
     except FileExistsError:
         if not store.exists(order.part):
             raise  # not the part's: someone else's error
@@ -114,11 +116,12 @@ def run_task(work: WorkOrder, order: TaskOrder, config: StoreConfig | None = Non
         begin=begin, end=end, pinned_begin=task.pinned_begin, header=writer.header,
         columns=writer.columns, part=order.part, part_sha256=writer.sha256,
         part_bytes=writer.bytes, seconds=round(time.monotonic() - started, 3),
+        rows_failed=len(errors),
     )
 
 
 def _score_into_part(work: WorkOrder, order: TaskOrder, config: StoreConfig | None, seen: Seen,
-                     store: Store, model_file: str | None
+                     store: Store, model_file: str | None, errors: ErrorLog
                      ) -> tuple[int | None, int | None, int | None, PartWriter]:
     task = order.task
     records_in: int | None = None
@@ -131,18 +134,21 @@ def _score_into_part(work: WorkOrder, order: TaskOrder, config: StoreConfig | No
             records_in, begin, end = _run_command(work, order, f, writer, model_file, seen)
         elif work.runtime == "r":
             assert f is not None
-            records_in, begin, end = _score_with_r(work, order, f, writer, model_file, seen)
+            records_in, begin, end = _score_with_r(work, order, f, writer, model_file, seen,
+                                                   errors)
         elif task.kind == "rowgroups":
             assert f is not None
-            records_in = _score_frames(work, model_file, writer,
-                                       _rowgroup_frames(f, task.start, task.end))
+            records_in = _score_frames(work, order, model_file, writer,
+                                       _rowgroup_frames(f, task.start, task.end), errors, seen)
         else:
             assert f is not None
-            records_in, begin, end = _score_range(work, order, f, writer, model_file, seen)
+            records_in, begin, end = _score_range(work, order, f, writer, model_file, seen, errors)
         writer.close()
-        if records_in is not None and writer.rows != records_in:
+        errors.store(order.errors, config)  # before the part is complete: a part implies them
+        if records_in is not None and writer.rows + len(errors) != records_in:
             raise ScoreError(
-                f"task {task.id}: {records_in} records in but {writer.rows} scores out",
+                f"task {task.id}: {records_in} records in but {writer.rows} scores out"
+                + (f" and {len(errors)} left out" if len(errors) else ""),
                 hint="A scorer must return exactly one score (line or row) per input record.",
             )
     return records_in, begin, end, writer
@@ -155,49 +161,60 @@ def _python_scorer(work: WorkOrder, model_path: str | None) -> Any:
                         predict_method=work.predict_method, id_columns=work.id_columns)
 
 
-def _score_frames(work: WorkOrder, model_path: str | None, writer: PartWriter,
-                  frames: Iterator[Any]) -> int:
-    scorer = _python_scorer(work, model_path)
+def _guard(work: WorkOrder, order: TaskOrder, scorer: Any, errors: ErrorLog, header: bytes,
+           seen: Seen) -> RowGuard:
+    from .python_scorer import read_batch
+
+    fmt = work.format or "csv"
+    return RowGuard(
+        scorer=scorer, skip=work.on_error == "skip", header=header, csv_format=fmt == "csv",
+        parse=lambda data: read_batch(data, fmt, header, work.id_columns, work.encoding),
+        id_columns=work.id_columns, encoding=work.encoding, errors=errors,
+        task_id=order.task.id, begin=lambda: seen.begin)
+
+
+def _score_frames(work: WorkOrder, order: TaskOrder, model_path: str | None, writer: PartWriter,
+                  frames: Iterator[Any], errors: ErrorLog, seen: Seen) -> int:
+    guard = _guard(work, order, _python_scorer(work, model_path), errors, b"", seen)
     rows = 0
     for frame in frames:
         if len(frame) == 0:  # a row group of no rows: nothing to score (models refuse it)
             continue
+        scores = guard.score_parsed(frame, rows)
         rows += len(frame)
-        writer.write_frame(scorer.score_frame(frame))
+        if scores is not None:
+            writer.write_frame(scores)
     return rows
 
 
 def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
-                 model_path: str | None, seen: Seen) -> tuple[int, int, int]:
-    from .python_scorer import read_batch
-
+                 model_path: str | None, seen: Seen, errors: ErrorLog) -> tuple[int, int, int]:
     source = _Input(work, order, f, seen)
-    scorer = _python_scorer(work, model_path)
+    guard = _guard(work, order, _python_scorer(work, model_path), errors, source.header, seen)
+    first = 0  # the task's records before this batch
     for batch in source.reader:
         if batch.records == 0:
             continue
         if work.format == "records":
-            items = [r.decode("utf-8", "replace").rstrip("\n") for r in batch.items or []]
-            lines = scorer.score_records(items)
-            writer.write_lines(("\n".join(lines) + "\n").encode(), len(lines))
-            continue
-        frame = read_batch(batch.view, work.format or "csv", source.header, work.id_columns)
-        if len(frame) != batch.records:
-            raise ScoreError(
-                f"task {order.task.id}: parsing found {len(frame)} rows where the partitioner "
-                f"found {batch.records} records (malformed {work.format}?)"
-            )
-        writer.write_frame(scorer.score_frame(frame))
+            items = [r.decode(work.encoding, "replace").rstrip("\n") for r in batch.items or []]
+            lines = guard.score_items(batch, items, first)
+            if lines:
+                writer.write_lines(("\n".join(lines) + "\n").encode(), len(lines))
+        else:
+            scores = guard.score_batch(batch, first)
+            if scores is not None:
+                writer.write_frame(scores)
+        first += batch.records
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 
 
 def _score_with_r(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWriter,
-                  model_path: str | None, seen: Seen) -> tuple[int, int, int]:
+                  model_path: str | None, seen: Seen, errors: ErrorLog) -> tuple[int, int, int]:
     from .r_scorer import R_BATCH_BYTES, score_with_r
 
     source = _Input(work, order, f, seen, block_size=R_BATCH_BYTES)
-    score_with_r(work, order, model_path, source.header, source.reader, writer)
+    score_with_r(work, order, model_path, source.header, source.reader, writer, errors)
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 

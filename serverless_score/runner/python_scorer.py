@@ -86,6 +86,16 @@ class PythonScorer:
             raise ScoreError(f"score columns {sorted(clash)} clash with id_columns; rename them", retryable=False)
         return pd.concat([ids, scores.reset_index(drop=True)], axis=1)
 
+    def model_columns(self, frame: Any) -> list[str]:
+        """The columns the model is given: all of them for a scorer script, else the model's
+        named features, else every column but the ids."""
+        if self.module is not None:
+            return [str(c) for c in frame.columns]
+        names = getattr(self.model, "feature_names_in_", None)
+        if names is not None:
+            return [str(n) for n in names if n in frame.columns]
+        return [str(c) for c in frame.columns if c not in self.id_columns]
+
     def _predict(self, features: Any) -> Any:
         import numpy as np
         import pandas as pd
@@ -146,7 +156,8 @@ def _as_frame(result: Any, rows: int) -> Any:
     return frame
 
 
-def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: list[str]) -> Any:
+def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: list[str],
+               encoding: str = "utf-8") -> Any:
     """Parse whole records of csv/jsonl into a DataFrame; id columns kept as text so they are
     carried to the output exactly as they were."""
     import pandas as pd
@@ -155,9 +166,15 @@ def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: li
         # pandas 2's default float parser is not correctly rounded; pandas 3's is (and deprecates
         # the option), so ask for round-trip parsing only where it is needed.
         exact = {"float_precision": "round_trip"} if pd.__version__.startswith("2.") else {}
-        return pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
-                           keep_default_na=False, na_values=[""], **exact)
-    frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False)
+        frame = pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
+                            keep_default_na=False, na_values=[""], encoding=encoding, **exact)
+        if not isinstance(frame.index, pd.RangeIndex):
+            # pandas reads a first record with one field more than the header as "the first
+            # column is the index" and shifts every column of the batch: refuse it instead
+            raise ValueError("a record has more fields than the header")
+        return frame
+    frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False,
+                         encoding=encoding)
     for column in id_columns:
         if column in frame.columns:
             frame[column] = frame[column].astype(str)

@@ -70,6 +70,7 @@ def r_env(work: RWork, model_path: str) -> dict[str, str]:
         "ID_COLUMNS": json.dumps(work.id_columns),
         "PREDICT_ARGS": json.dumps(work.predict_args),
         "ON_UNKNOWN_LEVEL": work.on_unknown_level,
+        "ON_ERROR": getattr(work, "on_error", "fail"),  # (not in work orders before it)
     })
     # Each batch allocates a batch's worth of vectors; with R's default heap growth the garbage
     # collector ran after nearly every one (a third of a glm's scoring time). A user's own
@@ -110,7 +111,8 @@ _early: tuple[str, float, subprocess.Popen[bytes], BatchFiles | None] | None = N
 
 def _settings(work: RWork, model_path: str) -> str:
     return json.dumps([work.job_id, work.scorer, work.id_columns, work.predict_args,
-                       work.on_unknown_level, model_path], sort_keys=True, default=str)
+                       work.on_unknown_level, getattr(work, "on_error", "fail"), model_path],
+                      sort_keys=True, default=str)
 
 
 def start_early(work: RWork, model_path: str) -> None:

@@ -18,7 +18,8 @@ R -> runner::
 
     REDY 0 n   JSON: the model was loaded (R version, model class, packages loaded)
     COLS m n   the scores of one FILE / ROWS frame, without the id columns (the runner reads
-               those from the records it sent): m bytes of JSON (rows, columns: name, type, bytes),
+               those from the records it sent): m bytes of JSON (rows, columns: name, type, bytes;
+               with on_error = "skip" also failed: the records left out, [{row, error}]),
                then each column's bytes: ``double`` little-endian IEEE 754, ``integer`` int32
                (NA = INT_MIN), ``string`` one NA flag byte per row, then every string as
                NUL-terminated UTF-8
@@ -35,7 +36,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..errors import ScoreError
@@ -99,6 +100,8 @@ class Scores:
     rows: int
     names: list[str]
     columns: list[Any]  # pyarrow arrays
+    # on_error = "skip": the batch's records R left out (0-based, ascending) and why
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
 
 def decode_columns(frame: Frame) -> Scores:
@@ -116,7 +119,8 @@ def decode_columns(frame: Frame) -> Scores:
         columns.append(_decode_column(column["type"], blob, rows, column["name"]))
     if offset != len(frame.payload):
         raise ProtocolError(f"a COLS frame has {len(frame.payload) - offset} bytes left over")
-    return Scores(rows, names, columns)
+    failed = [(int(f["row"]), " ".join(str(f["error"]).split())) for f in meta.get("failed", [])]
+    return Scores(rows, names, columns, failed)
 
 
 def _decode_column(kind: str, blob: memoryview, rows: int, name: str) -> Any:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ..records import Batch  # (the records package imports numpy: not before R starts)
     from .contract import TaskOrder, WorkOrder
     from .r_launch import RWork
+    from .row_guard import ErrorLog
 
 
 # Records per message to R: each fread() call costs ~30 ms of set-up whatever its size, so R
@@ -74,6 +75,9 @@ class _Sent:
 
     records: int
     file: int | None = None  # the memory file holding it, freed when R answers
+    batch: Batch | None = None  # (on_error = "skip": where its failed records are)
+    first: int = 0  # the task's records before it
+    kept: Any = None  # the positions in the input's batch of those sent (None: all of them)
     ids: Future[list[Any]] = field(default_factory=Future)  # its id columns (runner-read)
 
 
@@ -132,7 +136,7 @@ class RSession:
         return frame
 
     def score_task(self, order: TaskOrder, header: bytes, batches: Iterable[Batch],
-                   writer: PartWriter) -> int:
+                   writer: PartWriter, errors: ErrorLog | None = None) -> int:
         """Send the task's records, write R's scores into ``writer``; return the records sent."""
         task = order.task
         sent: deque[_Sent] = deque()  # the batches R has not answered yet
@@ -149,12 +153,22 @@ class RSession:
                         "header": header.decode("utf-8", "replace").rstrip("\r\n")}
                 self.stdin.write(encode_frame("TASK", json.dumps(info).encode()))
                 self.stdin.flush()
+                seen = 0  # the task's records so far
                 for batch in batches:
                     if stop.is_set():
                         break
                     if not batch.records:
                         continue
-                    item = _Sent(batch.records)
+                    first, kept = seen, None
+                    seen += batch.records
+                    if errors is not None:  # records fread would stop at: left out here
+                        from .row_guard import drop_misshapen
+
+                        batch, kept = drop_misshapen(batch, len(names), errors, first)
+                        if not batch.records:
+                            continue
+                    item = _Sent(batch.records, batch=batch if errors is not None else None,
+                                 first=first, kept=kept)
                     if files is not None:
                         item.file = files.acquire(stop)
                         if item.file is None:
@@ -227,7 +241,7 @@ class RSession:
                 elif frame.verb == "COLS" and failure is None:
                     if answered is None:
                         raise ProtocolError("R answered a batch it was not given")
-                    self._write(frame, answered, writer, task.id)
+                    self._write(frame, answered, writer, task.id, errors)
         except BaseException:
             stop.set()
             if files is not None:
@@ -249,12 +263,20 @@ class RSession:
             raise failure
         return total[0]
 
-    def _write(self, frame: Frame, item: _Sent, writer: PartWriter, task_id: str) -> None:
+    def _write(self, frame: Frame, item: _Sent, writer: PartWriter, task_id: str,
+               errors: ErrorLog | None) -> None:
         scores = decode_columns(frame)
-        if scores.rows != item.records:
+        if scores.rows + len(scores.failed) != item.records:
             raise ScoreError(f"task {task_id}: R returned {scores.rows} scores for a batch of "
                              f"{item.records} records", retryable=False)
         ids = item.ids.result()
+        if scores.failed:
+            from .row_guard import left_out
+
+            ids = left_out(scores.failed, item.batch, item.first, ids, errors,
+                           self.id_columns, item.kept)
+            if not scores.rows:
+                return
         names = self.id_columns + scores.names
         if not writer.columns:
             writer.columns = names
@@ -386,12 +408,14 @@ def first_read_ahead(batches: Iterable[Batch]) -> Iterator[Batch]:
 
 
 def score_with_r(work: WorkOrder, order: TaskOrder, model_path: str | None, header: bytes,
-                 batches: Iterable[Batch], writer: PartWriter) -> int:
+                 batches: Iterable[Batch], writer: PartWriter,
+                 errors: ErrorLog | None = None) -> int:
     if not model_path:
         raise ScoreError('model: required for runtime = "r"', retryable=False)
     batches = first_read_ahead(batches)
     try:
-        sent = SESSIONS.get(work, model_path).score_task(order, header, batches, writer)
+        sent = SESSIONS.get(work, model_path).score_task(
+            order, header, batches, writer, errors if work.on_error == "skip" else None)
         if order is work.orders[-1]:
             SESSIONS.quit()
         return sent

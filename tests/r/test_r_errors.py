@@ -62,9 +62,12 @@ def test_a_missing_column_is_reported_by_predict(r_models: RModels, r_job, job_d
 
 
 def test_id_columns_missing_from_the_input_are_named(r_models: RModels, r_job) -> None:
+    """By the plan, from the input's header, before any worker starts (exit 2)."""
     result = r_job(model=r_models.model("lm"), input=r_models.data, id_columns=["customer"], chunks=1)
-    assert result.code == 1
-    assert "id_columns: customer not in the input's columns (id, x1, x2, k, region, note)" in result.json["error"]["message"]
+    assert result.code == 2
+    assert ("id_columns: ['customer'] not in the header of "
+            f"{r_models.data}, whose columns are ['id', 'x1', 'x2', 'k', 'region', 'note']"
+            in result.json["error"]["message"])
 
 
 def test_without_r_the_error_says_how_to_install_it(r_models: RModels, r_job, job_dir: Path, cli) -> None:

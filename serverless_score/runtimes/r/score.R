@@ -17,7 +17,9 @@
 #
 # Environment: MODEL_PATH; SCORER ("predict" or the path of a score.R defining
 # score(model, data) and optionally load_model(path)); ID_COLUMNS (JSON array); PREDICT_ARGS
-# (JSON object of extra predict() arguments); ON_UNKNOWN_LEVEL ("error" or "na").
+# (JSON object of extra predict() arguments); ON_UNKNOWN_LEVEL ("error" or "na"); ON_ERROR
+# ("fail", or "skip": a batch's rows that cannot be scored are left out of its COLS and listed
+# in its "failed" key, found by bisection; see score_skipping).
 # Per task, TASK_ID, TASK_INDEX, ATTEMPT and INPUT_PATH are set before the user's code runs.
 
 # The byte-code JIT would compile this script's functions as they are first called: ~0.4 s of a
@@ -247,7 +249,8 @@ start_session <- function() {
        data_arg = if (is.null(method)) "newdata" else data_argument(method),
        id_columns = id_columns,
        skip_columns = if (is.null(vars)) character(0) else setdiff(id_columns, vars),
-       predict_args = if (length(args)) args else list(), policy = policy)
+       predict_args = if (length(args)) args else list(), policy = policy,
+       skip = identical(Sys.getenv("ON_ERROR", "fail"), "skip"))
 }
 
 # Whether this R can open the memory files the runner shares (SERVERLESS_SCORE_BATCH_FILES):
@@ -334,11 +337,18 @@ record_of <- function(task, row) format(task$rows_done + row, scientific = FALSE
 conform <- function(session, task, data) {
   info <- session$columns
   unknown <- logical(nrow(data))
+  # on_error = "skip": rows with a value the model cannot take are marked here (vectorised, no
+  # predict() call needed to find them) with the reason, instead of failing the batch.
+  rejected <- rep(NA_character_, nrow(data))
   for (name in intersect(names(info$levels), names(data))) {
     values <- as.character(data[[name]])
     known <- info$levels[[name]]
     bad <- !is.na(values) & !(values %in% known)
-    if (any(bad)) {
+    if (any(bad) && session$skip && session$policy != "na") {
+      rejected[bad & is.na(rejected)] <- sprintf(
+        "column '%s': level '%s' was not seen when the model was trained", name, values[bad & is.na(rejected)])
+      values[bad] <- NA
+    } else if (any(bad)) {
       if (session$policy != "na") {
         unseen <- unique(values[bad])
         fail(sprintf(paste0("column '%s': level %s (%d row(s), first at record %s of task %s) ",
@@ -358,7 +368,11 @@ conform <- function(session, task, data) {
     if (is.numeric(values)) next
     numbers <- suppressWarnings(as.numeric(as.character(values)))
     bad <- is.na(numbers) & !is.na(values)
-    if (any(bad)) {
+    if (any(bad) && session$skip) {
+      rejected[bad & is.na(rejected)] <- sprintf(
+        "column '%s': '%s' is not a number (the model was trained on numbers)", name,
+        values[bad & is.na(rejected)])
+    } else if (any(bad)) {
       fail(sprintf("column '%s': the model was trained on numbers but record %s of task %s has '%s'",
                    name, record_of(task, which(bad)[1L]), task$id, values[which(bad)[1L]]))
     }
@@ -373,7 +387,7 @@ conform <- function(session, task, data) {
            "Train with ranger(..., respect.unordered.factors = \"order\"), or encode it as numbers.")
     }
   }
-  list(data = data, unknown = unknown)
+  list(data = data, unknown = unknown, rejected = rejected)
 }
 
 glmnet_matrix <- function(session, data) {
@@ -512,10 +526,13 @@ score_rows <- function(session, task, path, count) {
                  task$id, nrow(data), count))
   }
   conformed <- conform(session, task, data)
-  scores <- if (is.null(session$user)) {
-    predict_rows(session, conformed$data, conformed$unknown)
+  failed <- NULL
+  if (session$skip) {
+    skipped <- score_skipping(session, conformed)
+    scores <- skipped$scores
+    failed <- skipped$failed
   } else {
-    score_user(session, conformed$data)
+    scores <- score_part(session, conformed, seq_len(nrow(data)))
   }
   scored_at <- clock()
   clash <- intersect(session$id_columns, names(scores))
@@ -526,16 +543,89 @@ score_rows <- function(session, task, path, count) {
   names(scores) <- make.unique(c(session$id_columns, names(scores)))[ids + seq_along(scores)]
   encoded <- Map(encode_column, scores, names(scores))
   task$rows_done <- task$rows_done + count
-  meta <- sprintf("{\"rows\":%d,\"columns\":[%s]}", nrow(data), paste(vapply(names(encoded), function(n) {
+  rows <- if (length(scores)) length(scores[[1L]]) else 0L
+  meta <- sprintf("{\"rows\":%d,\"columns\":[%s]%s}", rows, paste(vapply(names(encoded), function(n) {
     sprintf("{\"name\":%s,\"type\":\"%s\",\"bytes\":%.0f}", json_string(n), encoded[[n]]$type,
             length(encoded[[n]]$blob))
-  }, ""), collapse = ","))
+  }, ""), collapse = ","), failed_json(failed))
   meta <- charToRaw(enc2utf8(meta))
   if (TIMING) {
     message(sprintf("R batch of %d rows: read %.3fs, score %.3fs, encode %.3fs", nrow(data),
                     read_at - started, scored_at - read_at, clock() - scored_at))
   }
   list(meta = meta, blobs = c(list(meta), lapply(encoded, `[[`, "blob")))
+}
+
+# Rows of a data.frame, column by column: `[.data.frame` spends twice as long on row names.
+take_rows <- function(data, rows) {
+  out <- lapply(data, function(v) v[rows])
+  attributes(out) <- list(names = names(data), class = "data.frame",
+                          row.names = .set_row_names(length(rows)))
+  out
+}
+
+# The scores of rows `rows` (indices into the batch) as a named list of columns.
+score_part <- function(session, conformed, rows) {
+  data <- conformed$data
+  whole <- length(rows) == nrow(data)
+  part <- if (whole) data else take_rows(data, rows)
+  if (is.null(session$user)) {
+    predict_rows(session, part, conformed$unknown[rows])
+  } else {
+    score_user(session, part)
+  }
+}
+
+# on_error = "skip": the rows conform() rejected are out; the others are scored in one call and,
+# if that fails, in halves until single rows (so one bad row costs about log2(rows) calls).
+# Returns the good rows' scores in input order and the failed rows (0-based) with their reasons.
+score_skipping <- function(session, conformed) {
+  n <- nrow(conformed$data)
+  rejected <- which(!is.na(conformed$rejected))
+  bad <- rejected
+  reasons <- conformed$rejected[rejected]
+  pieces <- list()
+  stack <- list(if (length(rejected)) seq_len(n)[-rejected] else seq_len(n))
+  while (length(stack)) {
+    rows <- stack[[length(stack)]]
+    stack[[length(stack)]] <- NULL
+    if (!length(rows)) next
+    result <- tryCatch(score_part(session, conformed, rows), error = function(e) e)
+    if (!inherits(result, "error")) {
+      pieces[[length(pieces) + 1L]] <- list(rows = rows, scores = result)
+    } else if (length(rows) == 1L) {
+      bad <- c(bad, rows)
+      reasons <- c(reasons, conditionMessage(result))
+      if (!length(pieces) && length(bad) - length(rejected) >= 64L) {
+        # nothing scores: the fault is in the model or the columns, not in some rows
+        fail(sprintf("every row tried fails (%d in a row), so the fault is not in the rows: %s",
+                     length(bad) - length(rejected), conditionMessage(result)))
+      }
+    } else {
+      half <- length(rows) %/% 2L
+      stack[[length(stack) + 1L]] <- rows[(half + 1L):length(rows)]
+      stack[[length(stack) + 1L]] <- rows[seq_len(half)]
+    }
+  }
+  scores <- list()
+  if (length(pieces) == 1L) {
+    scores <- pieces[[1L]]$scores
+  } else if (length(pieces) > 1L) {
+    order_of <- order(unlist(lapply(pieces, `[[`, "rows"), use.names = FALSE))
+    for (name in names(pieces[[1L]]$scores)) {
+      scores[[name]] <- unlist(lapply(pieces, function(p) p$scores[[name]]),
+                               use.names = FALSE)[order_of]
+    }
+  }
+  keep <- order(bad)
+  list(scores = scores, failed = list(rows = bad[keep] - 1L, reasons = reasons[keep]))
+}
+
+failed_json <- function(failed) {
+  if (is.null(failed) || !length(failed$rows)) return("")
+  items <- sprintf("{\"row\":%.0f,\"error\":%s}", failed$rows,
+                   vapply(failed$reasons, json_string, ""))
+  sprintf(",\"failed\":[%s]", paste(items, collapse = ","))
 }
 
 score_batch <- function(session, task, frame) {
