@@ -351,3 +351,13 @@ def test_a_batch_whose_first_record_has_an_extra_field_is_refused_not_shifted() 
 
     with pytest.raises(ValueError, match="more fields than the header"):
         read_batch(b"r1,0.5,1,0.2,surplus\nr2,0.1,2,0.3\n", "csv", b"id,a,b,c\n", ["id"])
+
+
+def test_an_empty_id_is_read_as_an_empty_id_and_an_empty_feature_as_missing() -> None:
+    import math
+
+    from serverless_score.runner.python_scorer import read_batch
+
+    frame = read_batch(b",1.5\nk2,\n", "csv", b"id,x\n", ["id"])
+    assert frame["id"].tolist() == ["", "k2"]  # not NaN: JSONL/Parquet outputs would say null
+    assert frame["x"].iloc[0] == 1.5 and math.isnan(frame["x"].iloc[1])

@@ -172,6 +172,11 @@ def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: li
             # pandas reads a first record with one field more than the header as "the first
             # column is the index" and shifts every column of the batch: refuse it instead
             raise ValueError("a record has more fields than the header")
+        for column in id_columns:
+            # na_values=[""] makes an empty feature missing; an empty id is an id: with
+            # keep_default_na=False "" is the only thing read as missing, so "" restores it exactly
+            if column in frame.columns and frame[column].hasnans:
+                frame[column] = frame[column].fillna("")
         return frame
     frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False,
                          encoding=encoding)
