@@ -361,3 +361,31 @@ def test_an_empty_id_is_read_as_an_empty_id_and_an_empty_feature_as_missing() ->
     frame = read_batch(b",1.5\nk2,\n", "csv", b"id,x\n", ["id"])
     assert frame["id"].tolist() == ["", "k2"]  # not NaN: JSONL/Parquet outputs would say null
     assert frame["x"].iloc[0] == 1.5 and math.isnan(frame["x"].iloc[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["out/s.parquet", "out/s.jsonl"])
+def test_ids_that_look_like_bad_numbers_are_ids_for_a_scorer_script(job_dir, make_job, cli,
+                                                                   output) -> None:
+    """A scorer script is given every column, ids included; an id column of mostly numbers with
+    "" and "NA" among them is not a numeric column with bad values."""
+    import pandas as pd
+
+    ids = ["", "NA"] + [f"{i:05d}" for i in range(3, 41)]
+    (job_dir / "data.csv").write_text("id,x\n" + "".join(f"{k},{i}\n" for i, k in enumerate(ids)))
+    (job_dir / "model.txt").write_text("2\n")
+    (job_dir / "score.py").write_text(
+        "import pandas as pd\n"
+        "def load_model(path):\n"
+        "    return int(open(path).read())\n"
+        "def score(model, data):\n"
+        "    return pd.DataFrame({'prediction': data['x'] * model})\n")
+    job = make_job(job_dir, name="ids", input="data.csv", output=output, scorer="score.py",
+                   model="model.txt", id_columns=["id"], chunks=2)
+    result = cli("run", job, "--json", "-q")
+    assert result.code == 0, result
+    path = job_dir / output
+    frame = (pd.read_parquet(path) if output.endswith(".parquet")
+             else pd.read_json(path, lines=True, dtype={"id": str}))
+    assert frame["id"].tolist() == ids
+    assert frame["prediction"].tolist() == [2 * i for i in range(len(ids))]

@@ -93,7 +93,7 @@ class RowGuard:
             frame = self._parse(batch.view, batch.records)
             # One vectorised look first (free on a clean batch: its columns parsed as numbers):
             # a batch with suspects would fail as a whole, so that call is not made.
-            suspects = numeric_suspects(frame, self.scorer.model_columns(frame))
+            suspects = numeric_suspects(frame, self._features(frame))
             if not suspects:
                 return self.scorer.score_frame(frame)
         except Exception as err:
@@ -101,11 +101,17 @@ class RowGuard:
                 raise
         if frame is not None:
             found = score_frame_rows(frame, self.scorer.score_frame,
-                                     self.scorer.model_columns(frame), first_only=not self.skip,
+                                     self._features(frame), first_only=not self.skip,
                                      suspects=suspects)
             self._report(batch, first, found, frame, None)
             return assemble(found, batch.records)
         return self._bytes_rows(batch, first)
+
+    def _features(self, frame: Any) -> list[str]:
+        """The columns a bad value can hide in: what the model is given, but never an id column
+        (ids are text carried to the output as they are: "", "NA" or "n/a" is an id, and a
+        scorer script that is given them must still get them as text)."""
+        return [c for c in self.scorer.model_columns(frame) if c not in self.id_columns]
 
     def _parse(self, data: bytes | memoryview, records: int) -> Any:
         frame = self.parse(data)
@@ -152,7 +158,7 @@ class RowGuard:
             if not is_row_error(err):
                 raise
             found = score_frame_rows(frame, self.scorer.score_frame,
-                                     self.scorer.model_columns(frame), first_only=not self.skip)
+                                     self._features(frame), first_only=not self.skip)
             for piece_positions, _ in found.pieces:
                 piece_positions[:] = positions[piece_positions]
         bad_in_frame = list(found.bad)
@@ -170,7 +176,7 @@ class RowGuard:
             if not is_row_error(err):
                 raise
         found = score_frame_rows(frame, self.scorer.score_frame,
-                                 self.scorer.model_columns(frame), first_only=not self.skip)
+                                 self._features(frame), first_only=not self.skip)
         self._report(Batch(memoryview(b""), len(frame)), first, found, frame, None)
         return assemble(found, len(frame))
 
