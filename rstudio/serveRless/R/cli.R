@@ -106,7 +106,7 @@ cli_call <- function(args, stdout = "|") {
 # What the CLI said went wrong, hint included: its --json error when it printed one, else the
 # `error: ...` and `hint: ...` lines it printed on stderr.
 cli_problem <- function(out) {
-  err <- if (is.list(out$json)) out$json$error else NULL
+  err <- if (is.list(out$json)) out$json[["error"]] else NULL
   if (is.list(err) && !is.null(err$message)) {
     text <- err$message
     if (!is.null(err$log_tail) && nzchar(err$log_tail)) {

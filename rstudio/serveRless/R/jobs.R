@@ -13,7 +13,8 @@
 #' @param ... Job keys to override, e.g. `chunks = 8, max_parallel = 4` (`--set key=value`).
 #' @param quiet TRUE to not echo progress.
 #' @return A list of class `serverless_score_result`: `status`, `rows_in`, `rows_out`, `output`,
-#'   `manifest`, `timings`, `job_id`, ... On failure an error of class
+#'   `manifest`, `timings`, `job_id`, `rows_failed` and `errors` (with `on_error = "skip"`: how
+#'   many rows were left out, and the errors file listing them), ... On failure an error of class
 #'   `serverless_score_job_error` whose message has the failing task and the end of its log.
 #' @export
 score_job <- function(job = "score.toml", backend = NULL, wait = TRUE, ..., quiet = FALSE) {
@@ -238,7 +239,7 @@ finished_result <- function(handle) {
 }
 
 job_failed <- function(result) {
-  err <- result$error
+  err <- result[["error"]]
   message <- sprintf("scoring %s %s: %s", job_words(result$job_id), result$status, err$message)
   if (!is.null(err$task_id)) {
     message <- paste0(message, "\n-- last lines of the log of task ", err$task_id, " --\n",
@@ -256,16 +257,26 @@ summary_line <- function(result) {
                    if (is.null(result$output)) "?" else result$output,
                    job_words(result$job_id), result$run_id))
   }
-  if (!is.null(result$error$message) && !identical(result$status, "succeeded")) {
-    return(sprintf("%s %s: %s", job_words(result$job_id), result$status, result$error$message))
+  if (!is.null(result[["error"]]$message) && !identical(result$status, "succeeded")) {
+    return(sprintf("%s %s: %s", job_words(result$job_id), result$status, result[["error"]]$message))
   }
   if (identical(result$status, "up-to-date")) {
     return(sprintf("up to date: %s was already written by this job (%s rows)", result$output,
                    format(result$rows_out, big.mark = ",")))
   }
-  sprintf("%s: %s rows from %s tasks in %.1fs -> %s", result$status,
-          format(result$rows_out, big.mark = ","), result$tasks,
-          if (is.null(result$timings$total_s)) NA_real_ else result$timings$total_s, result$output)
+  line <- sprintf("%s: %s rows from %s %s in %.1fs -> %s", result$status,
+                  format(result$rows_out, big.mark = ","), result$tasks,
+                  if (identical(as.numeric(result$tasks), 1)) "task" else "tasks",
+                  if (is.null(result$timings$total_s)) NA_real_ else result$timings$total_s,
+                  result$output)
+  failed <- if (is.null(result$rows_failed)) 0 else result$rows_failed
+  if (failed > 0) {  # on_error = "skip": rows left out, listed beside the output
+    line <- sprintf("%s; %s %s failed and %s left out (see %s)", line,
+                    format(failed, big.mark = ","), if (failed == 1) "row" else "rows",
+                    if (failed == 1) "was" else "were",
+                    if (is.null(result$errors)) "the errors file" else result$errors)
+  }
+  line
 }
 
 #' @export

@@ -64,3 +64,13 @@ test_that("a missing CLI says how to install it", {
 test_that("a missing job file is named", {
   expect_error(score_job(file.path(tempdir(), "nope.toml")), "job file '.*nope.toml' does not exist")
 })
+
+test_that("a result with rows left out says how many and where they are listed", {
+  result <- structure(list(status = "succeeded", rows_out = 997, tasks = 1, output = "out/s.csv",
+                           timings = list(total_s = 2.5), rows_failed = 3,
+                           errors = "out/s.csv.errors.csv"),
+                      class = "serverless_score_result")
+  expect_output(print(result), "997 rows from 1 task in 2.5s -> out/s.csv; 3 rows failed and were left out \\(see out/s.csv.errors.csv\\)")
+  result$rows_failed <- 0
+  expect_false(grepl("failed", paste(capture.output(print(result)), collapse = "")))
+})
