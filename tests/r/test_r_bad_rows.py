@@ -80,7 +80,7 @@ def test_glm_skips_bad_rows_and_scores_the_rest_as_r_does(r_models: RModels, r_j
 # rows with an NA looked up in the raw text (score.R's read_numeric). row -> {column: text}
 # The first chunk (rows 0-199) also has a text the tokens do not cover (row 50), so it takes the
 # plain read (fread's text column): both reads must tell the same rows apart.
-TOKENS = {3: {"x1": "n/a"}, 10: {"x1": "?", "k": "None"}, 20: {"x2": ""}, 30: {"k": "NA"},
+TOKENS = {2: {"x2": ""}, 3: {"x1": "n/a"}, 10: {"x1": "?", "k": "None"}, 20: {"x2": ""}, 30: {"k": "NA"},
           210: {"x1": "?", "k": "None"}, 220: {"x2": ""}, 230: {"k": "NA"}, 250: {"x2": "N/A"},
           260: {"x2": "NaN"}, 399: {"k": "null"}}
 TOKEN_ERRORS = {3: "column 'x1': 'n/a' is not a number", 10: "column 'x1': '?' is not a number",
@@ -124,3 +124,12 @@ def test_numeric_model_tells_empty_fields_from_tokens(r_models: RModels, r_job,
         assert scores[ids[n]] not in reference.values(), (n, scores[ids[n]])
     assert {i: s for i, s in scores.items() if ids.index(i) not in TOKENS} == {
         i: s for i, s in reference.items() if i in scores and ids.index(i) not in TOKENS}
+    # on_error = "fail" names the first token (record 4, counted from 1), not the empty field before it
+    fail = [list(r) for r in rows]
+    fail[51][header.index("k")] = "3"  # rows 0-199 without "abc": the token read
+    (job_dir / "fail.csv").write_text("".join(",".join(r) + "\n" for r in fail))
+    failed = r_job(input=job_dir / "fail.csv", output="fail/scores.csv", chunks=1,
+                   **{**keys, "on_error": "fail"})
+    assert failed.code == 1, failed
+    assert ("column 'x1': the model was trained on numbers but record 4 of task t00000 has 'n/a'"
+            in failed.json["error"]["message"])
