@@ -323,7 +323,6 @@ read_rows <- function(session, task, path) {
   if (!length(text) && is.null(session$user) &&
       all(setdiff(task$names, skip) %in% session$columns$numeric)) {
     data <- read_numeric(task, path, read)
-    if (TIMING) message("read_numeric: ", if (is.null(data)) "plain read" else "numbers")
     if (!is.null(data)) return(data)
   }
   data <- read(c("", "NA"))
