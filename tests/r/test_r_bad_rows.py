@@ -80,11 +80,11 @@ def test_glm_skips_bad_rows_and_scores_the_rest_as_r_does(r_models: RModels, r_j
 # rows with an NA looked up in the raw text (score.R's read_numeric). row -> {column: text}
 # The first chunk (rows 0-199) also has a text the tokens do not cover (row 50), so it takes the
 # plain read (fread's text column): both reads must tell the same rows apart.
-TOKENS = {2: {"x2": ""}, 3: {"x1": "n/a"}, 10: {"x1": "?", "k": "None"}, 20: {"x2": ""}, 30: {"k": "NA"},
-          210: {"x1": "?", "k": "None"}, 220: {"x2": ""}, 230: {"k": "NA"}, 250: {"x2": "N/A"},
+TOKENS = {2: {"x2": ""}, 3: {"x1": "n/a"}, 10: {"x1": "-", "k": "NULL"}, 20: {"x2": ""}, 30: {"k": "NA"},
+          210: {"x1": "-", "k": "NULL"}, 220: {"x2": ""}, 230: {"k": "NA"}, 250: {"x2": "N/A"},
           260: {"x2": "NaN"}, 399: {"k": "null"}}
-TOKEN_ERRORS = {3: "column 'x1': 'n/a' is not a number", 10: "column 'x1': '?' is not a number",
-                210: "column 'x1': '?' is not a number",
+TOKEN_ERRORS = {3: "column 'x1': 'n/a' is not a number", 10: "column 'x1': '-' is not a number",
+                210: "column 'x1': '-' is not a number",
                 250: "column 'x2': 'N/A' is not a number", 399: "column 'k': 'null' is not a number"}
 
 
