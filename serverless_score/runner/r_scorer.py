@@ -78,6 +78,7 @@ class _Sent:
     batch: Batch | None = None  # (on_error = "skip": where its failed records are)
     first: int = 0  # the task's records before it
     kept: Any = None  # the positions in the input's batch of those sent (None: all of them)
+    bounds: Any = None  # its records' bounds in batch.view, if known (None: found when needed)
     ids: Future[list[Any]] = field(default_factory=Future)  # its id columns (runner-read)
 
 
@@ -159,16 +160,16 @@ class RSession:
                         break
                     if not batch.records:
                         continue
-                    first, kept = seen, None
+                    first, kept, bounds = seen, None, None
                     seen += batch.records
                     if errors is not None:  # records fread would stop at: left out here
                         from .row_guard import drop_misshapen
 
-                        batch, kept = drop_misshapen(batch, len(names), errors, first)
+                        batch, kept, bounds = drop_misshapen(batch, len(names), errors, first)
                         if not batch.records:
                             continue
                     item = _Sent(batch.records, batch=batch if errors is not None else None,
-                                 first=first, kept=kept)
+                                 first=first, kept=kept, bounds=bounds)
                     if files is not None:
                         item.file = files.acquire(stop)
                         if item.file is None:
@@ -274,7 +275,7 @@ class RSession:
             from .row_guard import left_out
 
             ids = left_out(scores.failed, item.batch, item.first, ids, errors,
-                           self.id_columns, item.kept)
+                           self.id_columns, item.kept, item.bounds)
             if not scores.rows:
                 return
         names = self.id_columns + scores.names

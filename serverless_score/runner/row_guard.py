@@ -270,15 +270,16 @@ class RowGuard:
 
 def left_out(failed: list[tuple[int, str]], batch: Batch | None, first: int, ids: list[Any],
              errors: ErrorLog | None, id_columns: list[str],
-             kept: np.ndarray | None = None) -> list[Any]:
+             kept: np.ndarray | None = None, bounds: np.ndarray | None = None) -> list[Any]:
     """The records R left out (on_error = "skip") into the errors file; the id columns of the
-    others."""
+    others. ``bounds``: the batch's record bounds if already known (from ``drop_misshapen``)."""
     import pyarrow as pa
 
     if errors is None or batch is None:
         raise ScoreError("R left records out of a batch, but on_error is not \"skip\"")
-    data = bytes(batch.view)
-    bounds = record_bounds(batch, csv_format=True)
+    data = batch.view
+    if bounds is None:
+        bounds = record_bounds(batch, csv_format=True)
     keep = np.ones(batch.records, dtype=bool)
     for row, reason in failed:
         keep[row] = False
@@ -287,7 +288,7 @@ def left_out(failed: list[tuple[int, str]], batch: Batch | None, first: int, ids
         errors.add(offset=batch.start + relative if batch.start >= 0 else None,
                    task_record=first + (int(kept[row]) if kept is not None else row),
                    id_=id_, error=reason,
-                   text=data[int(bounds[row]):int(bounds[row + 1])])
+                   text=bytes(data[int(bounds[row]):int(bounds[row + 1])]))
     mask = pa.array(keep)
     return [column.filter(mask) for column in ids]
 
@@ -304,16 +305,17 @@ def field_counts(data: bytes, bounds: np.ndarray) -> np.ndarray:
 
 
 def drop_misshapen(batch: Batch, fields: int, errors: ErrorLog,
-                   first: int) -> tuple[Batch, np.ndarray | None]:
+                   first: int) -> tuple[Batch, np.ndarray | None, np.ndarray | None]:
     """R with on_error = "skip": records with another number of fields than the header (where
     fread stops reading) go to the errors file before the batch is sent; returns the batch
-    without them and the positions of the records kept (None: all of them)."""
+    without them, the positions of the records kept (None: all of them) and, when it is the
+    batch given, its record bounds (so that ``left_out`` need not find them again)."""
     data = bytes(batch.view)
     bounds = record_bounds(batch, csv_format=True)
     counts = field_counts(data, bounds)
     bad = np.flatnonzero(counts != fields)
     if not bad.size:
-        return batch, None
+        return batch, None, bounds
     for position in bad:
         relative = int(batch.starts[position]) if batch.starts is not None else int(bounds[position])
         errors.add(offset=batch.start + relative if batch.start >= 0 else None,
@@ -324,4 +326,4 @@ def drop_misshapen(batch: Batch, fields: int, errors: ErrorLog,
     cuts = [0, *(c for p in bad for c in (int(bounds[p]), int(bounds[p + 1]))), len(data)]
     joined = b"".join(data[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=True))
     starts = batch.starts[kept] if batch.starts is not None else bounds[kept]
-    return Batch(memoryview(joined), len(kept), start=batch.start, starts=starts), kept
+    return Batch(memoryview(joined), len(kept), start=batch.start, starts=starts), kept, None
