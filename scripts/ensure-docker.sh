@@ -102,12 +102,12 @@ fi
 export DOCKER_HOST="$host"
 
 # -- 3. the base image -------------------------------------------------------------------------
-apt_mirror() {  # the Debian mirror this machine's apt uses (deb822 or one-line sources)
+apt_mirror() {  # the Debian mirror this machine's apt uses (deb822 or one-line sources); "" if none
   local uri
   uri=$(grep -h -E '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1 || true)
   [ -n "$uri" ] || uri=$(grep -h -E '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
                          | grep -v security | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' || true)
-  echo "${uri:-http://deb.debian.org/debian}"
+  echo "$uri"  # never a host of our own choosing: the machine's configuration says where packages come from
 }
 
 if ! docker image inspect "$base_image" >/dev/null 2>&1; then
@@ -115,6 +115,7 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1; then
     install_debs debootstrap
     need_root "debootstrap"
     mirror="$(apt_mirror)"
+    [ -n "$mirror" ] || { say "no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d: configure apt's sources (debootstrap uses the same mirror), then run again"; exit 1; }
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
     say "debootstrap --variant=minbase bookworm from $mirror (about a minute, once)"
