@@ -142,7 +142,7 @@ class Scheduler:
         self._running: dict[str, _Running] = {}
         self._known: dict[str, TaskResult] = {}
         self._chain: dict[int, Task] = {}  # every byte task of the job, by index
-        self._waiting: list[tuple[Task, int, str, bool, AttemptStatus]] = []
+        self._waiting: list[tuple[Task, AttemptStatus]] = []  # failed, not yet re-queued
         self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
         self.usage = UsageMeter()  # container seconds per group, for the manifest
 
@@ -259,10 +259,11 @@ class Scheduler:
                       queue: deque[tuple[float, list[Task]]],
                       results: dict[str, TaskResult], *, timed_out: bool) -> None:
         name = running.spec.name
+        ended = "timed-out" if timed_out else (state.phase.value if state is not None else "failed")
         # A group seen finished stopped using its resources then; one that timed out runs (and
         # is billed) until it is deleted.
         if not timed_out:
-            self.usage.finished(name, state, state.phase.value if state is not None else "failed")
+            self.usage.finished(name, state, ended)
         # What the backend kept of the group's log (ACI: its last 1,000 lines), read before the
         # delete loses it: for people, when a worker died before it could store its tasks' logs.
         group_log = self.backend.get_logs(name)
@@ -271,9 +272,7 @@ class Scheduler:
         with held():  # deleted and off the books together, or neither
             self.backend.delete_group(name)
             self._running.pop(name, None)
-            outcome = "timed-out" if timed_out else (
-                state.phase.value if state is not None else "failed")
-            self.launches.ended(name, outcome)
+            self.launches.ended(name, ended)
         if timed_out:
             self.usage.finished(name, state, "timed-out")
         # Gone now: whatever it wrote is all it will write. Its statuses, not its log, say how
@@ -281,12 +280,11 @@ class Scheduler:
         for task in running.tasks:
             attempt = running.attempts[task.id]
             status = self._read_status(task, attempt, name, state)
-            result = self._read_result(status)
-            if result is not None:
-                results[task.id] = result
-                self.progress.task_done(task, result)
+            if status.result is not None:  # succeeded, its part checked by _read_status
+                results[task.id] = status.result
+                self.progress.task_done(task, status.result)
                 continue
-            self._waiting.append((task, attempt, status.reason, status.retryable, status))
+            self._waiting.append((task, status))
         self._release_waiting(queue, results, stalled=False)
 
     def _repair_begin(self, task: Task, results: dict[str, TaskResult]) -> int | str | None:
@@ -343,20 +341,21 @@ class Scheduler:
         self._repair_finished(queue, results)
         stalled = stalled and not queue
         waiting, self._waiting = self._waiting, []
-        for task, attempt, reason, retryable, status in waiting:
+        for task, status in waiting:
             begin = self._repair_begin(task, results)
             if isinstance(begin, int) and reported_begin(status) == begin:
                 begin = None  # it began at the right record: the failure is the scorer's own
             if begin == "wait" and not stalled:
-                self._waiting.append((task, attempt, reason, retryable, status))
+                self._waiting.append((task, status))
             elif isinstance(begin, int):
                 pinned = task.pinned(begin)
                 self.records[task.id].task = pinned
                 self.repaired.add(task.id)
-                self.progress.task_retry(task, attempt, f"{reason}; re-running it from byte {begin}")
+                self.progress.task_retry(task, status.attempt,
+                                         f"{status.reason}; re-running it from byte {begin}")
                 queue.append((self.clock(), [pinned]))
             else:
-                self._retry_or_fail(task, attempt, reason, retryable, status, queue)
+                self._retry_or_fail(task, status, queue)
 
     def _read_status(self, task: Task, attempt: int, group: str,
                      state: GroupState | None) -> AttemptStatus:
@@ -411,8 +410,9 @@ class Scheduler:
             return tail(text), uri
         return "", self.layout.task_log(task.id, status.attempt)
 
-    def _retry_or_fail(self, task: Task, attempt: int, reason: str, retryable: bool,
-                       status: AttemptStatus, queue: deque[tuple[float, list[Task]]]) -> None:
+    def _retry_or_fail(self, task: Task, status: AttemptStatus,
+                       queue: deque[tuple[float, list[Task]]]) -> None:
+        attempt, reason, retryable = status.attempt, status.reason, status.retryable
         record = self.records[task.id]
         record.reasons.append(reason)
         retries_used = len(record.reasons) - 1
