@@ -7,6 +7,7 @@ For ``output = out/scores.csv``::
     out/scores.csv.errors.csv        rows left out (on_error = "skip"), only when there are any
     out/scores.csv.manifest.json     tasks, row counts, checksums, attempts, timings
     out/scores.csv.work/job.json     the job id and plan (what resume compares against)
+    out/scores.csv.work/tasks/t00003/attempt-2/claim.json   the group that took attempt 2
     out/scores.csv.work/tasks/t00003/attempt-2/part         attempt 2's scores (atomic)
     out/scores.csv.work/tasks/t00003/attempt-2/log.txt      its whole log (stdout and stderr)
     out/scores.csv.work/tasks/t00003/attempt-2/errors.jsonl the rows it left out, if any
@@ -14,6 +15,8 @@ For ``output = out/scores.csv``::
     out/scores.csv.work/groups/<group>.log                  what the backend kept of a group's log
     out/scores.csv.work/launches/<group>.json               written before a group is created,
                                                             marked ended once it is deleted
+    out/scores.csv.work/queue/<run>/00000001.json           the tickets groups claim, one per
+                                                            attempt (one folder per controller run)
 
 Each attempt writes only in its own folder, so a retry never touches what an earlier attempt
 (perhaps still running in a group nobody watches any more) writes.
@@ -29,7 +32,7 @@ from pathlib import Path
 
 # A file of an attempt, in a listing of the work folder: (task id, attempt, file name).
 _ATTEMPT_FILE = re.compile(r"/tasks/(t\d+)/attempt-(\d+)/([^/]+)$")
-PART, LOG, STATUS, ERRORS = "part", "log.txt", "status.json", "errors.jsonl"
+PART, LOG, STATUS, ERRORS, CLAIM = "part", "log.txt", "status.json", "errors.jsonl", "claim.json"
 
 
 def attempt_file(uri: str) -> tuple[str, int, str] | None:
@@ -80,6 +83,16 @@ class JobLayout:
 
     def status(self, task_id: str, attempt: int) -> str:
         return f"{self.attempt_dir(task_id, attempt)}/{STATUS}"
+
+    def claim(self, task_id: str, attempt: int) -> str:
+        return f"{self.attempt_dir(task_id, attempt)}/{CLAIM}"
+
+    @property
+    def queues_dir(self) -> str:
+        return f"{self.work}/queue"
+
+    def queue_dir(self, run: str) -> str:
+        return f"{self.queues_dir}/{run}"
 
     def attempt_errors(self, task_id: str, attempt: int) -> str:
         return f"{self.attempt_dir(task_id, attempt)}/{ERRORS}"
