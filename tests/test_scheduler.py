@@ -89,6 +89,9 @@ class ScriptedBackend:
     start_failure: tuple[str, bool] | None = None  # groups fail before a claim: (detail, retryable)
     ran: list[tuple[str, str, int]] = field(default_factory=list)  # (group, task, attempt)
 
+    def tasks_per_group(self, pending: int, max_parallel: int) -> int:
+        return 1
+
     def begin_create_group(self, group: GroupSpec) -> None:
         assert group.name not in self.created, f"a second group named {group.name}"
         self.created.append(group.name)

@@ -179,6 +179,7 @@ class Scheduler:
         self._start_failures = 0  # groups in a row that ended without taking a ticket
         self._create_not_before = 0.0
         self._tasks = 0  # in the current run, for the lifetime of its groups
+        self.fleet = self.max_parallel  # groups kept alive while work waits (``begin``)
 
     # -- public -------------------------------------------------------------------------------
     def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
@@ -217,6 +218,10 @@ class Scheduler:
         self._chain = {t.index: t for t in chain if t.kind == "bytes"}
         self._runs += 1
         self._tasks = len(tasks)
+        # How many groups: the backend's packing (ACI amortises a group's start-up over enough
+        # tasks) decides how many tasks each should get, max_parallel caps how many run.
+        per_group = max(1, self.backend.tasks_per_group(len(tasks), self.max_parallel))
+        self.fleet = min(self.max_parallel, max(1, math.ceil(len(tasks) / per_group)))
         lifetime = self._lifetime(len(tasks))
         self._book = TicketBook(
             self.store, self.layout, f"{self._run_token}-{self._runs}",
@@ -255,7 +260,7 @@ class Scheduler:
     def _lifetime(self, tasks: int) -> float:
         """How long a group of this run may live (its SAS URLs and its ``expires`` tag): every
         task one after another on its share of the groups, plus its idle wait."""
-        rounds = math.ceil(max(1, tasks) / self.max_parallel) + 1
+        rounds = math.ceil(max(1, tasks) / self.fleet) + 1
         return self.timeout * rounds + self.linger
 
     def _pause(self) -> None:
@@ -269,11 +274,11 @@ class Scheduler:
             self.sleep(self.poll_interval)
 
     def _top_up(self) -> None:
-        """Keep as many groups alive as there is work for, up to ``max_parallel``: the tickets
+        """Keep as many groups alive as there is work for, up to the fleet's size: the tickets
         running plus those waiting (a group with nothing to claim exits after its idle wait)."""
         book = self._book
         assert book is not None
-        wanted = min(self.max_parallel, len(book.running()) + len(book.unclaimed()))
+        wanted = min(self.fleet, len(book.running()) + len(book.unclaimed()))
         now = self.clock()
         while len(self._running) < wanted and now >= self._create_not_before:
             delay = getattr(self.backend, "create_delay", None)
@@ -453,7 +458,7 @@ class Scheduler:
                 or len(self._durations) < MIN_DURATIONS):
             return
         running = book.running()
-        free = self.max_parallel - len(running)
+        free = self.fleet - len(running)
         if free <= 0:
             return
         median = statistics.median(self._durations)
