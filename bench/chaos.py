@@ -164,7 +164,7 @@ def _aci_targets(stack: ExitStack, root: Path, data: Path, model: Path, scorer: 
         emu = stack.enter_context(AciEmulator(
             work_dir=root / f"emulator-{slot}",
             extra_env={JOURNAL_ENV: extra[JOURNAL_ENV], SLEEP_ENV: extra[SLEEP_ENV]}))
-        emu.limits.create_windows = ((100_000, 300.0),)  # hundreds of trials: no ARM create cap
+        emu.set_rate_limits(creates=[], deletes=[])  # hundreds of trials: no ARM rate caps
         targets.append(AciTarget(emu, azurite, container, f"az://{container}/model/model.json",
                                  f"az://{container}/in/data.csv", scorer, journal))
     for name in AciEmulator.CREDENTIAL_VARS:

@@ -58,6 +58,26 @@ class Resources(BaseModel):
     memory_gb: float = Field(default=1.5, gt=0, le=240)
 
 
+def parse_rate_windows(value: Any) -> tuple[tuple[int, float], ...]:
+    """``[[100, "5m"], [300, "1h"]]`` -> ((100, 300.0), (300, 3600.0)): 1-4 windows, each a
+    count of at least 1 and a duration ("90s", "5m", "1h" or seconds) of at most a day."""
+    example = 'expected [[count, duration], ...] such as [[100, "5m"], [300, "1h"]]'
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 4:
+        raise ValueError(f"{example}, 1 to 4 windows")
+    pairs = []
+    for item in value:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise ValueError(f"{example}; {item!r} is not a [count, duration] pair")
+        count, duration = item
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"a window's count is a whole number >= 1, not {count!r}")
+        seconds = parse_duration(duration)
+        if seconds > 86400:
+            raise ValueError(f"a window lasts at most a day, not {duration!r}")
+        pairs.append((count, seconds))
+    return tuple(pairs)
+
+
 class AzureSettings(BaseModel):
     """The ``[azure]`` table. Blob Storage keys start with ``storage_`` (README: Blob Storage)."""
 
@@ -79,6 +99,11 @@ class AzureSettings(BaseModel):
     registry: str | None = None
     # Creations per minute: ACI allows 100 creates per 5 minutes per subscription and region.
     creates_per_minute: int = Field(default=15, ge=1, le=100, strict=True)
+    # ACI's windows per subscription and region, [[count, duration], ...]: every backend of one
+    # process keeps all of them (README: Throttling and quota). Lower them when other tools
+    # share the subscription; raise them only with a quota increase.
+    create_rate: tuple[tuple[int, float], ...] = ((100, 300.0), (300, 3600.0))
+    delete_rate: tuple[tuple[int, float], ...] = ((100, 300.0), (300, 3600.0))
     # A TOML price table (README: Cost) for plan's estimate, max_cost and the manifest's cost;
     # relative to the job file. Default: SERVERLESS_SCORE_PRICES, else the table shipped inside.
     price_file: str | None = None
@@ -89,6 +114,11 @@ class AzureSettings(BaseModel):
         if value is not None and not _ACCOUNT.fullmatch(value):
             raise ValueError(f"expected 3-24 lowercase letters and digits; got {value!r}")
         return value
+
+    @field_validator("create_rate", "delete_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> tuple[tuple[int, float], ...]:
+        return parse_rate_windows(value)
 
     @field_validator("price_file")
     @classmethod

@@ -6,13 +6,15 @@ failures) and how many ARM calls it spends."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from serverless_score.backends.aci import AciBackend, AciSettings
+from serverless_score.backends.aci.pacer import forget_shared
 from serverless_score.backends.aci.polling import PollSchedule
-from serverless_score.backends.base import GroupSpec, GroupState, Phase
+from serverless_score.backends.base import GroupSpec, GroupState, PacesCreates, Phase
 from serverless_score.controller.watch import lost_attempt
 from serverless_score.errors import ScoreError
 
@@ -22,19 +24,22 @@ SHELL = "emu/test-shell"
 
 
 @pytest.fixture
-def emu(aci_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def emu(aci_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name in aci_emulator.CREDENTIAL_VARS:
         monkeypatch.delenv(name, raising=False)
     for name, value in aci_emulator.env().items():
         monkeypatch.setenv(name, value)
-    return aci_emulator
+    yield aci_emulator
+    forget_shared()  # the next test's emulator may get this one's port, not its history
 
 
 def _backend(emu: Any, image: str = SHELL, **kw: Any) -> AciBackend:
+    rates = {key: kw.pop(key) for key in ("create_rate", "delete_rate") if key in kw}
     settings = AciSettings(
         subscription_id=emu.subscription_id, resource_group=emu.resource_group,
         location=emu.location, image=image, arm_endpoint=emu.base_url,
-        creates_per_minute=kw.pop("creates_per_minute", 60), max_parallel=kw.pop("max_parallel", 4))
+        creates_per_minute=kw.pop("creates_per_minute", 60), max_parallel=kw.pop("max_parallel", 4),
+        **rates)
     return AciBackend(settings, **kw)
 
 
@@ -202,17 +207,56 @@ def test_a_429_storm_on_creates_is_waited_out_without_blocking_polls(emu) -> Non
     backend.delete_group("job1-a-1")
 
 
-def test_a_long_retry_after_is_capped(emu, monkeypatch) -> None:
-    import serverless_score.backends.aci.backend as backend_module
-
+def test_a_create_429_holds_every_backend_on_the_subscription_until_retry_after(emu) -> None:
+    """Retry-After on a create is learnt whole (not capped as a blocking wait is): no create from
+    this process before it has passed, and the scheduler is told, not blocked."""
     emu.add_image(SHELL, ["sh", "-c", "exit 0"])
-    emu.throttle(times=1, retry_after=3600)
-    monkeypatch.setattr(backend_module, "backoff",
-                        lambda attempt, retry_after, **kw: min(retry_after or 1, 2.0))
+    emu.throttle(times=1, retry_after=120)  # another client filled the window
     backend = _backend(emu)
+    assert isinstance(backend, PacesCreates) and backend.create_delay() == 0.0
+    started = time.monotonic()
     backend.begin_create_group(_group("job1-b-1"))
-    assert _wait(backend, ["job1-b-1"], timeout=20)["job1-b-1"].phase is Phase.SUCCEEDED
-    backend.delete_group("job1-b-1")
+    assert time.monotonic() - started < 1.0
+    state = backend.get_states(["job1-b-1"])["job1-b-1"]
+    assert state.phase is Phase.STARTING and "throttling" in state.detail
+    assert 115 < backend.create_delay() <= 120
+    other = _backend(emu)  # another job of this process, on the same subscription and region
+    assert 115 < other.create_delay() <= 120
+    other.begin_create_group(_group("job1-c-1"))
+    for _ in range(5):  # the scheduler keeps polling: nothing more is sent
+        backend.get_states(["job1-b-1"])
+        other.get_states(["job1-c-1"])
+        time.sleep(0.2)
+    assert emu.calls[("PUT", "group")] == 1
+
+
+def test_creates_wait_their_turn_and_deletes_block_until_theirs_with_no_429(emu) -> None:
+    """The emulator enforces 3 creates and 3 deletes per 1.5 s; the backend, told the same, is
+    never refused: creates queue (STARTING, never blocking), deletes wait."""
+    emu.add_image(SHELL, ["sh", "-c", "exit 0"])
+    emu.set_rate_limits(creates=[(3, 1.5)], deletes=[(3, 1.5)])
+    backend = _backend(emu, create_rate=((3, 1.5),), delete_rate=((3, 1.5),))
+    names = [f"job1-r{i}-1" for i in range(7)]
+    started = time.monotonic()
+    for name in names:
+        backend.begin_create_group(_group(name))
+    assert time.monotonic() - started < 1.0  # five groups queued, none blocking
+    assert emu.calls[("PUT", "group")] == 3
+    assert 1.0 < backend.create_delay() <= 3.0  # the 8th comes after 4 more: two windows on
+    waiting = backend.get_states(names)[names[-1]]
+    assert waiting.phase is Phase.STARTING and "waiting for its turn" in waiting.detail
+    assert "3 per 1.5s" in waiting.detail
+    states = _wait(backend, names, timeout=30)
+    assert all(s.phase is Phase.SUCCEEDED for s in states.values())
+    for name in names:
+        backend.delete_group(name)
+    assert emu.group_names() == []
+    answers = emu.answers
+    assert answers[("PUT", "group", 201)] == 7 and answers[("DELETE", "group", 200)] == 7
+    assert answers[("PUT", "group", 429)] == 0 and answers[("DELETE", "group", 429)] == 0
+    calls = emu.group_calls()
+    assert all(calls[n][("PUT", "group")] == 1 and calls[n][("DELETE", "group")] == 1
+               for n in names)
 
 
 def test_quota_short_before_starting_says_what_is_short(emu) -> None:

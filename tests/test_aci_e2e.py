@@ -125,9 +125,10 @@ def _command_job(make_job: Any, job_dir: Path, azurite: Any, container: str, sco
                  **keys: Any) -> Path:
     rows = b"".join(json.dumps({"id": i}).encode() + b"\n" for i in range(40))
     data = _upload(azurite, container, "in/rows.jsonl", rows)
-    return make_job(job_dir, name="cmd", runtime="command", scorer=scorer, format="jsonl",
-                    input=data, output=f"az://{container}/out/rows.txt", chunks=4,
-                    backend="aci", image=IMAGE, **keys)
+    return make_job(job_dir, **{"name": "cmd", "runtime": "command", "scorer": scorer,
+                                "format": "jsonl", "input": data,
+                                "output": f"az://{container}/out/rows.txt", "chunks": 4,
+                                "backend": "aci", "image": IMAGE, **keys})
 
 
 def test_a_failing_chunk_fails_the_job_naming_it_and_leaves_no_group(
@@ -165,6 +166,29 @@ def test_a_429_storm_is_waited_out(job_dir, make_job, aci_env, aci_emulator, azu
     result = _ok(cli("run", job, "--json", "-q"))
     assert result["tasks"] == 4 and result["rows_out"] == 40
     assert aci_emulator.group_names() == []
+
+
+@pytest.mark.parametrize("told", [True, False], ids=["paced", "not-told-the-windows"])
+def test_a_wide_job_keeps_inside_acis_create_and_delete_windows(
+        told, job_dir, make_job, aci_env, aci_emulator, azurite, container, cli) -> None:
+    """ACI's windows scaled down: the emulator allows 5 creates and 5 deletes per 2 s. A job
+    wanting 8 groups at once, told the same windows, is never refused: its pacer held the last
+    creates back. Told ACI's real windows instead, the same job is refused (and still finishes,
+    waiting out the Retry-After), so it is the pacer that keeps it inside."""
+    aci_emulator.set_rate_limits(creates=[(5, 2.0)], deletes=[(5, 2.0)])
+    rates = {"create_rate": [[5, 2]], "delete_rate": [[5, 2]]} if told else {}
+    job = _command_job(make_job, job_dir, azurite, container, "cat", chunks=8, max_parallel=8,
+                       azure=rates or None)
+    result = _ok(cli("run", job, "--json", "-q"))
+    assert result["tasks"] == 8 and result["rows_out"] == 40
+    created = [n for n, c in aci_emulator.group_calls().items() if c[("PUT", "group")]]
+    answers = aci_emulator.answers
+    assert len(created) == 8 and answers[("PUT", "group", 201)] == 8  # 8 groups, all at once
+    assert answers[("DELETE", "group", 200)] == 8 and aci_emulator.group_names() == []
+    if told:
+        assert answers[("PUT", "group", 429)] == 0 and answers[("DELETE", "group", 429)] == 0
+    else:
+        assert answers[("PUT", "group", 429)] >= 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -496,6 +496,78 @@ def test_create_rate_limit_answers_429_with_retry_after(aci_emulator: Any) -> No
     assert 290 <= int(err.value.response.headers["Retry-After"]) <= 300
 
 
+def _put(emu: Any, client: Any, name: str) -> None:
+    """One create, without waiting for provisioning (as the backend sends it)."""
+    client.container_groups.begin_create_or_update(
+        emu.resource_group, name, group(emu, container(command=sh("exit 0"))), polling=False).result()
+
+
+def test_a_scaled_create_window_refuses_until_the_oldest_leaves_it(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client(retry_total=0)
+    emu.set_rate_limits(creates=[(5, 3.0)])
+    for i in range(5):
+        _put(emu, client, f"w{i}")
+    with pytest.raises(HttpResponseError) as err:
+        _put(emu, client, "w5")
+    assert err.value.status_code == 429 and err.value.error.code == "TooManyRequests"
+    assert "request limit for create operations of 5 per 3 seconds exceeded" in err.value.error.message
+    retry_after = int(err.value.response.headers["Retry-After"])  # whole seconds, as ARM's
+    assert 1 <= retry_after <= 3 and f"after '{retry_after}' seconds" in err.value.error.message
+    assert "w5" not in emu.group_names()
+
+    def created() -> bool:
+        try:
+            _put(emu, client, "w5")
+        except HttpResponseError as refused:
+            assert refused.status_code == 429
+            return False
+        return True
+
+    assert wait_for(created, timeout=10), "the window never had room again"
+    assert emu.answers[("PUT", "group", 201)] == 6 and emu.answers[("PUT", "group", 429)] >= 1
+
+
+def test_delete_rate_limit_answers_429_with_retry_after(aci_emulator: Any) -> None:
+    """ACI counts deletes apart from creates (100 per 5 minutes, 300 per hour by default)."""
+    emu, client = aci_emulator, aci_emulator.client(retry_total=0)
+    emu.set_rate_limits(creates=[(3, 300)], deletes=[(2, 300)])
+    for name in ("d1", "d2"):
+        _put(emu, client, name)
+    client.container_groups.begin_delete(emu.resource_group, "d1").result()
+    client.container_groups.begin_delete(emu.resource_group, "never-made").result()  # 204 counts
+    with pytest.raises(HttpResponseError) as err:
+        client.container_groups.begin_delete(emu.resource_group, "d2").result()
+    assert err.value.status_code == 429 and err.value.error.code == "TooManyRequests"
+    assert "request limit for delete operations of 2 per 300 seconds" in err.value.error.message
+    assert 290 <= int(err.value.response.headers["Retry-After"]) <= 300
+    assert emu.group_names() == ["d2"]  # refused: still there
+    _put(emu, client, "d3")  # creates have a window of their own
+    emu.set_rate_limits(deletes=[])  # the rule off
+    for name in ("d2", "d3"):
+        client.container_groups.begin_delete(emu.resource_group, name).result()
+    assert emu.group_names() == []
+    assert emu.answers[("DELETE", "group", 429)] == 1 and emu.answers[("PUT", "group", 429)] == 0
+    with pytest.raises(ValueError, match="delete_windows"):
+        emu.set_rate_limits(deletes=[(0, 300)])
+
+
+def test_answers_and_calls_per_group_are_counted(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    emu.throttle(1, retry_after=0.1)
+    create(emu, client, "g1", group(emu, container(command=sh("echo hi"))))
+    wait_finished(emu, client, "g1")
+    client.containers.list_logs(emu.resource_group, "g1", "main")
+    client.container_groups.begin_delete(emu.resource_group, "g1").result()
+    per_group = emu.group_calls()["g1"]
+    assert per_group[("PUT", "group")] == 2 and per_group[("DELETE", "group")] == 1
+    assert per_group[("GET", "logs")] == 1 and per_group[("GET", "group")] >= 2
+    answers = emu.answers
+    assert answers[("PUT", "group", 429)] == 1 and answers[("PUT", "group", 201)] == 1
+    assert answers[("DELETE", "group", 200)] == 1
+    emu.reset_calls()
+    assert emu.answers == {} and emu.group_calls() == {}
+
+
 def test_every_answer_carries_rate_limit_headers(aci_emulator: Any) -> None:
     client = aci_emulator.client()
     seen: list[dict[str, str]] = []
@@ -774,7 +846,8 @@ def test_standalone_emulator_with_remote_fault_control(tmp_path: Path) -> None:
     """``python -m aci_emulator``: another process's emulator, steered over HTTP."""
     import requests
 
-    proc = subprocess.Popen([sys.executable, "-m", "aci_emulator"], cwd=Path(__file__).parent,
+    proc = subprocess.Popen([sys.executable, "-m", "aci_emulator", "--delete-rate", "1/300",
+                             "--quota-groups", "7"], cwd=Path(__file__).parent,
                             stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
@@ -812,6 +885,26 @@ def test_standalone_emulator_with_remote_fault_control(tmp_path: Path) -> None:
         calls = session.get(f"{control}/calls", timeout=10).json()["result"]
         assert {"method": "PUT", "kind": "group", "count": 2} in calls  # the 429, then the create
         assert session.get(f"{control}/groups", timeout=10).json()["result"] == ["remote"]
+        usage = {u.name.value: u.limit for u in client.location.list_usage("westeurope")}
+        assert usage["ContainerGroups"] == 7  # --quota-groups
+        assert session.post(f"{control}/set_rate_limits", json={"creates": [[1, 300]]},
+                            timeout=10).status_code == 200
+        with pytest.raises(HttpResponseError) as err:  # the one create of the window is spent
+            client.container_groups.begin_create_or_update(
+                env["SERVERLESS_SCORE_AZURE_RESOURCE_GROUP"], "remote2", cg, polling=False,
+                retry_total=0).result()
+        assert err.value.status_code == 429
+        rg = env["SERVERLESS_SCORE_AZURE_RESOURCE_GROUP"]
+        client.container_groups.begin_delete(rg, "remote", polling_interval=0.05).result()
+        with pytest.raises(HttpResponseError) as err:  # --delete-rate 1/300
+            client.container_groups.begin_delete(rg, "remote", retry_total=0).result()
+        assert err.value.status_code == 429
+        answers = session.get(f"{control}/answers", timeout=10).json()["result"]
+        assert {"method": "PUT", "kind": "group", "status": 429, "count": 2} in answers
+        assert {"method": "DELETE", "kind": "group", "status": 429, "count": 1} in answers
+        per_group = session.get(f"{control}/group_calls", timeout=10).json()["result"]
+        assert {"method": "PUT", "kind": "group", "count": 2} in per_group["remote"]
+        assert per_group["remote2"] == [{"method": "PUT", "kind": "group", "count": 1}]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

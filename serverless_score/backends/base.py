@@ -118,3 +118,16 @@ class WaitsForGroups(Protocol):
     def wait_any(self, names: Sequence[str], timeout: float) -> None:
         """Return when one of ``names`` may have finished, or after ``timeout`` seconds."""
         ...
+
+
+@runtime_checkable
+class PacesCreates(Protocol):
+    """Optional: a backend whose creates are rationed (ACI: so many per subscription and region
+    in a sliding window). Such a backend still takes every group given to ``begin_create_group``
+    without blocking and sends it when its turn comes (reporting it STARTING until then); a
+    scheduler that asks first can instead keep the tasks unassigned, or wait, while it is > 0."""
+
+    def create_delay(self) -> float:
+        """Seconds until a group given to ``begin_create_group`` now would be sent (0: at once),
+        counting the groups already waiting for their turn."""
+        ...

@@ -101,6 +101,8 @@ class AciEmulator:
         delete_mode: str = "sync",
         docker: str | bool | None = None,
         docker_limits: bool = True,
+        create_windows: Sequence[Sequence[float]] | None = None,
+        delete_windows: Sequence[Sequence[float]] | None = None,
     ) -> None:
         if unknown_images not in ("create", "pull"):
             raise ValueError(f"unknown_images: expected 'create' or 'pull'; got {unknown_images!r}")
@@ -125,6 +127,7 @@ class AciEmulator:
                           resource_groups={resource_group}, location=location,
                           base_url=lambda: self.base_url)
         self.api.delete_mode = delete_mode
+        self.set_rate_limits(creates=create_windows, deletes=delete_windows)
         self.api.control = self._control
         self._servers: list[Any] = []
         self.ca_bundle: Path | None = None
@@ -239,6 +242,21 @@ class AciEmulator:
         with self.api.mutex:
             self.api.calls.clear()
             self.api.log.clear()
+            self.api.answers.clear()
+            self.api.group_calls.clear()
+
+    @property
+    def answers(self) -> collections.Counter[tuple[str, str, int]]:
+        """ARM answers by (method, route kind, status): ``answers[("PUT", "group", 429)]`` is
+        how many creates were throttled."""
+        with self.api.mutex:
+            return collections.Counter(self.api.answers)
+
+    def group_calls(self) -> dict[str, collections.Counter[tuple[str, str]]]:
+        """Requests per container group name, by (method, kind): kinds ``group`` (PUT create,
+        GET, DELETE, PATCH), ``logs``, ``action``; refused requests count too."""
+        with self.api.mutex:
+            return {name: collections.Counter(c) for name, c in self.api.group_calls.items()}
 
     @property
     def requests(self) -> list[tuple[float, str, str, str, int]]:
@@ -319,8 +337,22 @@ class AciEmulator:
     @property
     def limits(self) -> Limits:
         """Quota limits (``limits.quota['ContainerGroups']``...), ``usage_offset`` (usage by
-        others), ``quota_status`` and ``create_windows`` (creates per window); mutable."""
+        others), ``quota_status``, ``create_windows`` and ``delete_windows`` (per window);
+        mutable."""
         return self.api.limits
+
+    def set_rate_limits(self, *, creates: Sequence[Sequence[float]] | None = None,
+                        deletes: Sequence[Sequence[float]] | None = None) -> None:
+        """Create / delete windows, ``[(count, seconds), ...]`` (ACI's: ``[(100, 300), (300,
+        3600)]``, the default); beyond one: 429 with ``Retry-After`` until the window has room.
+        ``[]`` switches the rule off."""
+        for name, pairs in (("create_windows", creates), ("delete_windows", deletes)):
+            if pairs is None:
+                continue
+            rule = tuple((int(count), float(seconds)) for count, seconds in pairs)
+            if any(count < 1 or seconds <= 0 for count, seconds in rule):
+                raise ValueError(f"{name}: expected (count >= 1, seconds > 0) pairs; got {pairs!r}")
+            setattr(self.limits, name, rule)
 
     def set_quota(self, *, container_groups: float | None = None,
                   standard_cores: float | None = None) -> None:
@@ -413,19 +445,27 @@ class AciEmulator:
         self.chaos.clear()
 
     # Fault methods a process without this object can call over HTTP (``POST /_emulator/NAME``).
-    REMOTE = ("throttle", "fail_requests", "set_quota", "inaccessible_image", "restart_container",
-              "fail_provisioning", "flaky_pull", "slow_provisioning", "hang", "unhealthy",
-              "clear_faults", "add_image", "reset_calls", "drop_answers", "slow_requests")
+    REMOTE = ("throttle", "fail_requests", "set_quota", "set_rate_limits", "inaccessible_image",
+              "restart_container", "fail_provisioning", "flaky_pull", "slow_provisioning", "hang",
+              "unhealthy", "clear_faults", "add_image", "reset_calls", "drop_answers",
+              "slow_requests")
 
     def _control(self, method: str, name: str, kwargs: dict[str, Any]) -> Any:
         if method == "GET" and name == "calls":
             return [{"method": m, "kind": k, "count": n} for (m, k), n in self.calls.items()]
+        if method == "GET" and name == "answers":
+            return [{"method": m, "kind": k, "status": st, "count": n}
+                    for (m, k, st), n in self.answers.items()]
+        if method == "GET" and name == "group_calls":
+            return {group: [{"method": m, "kind": k, "count": n} for (m, k), n in c.items()]
+                    for group, c in self.group_calls().items()}
         if method == "GET" and name == "groups":
             return self.group_names()
         if method == "GET" and name == "created":
             return [c.to_dict() for c in self.chaos.created()]
         if method != "POST" or name not in self.REMOTE:
-            raise KeyError(f"not a remote control; expected GET calls|groups|created or POST one of "
+            raise KeyError(f"not a remote control; expected GET calls|answers|group_calls|groups|"
+                           f"created or POST one of "
                            f"{', '.join(self.REMOTE)}")
         getattr(self, name)(**kwargs)
         return None

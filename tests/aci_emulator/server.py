@@ -1,5 +1,5 @@
 """The ARM side of the emulator: routes, bearer-token check, api-version check, injected HTTP faults,
-quotas, create-rate limits, rate-limit headers, error bodies; plus the App Service managed-identity
+quotas, create- and delete-rate limits, rate-limit headers, error bodies; plus the App Service managed-identity
 token endpoint that ``DefaultAzureCredential`` uses when IDENTITY_ENDPOINT/IDENTITY_HEADER are set.
 
 ``ArmApi.handle`` is plain request -> response; ``serve`` puts it behind a threading HTTP(S) server.
@@ -82,13 +82,14 @@ class InjectedFault:
 @dataclass
 class Limits:
     """Regional quota (usage ``limit``s), extra usage counted on top of the live groups, and the
-    create-rate windows ``(count, seconds)``."""
+    create- and delete-rate windows ``(count, seconds)`` per subscription (ACI's by default)."""
 
     quota: dict[str, float] = field(default_factory=lambda: {
         "ContainerGroups": 100, "StandardCores": 100, "StandardSpotCores": 100})
     usage_offset: dict[str, float] = field(default_factory=dict)
     quota_status: int = 409
     create_windows: tuple[tuple[int, float], ...] = ((100, 300.0), (300, 3600.0))
+    delete_windows: tuple[tuple[int, float], ...] = ((100, 300.0), (300, 3600.0))
 
 
 def normalize_location(location: str) -> str:
@@ -111,6 +112,9 @@ class ArmApi:
         self.limits = Limits()
         self.faults: list[InjectedFault] = []
         self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        # (method, kind, status) of every ARM answer, and (method, kind) per container group.
+        self.answers: collections.Counter[tuple[str, str, int]] = collections.Counter()
+        self.group_calls: dict[str, collections.Counter[tuple[str, str]]] = {}
         # (monotonic time, method, kind, path, status) of every ARM request, for benchmarks.
         self.log: list[tuple[float, str, str, str, int]] = []
         self.tokens: dict[str, float] = {}  # bearer token -> expiry (epoch seconds)
@@ -118,6 +122,7 @@ class ArmApi:
         self.identity_header = secrets.token_urlsafe(16)
         self.operations: dict[str, Operation] = {}
         self.creates: list[float] = []  # monotonic times of accepted creations
+        self.deletes: list[float] = []  # monotonic times of deletes let through the rate check
         self.delete_mode = "sync"  # "sync": 200 + body; "async": 202 + Azure-AsyncOperation
         self.async_retry_after: float | None = None  # real ACI sends none on its operations
         self.list_page_size: int | None = None
@@ -190,12 +195,16 @@ class ArmApi:
             return error(404, "InvalidResourceType" if "/providers/" in path else "NotFound",
                          f"The resource type could not be found for path '{path}'.")
         kind, match = route
+        group = match.group(3) if kind in ("group", "action", "logs") else None
         with self.mutex:
             self.calls[(method, kind)] += 1
+            if group is not None:
+                self.group_calls.setdefault(group, collections.Counter())[(method, kind)] += 1
         response = self._checked(method, kind, match.groups(), query, headers, body)
         self._add_common_headers(method, response)
         with self.mutex:
             self.log.append((time.monotonic(), method, kind, path, response.status))
+            self.answers[(method, kind, response.status)] += 1
         return response
 
     def _control(self, method: str, name: str, headers: dict[str, str], body: bytes) -> Response:
@@ -365,19 +374,25 @@ class ArmApi:
                              f"'{_format_seconds(requested)}'.")
         return None
 
-    def _create_rate_error(self) -> Response | None:
+    def _rate_error(self, operation: str, sent: list[float],
+                    windows: tuple[tuple[int, float], ...]) -> Response | None:
+        """429 + Retry-After (whole seconds, until the window has room) when ``sent`` already
+        fills one of ``windows``; call with ``self.mutex`` held."""
         now = time.monotonic()
-        with self.mutex:
-            for count, window in self.limits.create_windows:
-                recent = [t for t in self.creates if t > now - window]
-                if len(recent) >= count:
-                    wait = math.ceil(recent[0] + window - now)
-                    return error(429, "TooManyRequests",
-                                 f"Resource type 'Microsoft.ContainerInstance/containerGroups' "
-                                 f"request limit for create operations of {count} per "
-                                 f"{int(window)} seconds exceeded. Please try again after "
-                                 f"'{wait}' seconds.", **{"Retry-After": str(wait)})
+        for count, window in windows:
+            recent = [t for t in sent if t > now - window]
+            if len(recent) >= count:
+                wait = max(1, math.ceil(recent[-count] + window - now))
+                return error(429, "TooManyRequests",
+                             f"Resource type 'Microsoft.ContainerInstance/containerGroups' "
+                             f"request limit for {operation} operations of {count} per "
+                             f"{_format_seconds(window)} seconds exceeded. Please try again "
+                             f"after '{wait}' seconds.", **{"Retry-After": str(wait)})
         return None
+
+    def _create_rate_error(self) -> Response | None:
+        with self.mutex:
+            return self._rate_error("create", self.creates, self.limits.create_windows)
 
     def _rate_headers(self) -> dict[str, str]:
         now = time.monotonic()
@@ -453,6 +468,12 @@ class ArmApi:
             return Response(200, group.to_json(instance_view=True))
 
     def _group_delete(self, args: tuple[str, ...], query: dict[str, str], body: Any) -> Response:
+        # Every delete request counts against the window (one of a group already gone too).
+        with self.mutex:
+            refused = self._rate_error("delete", self.deletes, self.limits.delete_windows)
+            if refused is not None:
+                return refused
+            self.deletes.append(time.monotonic())
         key = self._key(args)
         with self.engine.lock:
             group = self.engine.groups.get(key)

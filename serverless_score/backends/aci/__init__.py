@@ -2,8 +2,8 @@
 
 Modules, one job each: ``settings`` (the job's [azure] keys and the environment, checked),
 ``groups`` (GroupSpec -> ContainerGroup model, pure), ``states`` (GET answer -> GroupState,
-pure), ``throttle`` (creation token bucket, capped jittered backoff), ``polling`` (when to spend a
-GET on which group), ``quota`` (regional usage vs the job's width, pure), ``client`` (the only
+pure), ``pacer`` (ACI's create and delete windows per subscription, pure), ``throttle`` (read
+token bucket, capped jittered backoff), ``polling`` (when to spend a GET on which group), ``quota`` (regional usage vs the job's width, pure), ``client`` (the only
 module that calls ARM), ``backend`` (the Backend protocol on top).
 """
 

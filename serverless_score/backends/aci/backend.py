@@ -6,9 +6,13 @@ from a cache and spends ARM calls by its own policy (``polling.PollSchedule``): 
 1 create + 1 delete + 1 logs + a number of GETs that grows with the group's lifetime (log, then
 linear at one per 30 s), under a job-wide read budget, plus one list call per 30 s for the whole
 job, plus one read of the create's async operation for a group whose provisioning failed with no
-event saying why (Azure's reason is only there). Creations go through a token bucket (``[azure] creates_per_minute``) and never block the
-scheduler: a group waiting for its turn (or after a 429) reports STARTING and is created by a
-later call.
+event saying why (Azure's reason is only there).
+
+Creates and deletes are paced (``pacer.py``) to ACI's windows per subscription and region
+(``[azure] create_rate``, ``delete_rate``; creates also ``creates_per_minute``), shared with every
+other ACI backend of this process on that subscription. Creations never block the scheduler: a
+group waiting for its turn (or after a 429) reports STARTING and is created by a later call, and
+``create_delay`` says how long a new one would wait. A delete blocks until its turn.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from ...units import plural, plural_cores
 from ..base import LABEL_EXPIRES, LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
 from .client import AciClient, QuotaReached, Refused, Throttled
 from .groups import build_group
+from .pacer import Pacer, RateWindow, SendLog, shared_log, take_turn, windows
 from .polling import PollSchedule
 from .quota import fitting_parallel, shortfalls
 from .settings import AciSettings
 from .states import CreateOutcome, group_state, wants_outcome
-from .throttle import TokenBucket, backoff
+from .throttle import RETRY_AFTER_CAP, backoff
 
 log = logging.getLogger(__name__)
 QUOTA_WAIT = 600.0  # how long to wait for quota to free up (none of our groups running) before failing
@@ -79,15 +84,28 @@ class AciBackend:
                  delete_timeout: float = DELETE_TIMEOUT, check_quota: bool = True) -> None:
         self.settings = settings
         self.clock = clock
+        self.sleep = sleep
         self.client = client or AciClient(settings, credential, sleep=sleep, clock=clock)
         self.schedule = schedule or PollSchedule(clock=clock)
-        self.creates = TokenBucket(settings.creates_per_minute, clock=clock)
+        # The job's own cap per minute on top of the subscription's windows.
+        self.creates = Pacer((*windows(settings.create_rate),
+                              RateWindow(settings.creates_per_minute, 60.0)),
+                             self._log("create", clock))
+        self.deletes = Pacer(windows(settings.delete_rate), self._log("delete", clock))
         self.quota_wait = quota_wait
         self.delete_timeout = delete_timeout
         self._check_quota = check_quota
         self._expected_groups = settings.max_parallel
         self._groups: dict[str, _Group] = {}
         self._quota_since: float | None = None
+
+    def _log(self, kind: str, clock: Callable[[], float]) -> SendLog:
+        """The process-wide log of this subscription's region; a backend on its own clock (a
+        test's) keeps a private one, since its times mean nothing to the others."""
+        if clock is not time.monotonic:
+            return SendLog()
+        s = self.settings
+        return shared_log(kind, s.arm_endpoint, s.subscription_id, s.location)
 
     @classmethod
     def from_spec(cls, spec: Any, *, state_dir: str = "") -> AciBackend:
@@ -133,6 +151,13 @@ class AciBackend:
                                           state=GroupState(group.name, Phase.STARTING))
         self._pump()
 
+    def create_delay(self) -> float:
+        """Seconds until a group given to ``begin_create_group`` now would be sent to Azure (0:
+        at once), after the groups already waiting for their turn (PacesCreates)."""
+        waiting = sum(1 for g in self._groups.values()
+                      if not g.created and not g.state.phase.finished)
+        return self.creates.wait_time(self.clock(), ahead=waiting)
+
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
         """From the cache, refreshed by the poll schedule. A name this backend did not create
         (``status`` from another process, a resumed job's orphans) is adopted and read now."""
@@ -172,13 +197,28 @@ class AciBackend:
         self.schedule.forget(name)
         if group is not None and not group.put_sent:
             return  # it never left this machine
+        what = f"delete container group {name}"
+        # Our own pacing does not use up the timeout: only Azure's refusals do.
+        take_turn(self.deletes, what, self.clock, self.sleep)
         deadline = self.clock() + self.delete_timeout
+        attempts = 0
 
         def delete() -> None:
-            self.client.delete(name, timeout=max(1.0, deadline - self.clock()))
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # the first one's turn was taken before the deadline started
+                take_turn(self.deletes, what, self.clock, self.sleep)
+            try:
+                self.client.delete(name, timeout=max(1.0, deadline - self.clock()))
+            except Throttled as err:
+                if err.retry_after is not None:  # as the blocking retry's own wait, capped
+                    self.deletes.learn(self.clock(), err.retry_after, cap=RETRY_AFTER_CAP)
+                raise
+            finally:
+                self.deletes.settle(self.clock())
 
         try:
-            self.client.retrying(f"delete container group {name}", delete, deadline=deadline)
+            self.client.retrying(what, delete, deadline=deadline)
         except Refused as err:
             raise ScoreError(f"could not delete container group {name!r}: {err}",
                              hint="Delete it with `serverless-score cleanup` or the portal.") from err
@@ -209,17 +249,20 @@ class AciBackend:
                 continue
             if self._check_quota:
                 self._quota_check()
-            if not self.creates.take():
-                self._waiting(group, "waiting for its turn to be created ([azure] "
-                              "creates_per_minute)")
+            if not self.creates.reserve(now):
+                self._in_line(now)
                 return
             group.attempts += 1
             group.put_sent = True
             try:
                 group.operation_url = self.client.create(name, group.model)
             except Throttled as err:
-                wait = backoff(group.attempts, err.retry_after)
-                self.creates.block_for(wait)
+                # No create from this process until Retry-After has passed (another client used
+                # the window); this group's own try is jittered on top, so groups spread out.
+                if err.retry_after is not None:
+                    self.creates.learn(self.clock(), err.retry_after)
+                wait = max(backoff(group.attempts, err.retry_after),
+                           self.creates.wait_time(self.clock()))
                 group.not_before = now + wait
                 self._waiting(group, f"Azure is throttling creations; next try in {wait:.0f}s")
                 return
@@ -232,9 +275,20 @@ class AciBackend:
                 group.state = GroupState(name, Phase.FAILED, None, _rejected(err, self.settings),
                                          retryable=err.code != "InaccessibleImage")
                 continue
+            finally:
+                self.creates.settle(self.clock())
             group.created = True
             self._quota_since = None
             self.schedule.add(name)
+
+    def _in_line(self, now: float) -> None:
+        """Every group waiting only for the pacer says so (one held back by a 429 or the quota
+        already says why)."""
+        why = (f"waiting for its turn to be created (at most {self.creates.describe()} on this "
+               "subscription and region: [azure] create_rate, creates_per_minute)")
+        for group in self._groups.values():
+            if not group.created and not group.state.phase.finished and group.not_before <= now:
+                self._waiting(group, why)
 
     def _adopt(self, name: str) -> None:
         self._groups[name] = _Group(name, None, put_sent=True, created=True,

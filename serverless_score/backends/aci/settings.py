@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from ...errors import SpecError
 from ...images.context import default_tag, image_name
 from ...storage.uris import is_blob_uri
+from .pacer import ACI_WINDOWS
 
 if TYPE_CHECKING:
     from ...spec import JobSpec
@@ -48,6 +49,9 @@ class AciSettings:
     identity: str | None = None  # resource id of a user-assigned managed identity
     registry: str | None = None  # login server the image is pulled from with that identity
     creates_per_minute: int = 15
+    # ACI's windows per subscription and region, (count, seconds): see pacer.py.
+    create_rate: tuple[tuple[int, float], ...] = ACI_WINDOWS
+    delete_rate: tuple[tuple[int, float], ...] = ACI_WINDOWS
     max_parallel: int = 1
     cpu: float = 1.0
     memory_gb: float = 1.5
@@ -102,6 +106,7 @@ class AciSettings:
             location=(values["location"] or "").replace(" ", "").lower(),
             image=image, arm_endpoint=arm_endpoint(env), identity=identity,
             registry=values["registry"], creates_per_minute=azure.creates_per_minute,
+            create_rate=azure.create_rate, delete_rate=azure.delete_rate,
             max_parallel=spec.max_parallel, cpu=resources.cpu,
             memory_gb=resources.memory_gb, job_problem=problem,
         )

@@ -1,10 +1,9 @@
-"""Staying under ARM's limits: a token bucket for creations and the wait after a throttled call.
+"""Staying under ARM's read limits, and the wait after a throttled call.
 
-ACI allows 100 creates per 5 minutes (and 300 per hour) per subscription and region. The bucket
-holds one minute's worth of ``creates_per_minute`` tokens, so the default (15) can never send more
-than 90 creates in any 5 minutes. A 429 still happens (other tools share the quota): its
-``Retry-After`` is honoured but capped (the SDK would sleep whatever the server says, 300 s
-included, blocking the whole controller) and jittered, so many groups throttled together do not
+A token bucket rations the backend's reads (``polling.PollSchedule``); creates and deletes have
+windows of their own (``pacer.py``). A 429 is answered by ``backoff``: its ``Retry-After`` is
+honoured but capped for blocking calls (the SDK would sleep whatever the server says, 300 s
+included, blocking the whole controller) and jittered, so many calls throttled together do not
 come back together.
 """
 
@@ -29,36 +28,23 @@ class TokenBucket:
         self.clock = clock
         self._tokens = self.capacity
         self._at = clock()
-        self._blocked_until = 0.0
 
-    def _refill(self) -> float:
+    def _refill(self) -> None:
         now = self.clock()
-        if now > self._at:  # _at is in the future while blocked: nothing accrues until then
+        if now > self._at:
             self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
             self._at = now
-        return now
 
     def take(self) -> bool:
-        now = self._refill()
-        if now < self._blocked_until or self._tokens < 1.0:
+        self._refill()
+        if self._tokens < 1.0:
             return False
         self._tokens -= 1.0
         return True
 
     def wait_time(self) -> float:
-        now = self._refill()
-        need = 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
-        return max(need, self._blocked_until - now, 0.0)
-
-    def block_for(self, seconds: float) -> None:
-        """The service said "too many" (429): no token for ``seconds``, and the saved-up burst is
-        gone, so creation resumes at the steady rate rather than in a new burst."""
-        now = self._refill()
-        self._tokens = 0.0
-        self._blocked_until = max(self._blocked_until, now + seconds)
-        # Refill as if from one token-time before the block ends: exactly one token is there
-        # when it ends (take() refuses everything until then).
-        self._at = self._blocked_until - 1.0 / self.rate
+        self._refill()
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
 
 
 def backoff(attempt: int, retry_after: float | None, *, cap: float = RETRY_AFTER_CAP,
