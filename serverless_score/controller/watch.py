@@ -20,7 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ..backends import Backend, GroupSpec, GroupState, Phase
-from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS, WaitsForGroups
+from ..backends.base import (
+    LABEL_EXPIRES,
+    LABEL_JOB,
+    LABEL_TASKS,
+    PacesCreates,
+    WaitsForGroups,
+)
 from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
 from ..planning.partition import Link, chain_repairs, exact_begins
@@ -281,9 +287,8 @@ class Scheduler:
         wanted = min(self.fleet, len(book.running()) + len(book.unclaimed()))
         now = self.clock()
         while len(self._running) < wanted and now >= self._create_not_before:
-            delay = getattr(self.backend, "create_delay", None)
-            if callable(delay) and delay() > 0:  # the backend's create rate: poll meanwhile
-                break
+            if isinstance(self.backend, PacesCreates) and self.backend.create_delay() > 0:
+                break  # the backend's create rate (ACI's windows): keep polling meanwhile
             self._create_group(book, now)
 
     def _create_group(self, book: TicketBook, now: float) -> None:
