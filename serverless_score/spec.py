@@ -349,7 +349,9 @@ class JobSpec(BaseModel):
 
     @property
     def bin_count(self) -> int:
-        return self.bins if self.bins is not None else 100
+        """``bins``, else 100 (or one per shard, for more than 100 shards: every shard gets at
+        least one bin)."""
+        return self.bins if self.bins is not None else max(100, self.shards or 0)
 
     @property
     def effective_format(self) -> Format:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..layout import JobLayout
 from ..planning.tasks import Task
 from ..runner.contract import Claim, QueueOrder, TaskOrder, Ticket
-from ..storage import Store
+from ..storage import Store, is_local
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class Offer:
 
 
 class TicketBook:
-    """The tickets of one controller run, in the order they were offered."""
+    """The tickets of one controller run, in the order they were offered. Indexed so that a
+    look at the queue costs what is open (waiting or running), not what was ever offered."""
 
     def __init__(self, store: Store, layout: JobLayout, run: str, *,
                  access: QueueAccess | None = None, poll: float = 0.5,
@@ -70,71 +72,127 @@ class TicketBook:
         self.poll = poll
         self.linger = linger
         self.offers: list[Offer] = []  # offers[seq - 1]
-        self._unclaimed_from = 0  # index of the lowest offer not yet seen claimed
+        self._waiting: dict[int, Offer] = {}  # seq -> offer nobody was seen to claim yet
+        self._running: dict[int, Offer] = {}  # seq -> claimed, not ended
+        self._by_task: dict[str, list[Offer]] = {}  # task id -> its open offers
         self._head_written = 0
+        self._pending = 0  # made, not yet written
+        self.stride = 1  # the fleet's size: each group walks its own stripe first
+        self._groups = 0
+
+    @property
+    def open(self) -> bool:
+        """Whether any offer is still waiting or running."""
+        return bool(self._waiting or self._running)
 
     def queue(self) -> QueueOrder:
-        """What a group created now is told: start at the lowest ticket not seen claimed."""
-        return QueueOrder(self.folder, start=self._unclaimed_from + 1, poll=self.poll,
-                          linger=self.linger)
+        """What the next group is told: start at the lowest ticket not seen claimed, on the
+        next stripe."""
+        return QueueOrder(self.folder, start=self._lowest_waiting(), poll=self.poll,
+                          linger=self.linger, stride=self.stride,
+                          offset=self._groups % max(1, self.stride))
+
+    def group_created(self) -> None:
+        self._groups += 1
+
+    def _lowest_waiting(self) -> int:
+        return min(self._waiting, default=len(self.offers) + 1)
+
+    def offer_many(self, items: Sequence[tuple[Task, int, bool]]) -> list[Offer]:
+        """Offer (task, attempt, copy?) items in this order. The tickets are written by a few
+        threads at once: on a remote store each is a request, and a job of thousands of tasks
+        would otherwise wait for them one by one before its groups had anything to claim."""
+        if len(items) <= 1 or is_local(self.folder):
+            return [self.offer(task, attempt, copy=copy) for task, attempt, copy in items]
+        made = [self._make(task, attempt, copy) for task, attempt, copy in items]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(self._write, made))
+        for offer in made:
+            self._add(offer)
+        return made
 
     def offer(self, task: Task, attempt: int, *, copy: bool = False) -> Offer:
-        seq = len(self.offers) + 1
+        offer = self._make(task, attempt, copy)
+        self._write(offer)
+        self._add(offer)
+        return offer
+
+    def _write(self, offer: Offer) -> None:
+        self.store.write_bytes(QueueOrder(self.folder).ticket(offer.ticket.seq),
+                               offer.ticket.to_json())
+
+    def _add(self, offer: Offer) -> None:
+        self._pending -= 1
+        self.offers.append(offer)
+        self._waiting[offer.ticket.seq] = offer
+        self._by_task.setdefault(offer.task.id, []).append(offer)
+
+    def _make(self, task: Task, attempt: int, copy: bool) -> Offer:
+        seq = len(self.offers) + 1 + self._pending
+        self._pending += 1
         order = TaskOrder.of(self.layout, task, attempt)
         queue = QueueOrder(self.folder)
         grants: dict[str, str] = {}
         if self.access is not None:  # this attempt's files, and a read of the next ticket
+            # (and reads of the next tickets, up to the next of the same stripe)
             grants = {**self.access.attempt(order),
-                      queue.ticket(seq + 1): self.access.read(queue.ticket(seq + 1))}
+                      **{queue.ticket(n): self.access.read(queue.ticket(n))
+                         for n in range(seq + 1, seq + 1 + max(1, self.stride))}}
             grants = {u: g for u, g in grants.items() if g}  # local files need none
-        ticket = Ticket(seq, order, grants)
-        self.store.write_bytes(queue.ticket(seq), ticket.to_json())
-        offer = Offer(ticket, copy=copy)
-        self.offers.append(offer)
-        return offer
+        return Offer(Ticket(seq, order, grants), copy=copy)
 
     def unclaimed(self) -> list[Offer]:
-        return [o for o in self.offers[self._unclaimed_from:] if o.group is None and not o.ended]
+        return list(self._waiting.values())
 
     def running(self) -> list[Offer]:
-        return [o for o in self.offers if o.running]
+        return list(self._running.values())
+
+    def others(self, offer: Offer) -> list[Offer]:
+        """The other open offers of the same task."""
+        return [o for o in self._by_task.get(offer.task.id, []) if o is not offer]
+
+    def claimed(self, offer: Offer, group: str, now: float) -> None:
+        if offer.ended or offer.group is not None:
+            return
+        offer.group, offer.claimed_at = group, now
+        self._waiting.pop(offer.ticket.seq, None)
+        self._running[offer.ticket.seq] = offer
+
+    def end(self, offer: Offer) -> None:
+        offer.ended = True
+        seq = offer.ticket.seq
+        self._waiting.pop(seq, None)
+        self._running.pop(seq, None)
+        same = self._by_task.get(offer.task.id, [])
+        if offer in same:
+            same.remove(offer)
+        if not same:
+            self._by_task.pop(offer.task.id, None)
 
     def see_claims(self, now: float, lookahead: int) -> list[Offer]:
-        """Read the claims of the lowest unclaimed tickets (groups take them in order, so
-        ``lookahead`` past the first unclaimed one finds every new claim but a straggling
+        """Read the claims of the lowest waiting tickets (groups take them in order, so
+        ``lookahead`` past the first waiting one finds every new claim but a straggling
         reader's); return the offers newly seen claimed."""
         seen = []
-        checked = 0
-        for offer in self.offers[self._unclaimed_from:]:
-            if checked >= lookahead:
-                break
-            if offer.group is not None or offer.ended:
-                continue
-            checked += 1
+        for seq in sorted(self._waiting)[:lookahead]:
+            offer = self._waiting[seq]
             claim = self.read_claim(offer)
             if claim is not None:
-                offer.group, offer.claimed_at = claim.group, now
+                self.claimed(offer, claim.group, now)
                 seen.append(offer)
-        while (self._unclaimed_from < len(self.offers)
-               and (self.offers[self._unclaimed_from].group is not None
-                    or self.offers[self._unclaimed_from].ended)):
-            self._unclaimed_from += 1
         self._write_head()
         return seen
 
     def claims_of(self, group: str, now: float) -> list[Offer]:
-        """Every unended offer ``group`` claimed, the ones not seen yet included (read again:
-        a group that ended may have claimed a ticket after the last look)."""
-        found = []
-        for offer in self.offers[self._unclaimed_from:]:
-            if offer.group is None and not offer.ended:
-                claim = self.read_claim(offer)
-                if claim is not None:
-                    offer.group, offer.claimed_at = claim.group, now
-        for offer in self.offers:
-            if offer.group == group and not offer.ended:
-                found.append(offer)
-        return found
+        """Every open offer ``group`` claimed, the ones not seen yet included (read again: a
+        group that ended may have claimed a ticket after the last look)."""
+        for offer in list(self._waiting.values()):
+            claim = self.read_claim(offer)
+            if claim is not None:
+                self.claimed(offer, claim.group, now)
+            else:
+                break  # groups claim in order: nothing after an unclaimed one, but stragglers
+        return [o for o in self._running.values() if o.group == group]
 
     def read_claim(self, offer: Offer) -> Claim | None:
         try:
@@ -145,7 +203,7 @@ class TicketBook:
             log.warning("unreadable claim %s: treated as taken", offer.ticket.claim)
             return Claim("(unreadable)", offer.ticket.seq, "")
 
-    def withdraw(self, offer: Offer) -> bool:
+    def withdraw(self, offer: Offer, now: float) -> bool:
         """Take back an offer nobody has claimed (its task finished meanwhile) by claiming it
         in the controller's name: False when a group got there first (it is then running)."""
         claim = Claim(WITHDRAWN, offer.ticket.seq, "")
@@ -154,9 +212,9 @@ class TicketBook:
                 out.write(claim.to_json())
         except FileExistsError:
             got = self.read_claim(offer)
-            offer.group = got.group if got is not None else "(unknown)"
+            self.claimed(offer, got.group if got is not None else "(unknown)", now)
             return False
-        offer.ended = True
+        self.end(offer)
         return True
 
     def group_grants(self) -> dict[str, str]:
@@ -165,12 +223,13 @@ class TicketBook:
         if self.access is None:
             return {}
         queue = self.queue()
-        grants = {uri: self.access.read(uri) for uri in (queue.head, queue.closed,
-                                                         queue.ticket(queue.start))}
+        grants = {uri: self.access.read(uri) for uri in (
+            queue.head, queue.closed, queue.ticket(queue.start),
+            queue.ticket(queue.start + queue.offset))}
         return {u: g for u, g in grants.items() if g}
 
     def _write_head(self) -> None:
-        seq = self._unclaimed_from + 1
+        seq = self._lowest_waiting()
         if seq <= self._head_written or seq > len(self.offers):
             return
         queue = QueueOrder(self.folder)

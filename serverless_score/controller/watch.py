@@ -29,7 +29,7 @@ from ..backends.base import (
 )
 from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
-from ..planning.partition import Link, chain_repairs, exact_begins
+from ..planning.partition import Link, chain_repairs, exact_begins, fleet_size
 from ..planning.tasks import Task
 from ..runner.contract import (
     ENV_GROUP,
@@ -39,7 +39,7 @@ from ..runner.contract import (
     TaskResult,
     WorkOrder,
 )
-from ..storage import Store
+from ..storage import Store, is_local
 from .access import WorkerAccess
 from .launches import LaunchBook, LaunchRecord
 from .signals import held
@@ -186,6 +186,11 @@ class Scheduler:
         self._create_not_before = 0.0
         self._tasks = 0  # in the current run, for the lifetime of its groups
         self.fleet = self.max_parallel  # groups kept alive while work waits (``begin``)
+        # How often claims and statuses are read: each look is a request per running attempt
+        # on a remote store, where a second more before a result is seen costs nothing.
+        self._store_interval = (poll_interval if is_local(layout.work)
+                                else max(1.0, poll_interval))
+        self._next_store_look = 0.0
 
     # -- public -------------------------------------------------------------------------------
     def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
@@ -201,16 +206,17 @@ class Scheduler:
         assert book is not None
         results: dict[str, TaskResult] = {}
         try:
-            while backlog or self._waiting or any(not o.ended for o in book.offers):
+            while backlog or self._waiting or book.open:
+                self._top_up(len(backlog))
                 self._offer_due(backlog)
-                self._top_up()
                 self._pause()
                 self._poll(backlog, results)
-                in_flight = bool(backlog) or any(not o.ended for o in book.offers)
+                in_flight = bool(backlog) or book.open
                 self._release_waiting(backlog, results, stalled=not in_flight)
                 self._second_attempts(backlog, results)
             book.close()
-            self.stop_all("done")  # groups waiting for work: none will come
+            for name in list(self._running):  # waiting for work that will not come
+                self._end_group(name, None, backlog, results, stopped="done")
         finally:
             self.stop_all()
         return results
@@ -226,13 +232,14 @@ class Scheduler:
         self._tasks = len(tasks)
         # How many groups: the backend's packing (ACI amortises a group's start-up over enough
         # tasks) decides how many tasks each should get, max_parallel caps how many run.
-        per_group = max(1, self.backend.tasks_per_group(len(tasks), self.max_parallel))
-        self.fleet = min(self.max_parallel, max(1, math.ceil(len(tasks) / per_group)))
+        per_group = self.backend.tasks_per_group(len(tasks), self.max_parallel)
+        self.fleet = max(1, fleet_size(len(tasks), per_group, self.max_parallel))
         lifetime = self._lifetime(len(tasks))
         self._book = TicketBook(
             self.store, self.layout, f"{self._run_token}-{self._runs}",
             access=self.access.for_queue(lifetime) if self.access is not None else None,
             poll=min(2.0, max(0.05, self.poll_interval)), linger=self.linger)
+        self._book.stride = self.fleet
         return [(0.0, task, False) for task in tasks]
 
     def stop_all(self, outcome: str = "stopped") -> None:
@@ -279,12 +286,12 @@ class Scheduler:
         else:
             self.sleep(self.poll_interval)
 
-    def _top_up(self) -> None:
+    def _top_up(self, to_offer: int = 0) -> None:
         """Keep as many groups alive as there is work for, up to the fleet's size: the tickets
         running plus those waiting (a group with nothing to claim exits after its idle wait)."""
         book = self._book
         assert book is not None
-        wanted = min(self.fleet, len(book.running()) + len(book.unclaimed()))
+        wanted = min(self.fleet, len(book.running()) + len(book.unclaimed()) + to_offer)
         now = self.clock()
         while len(self._running) < wanted and now >= self._create_not_before:
             if isinstance(self.backend, PacesCreates) and self.backend.create_delay() > 0:
@@ -299,6 +306,7 @@ class Scheduler:
         work = replace(self.work, orders=[], queue=asdict(queue))
         secure = (dict(self.access.secure_env([], book.group_grants(), lifetime))
                   if self.access is not None else {})
+        book.group_created()
         spec = GroupSpec(
             name=name, job_id=self.job_id, task_ids=(),
             env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
@@ -367,16 +375,38 @@ class Scheduler:
         if not due:
             return
         backlog[:] = [item for item in backlog if item[0] > now]
+        items = []
         for _, task, copy in due:
             record = self.records[task.id]
             record.attempts += 1
-            book.offer(task, record.attempts, copy=copy)
+            items.append((task, record.attempts, copy))
+        book.offer_many(items)
 
     def _poll(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
         book = self._book
         assert book is not None
         states = self.backend.get_states(list(self._running)) if self._running else {}
         now = self.clock()
+        if any(s.phase.finished for s in states.values()) or now >= self._next_store_look:
+            self._look_at_queue(book, states, now, backlog, results)
+        for name, state in states.items():
+            group = self._running.get(name)
+            if group is None:
+                continue
+            if state.phase.finished:
+                self._end_group(name, state, backlog, results)
+            elif (group.claimed == 0 and book.unclaimed()
+                  and now - group.created_at > self.timeout):
+                self._end_group(name, GroupState(
+                    name, Phase.FAILED, None,
+                    f"took no task within {self.timeout:g}s of its creation and was stopped"),
+                    backlog, results, stopped="timed-out")
+
+    def _look_at_queue(self, book: TicketBook, states: Mapping[str, GroupState], now: float,
+                       backlog: Backlog, results: dict[str, TaskResult]) -> None:
+        """New claims, and how claimed attempts ended. Each look costs a read per running
+        attempt (and a few claims): on a remote store it is made at most once a second."""
+        self._next_store_look = now + self._store_interval
         for offer in book.see_claims(now, lookahead=len(self._running) + 4):
             self._start_failures = 0
             if offer.group in self._running:
@@ -397,22 +427,12 @@ class Scheduler:
                     offer.group, Phase.FAILED, None,
                     f"timed out after {self.timeout:g}s on task {offer.task.id} and was stopped"),
                     backlog, results, stopped="timed-out")
-        for name, state in states.items():
-            group = self._running.get(name)
-            if group is None:
-                continue
-            if state.phase.finished:
-                self._end_group(name, state, backlog, results)
-            elif (group.claimed == 0 and book.unclaimed()
-                  and now - group.created_at > self.timeout):
-                self._end_group(name, GroupState(
-                    name, Phase.FAILED, None,
-                    f"took no task within {self.timeout:g}s of its creation and was stopped"),
-                    backlog, results, stopped="timed-out")
 
     def _peek_status(self, offer: Offer) -> AttemptStatus | None:
         """The attempt's status if its worker wrote one (a claim's group still runs)."""
-        if not self.store.exists(offer.ticket.order.status):
+        try:
+            self.store.read_bytes(offer.ticket.order.status)
+        except FileNotFoundError:
             return None
         assert offer.group is not None
         return self._read_status(offer.task, offer.attempt, offer.group, None)
@@ -422,15 +442,15 @@ class Scheduler:
         """One attempt ended. The first success of a task is its result (any other attempt of
         it is withdrawn or stopped, and its part never used); a failure counts only when no
         other attempt of the task is still out."""
+        book = self._book
+        assert book is not None
         if offer.ended:
             return
-        offer.ended = True
+        others = book.others(offer)
+        book.end(offer)
         task = offer.task
         if task.id in results or task.id not in self.records:
             return  # another attempt won: this one's part is discarded
-        book = self._book
-        assert book is not None
-        others = [o for o in book.offers if o.task.id == task.id and not o.ended]
         if status.result is not None:  # succeeded, its part checked by _read_status
             results[task.id] = status.result
             self._durations.append(status.seconds or status.result.seconds)
@@ -447,11 +467,11 @@ class Scheduler:
         it yet, else its group is stopped (it runs nothing else meanwhile)."""
         book = self._book
         assert book is not None
-        if offer.group is None and book.withdraw(offer):
+        if offer.group is None and book.withdraw(offer, self.clock()):
             return
         if offer.group in self._running:
             self._end_group(offer.group, None, backlog, results, stopped="superseded")
-        offer.ended = True
+        book.end(offer)
 
     def _second_attempts(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
         """Stragglers: once no ticket waits, a task running ``straggler_factor`` x the median

@@ -113,6 +113,10 @@ class QueueOrder:
     start: int = 1
     poll: float = 0.5
     linger: float = 20.0
+    # Its own stripe first: tickets start + offset, + stride, + 2 x stride ... (the fleet's
+    # groups do not all race for the same ticket); then any ticket left, from the head.
+    stride: int = 1
+    offset: int = 0
 
     def ticket(self, seq: int) -> str:
         return f"{self.folder}/{seq:08d}.json"

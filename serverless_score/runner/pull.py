@@ -36,8 +36,6 @@ class TicketQueue:
     _seq: int = 0
     _grants: dict[str, str] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        self._seq = max(1, self.queue.start)
 
     @property
     def current(self) -> StoreConfig:
@@ -84,8 +82,24 @@ class TicketQueue:
         return True
 
     def claims(self) -> Iterator[Ticket]:
-        """Each ticket this group claimed, in order; ends when the queue is closed, or has had
+        """Each ticket this group claimed: first those of its own stripe, then any left (from
+        the lowest the controller has seen unclaimed); ends when the queue is closed, or has had
         no new ticket for ``linger`` seconds."""
+        stride = max(1, self.queue.stride)
+        self._seq = max(1, self.queue.start) + max(0, self.queue.offset)
+        while stride > 1:  # the stripe: seldom contended, so a claim is one read and one write
+            data = self._read(self.queue.ticket(self._seq))
+            if data is None:
+                break  # past the last ticket: help the others from here on
+            ticket = Ticket.from_json(data)
+            self._grants = dict(ticket.grants)
+            if self._claim(ticket):
+                yield ticket
+            self._seq += stride  # its grants hold the read of the next ticket of the stripe
+        self._seq = max(1, self.queue.start)
+        yield from self._sequential()
+
+    def _sequential(self) -> Iterator[Ticket]:
         idle_since: float | None = None
         self._skip_to_head()
         while True:
@@ -105,4 +119,6 @@ class TicketQueue:
             self._seq += 1
             if self._claim(ticket):
                 yield ticket
-                self._skip_to_head()
+            # Past what the controller has seen taken: many groups walking every ticket
+            # would cost a read and a refused claim per ticket per group.
+            self._skip_to_head()
