@@ -99,7 +99,7 @@ class LocalStore:
     def list(self, prefix: str) -> Iterator[str]:
         root = Path(_path(prefix))
         if root.is_dir():
-            yield from sorted(_files_under(str(root)))
+            yield from sorted(files_under(str(root)))
 
     def local_path(self, uri: str) -> str:
         return _path(uri)
@@ -116,7 +116,7 @@ class LocalStore:
         return ComposeResult(size=size, sha256=digest.hexdigest(), version=str(os.stat(_path(uri)).st_mtime_ns))
 
 
-def _files_under(root: str) -> Iterator[str]:
+def files_under(root: str) -> Iterator[str]:
     """Every file under ``root`` (symlinks to files included, symlinked folders not entered:
     what ``Path.rglob`` finds), from ``scandir``'s entry types: no ``stat`` per file, which a
     work folder of 100,000 tasks (300,000 files) would pay on every resume and ``status``."""
