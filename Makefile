@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci chaos clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale chaos clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -53,6 +53,11 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_healing.py
+	$(BIN)/python bench/bench_scale.py
+
+## bench-scale: plans of 1,000 / 10,000 / 100,000 tasks: each controller stage's time per task and peak memory
+bench-scale: setup
+	$(BIN)/python bench/bench_scale.py
 
 ## bench-r: R randomForest and glm, the tool vs a bare Rscript (fread/predict/fwrite); see bench/RESULTS.md
 bench-r: setup

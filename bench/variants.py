@@ -214,10 +214,16 @@ def task_seconds(manifest: Any) -> list[float]:
     inside the tasks or around them."""
     if not isinstance(manifest, str):
         return []
+    from serverless_score.controller.manifest import read_tasks
+    from serverless_score.layout import JobLayout
+    from serverless_score.storage.local import LocalStore
+
     try:
-        tasks = json.loads(Path(manifest).read_text(encoding="utf-8")).get("tasks", [])
+        summary = json.loads(Path(manifest).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
+    layout = JobLayout(manifest.removesuffix(".manifest.json"))
+    tasks = read_tasks(LocalStore(), layout, summary) or []
     return [float(t["seconds"]) for t in tasks if isinstance(t, dict) and "seconds" in t]
 
 

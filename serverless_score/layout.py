@@ -5,7 +5,10 @@ For ``output = out/scores.csv``::
 
     out/scores.csv                   the merged output (appears only when the whole job succeeded)
     out/scores.csv.errors.csv        rows left out (on_error = "skip"), only when there are any
-    out/scores.csv.manifest.json     tasks, row counts, checksums, attempts, timings
+    out/scores.csv.manifest.json     the summary: job, spec, inputs, output checksum, totals,
+                                     timings, cost; names the task lines (count, sha256)
+    out/scores.csv.manifest.tasks.jsonl  one line per task: range, rows, checksums, attempts,
+                                     seconds (written before the summary; controller/manifest.py)
     out/scores.csv.work/job.json     the job id and plan (what resume compares against)
     out/scores.csv.work/tasks/t00003/attempt-2/claim.json   the group that took attempt 2
     out/scores.csv.work/tasks/t00003/attempt-2/part         attempt 2's scores (atomic)
@@ -59,6 +62,11 @@ class JobLayout:
     @property
     def manifest(self) -> str:
         return f"{self.output}.manifest.json"
+
+    @property
+    def manifest_tasks(self) -> str:
+        """The manifest's task lines (a manifest of before them holds its tasks inline)."""
+        return f"{self.output}.manifest.tasks.jsonl"
 
     @property
     def errors(self) -> str:

@@ -183,5 +183,10 @@ def test_a_20_task_group_with_chatty_scorers_keeps_every_status_and_whole_log(
     assert "t00000 attempt 1" in shown.stderr and "attempt-1/log.txt" in shown.stderr
     manifest = json.loads(azurite.service().get_blob_client(
         container, "out/s.txt.manifest.json").download_blob().readall())
-    assert [t["records_out"] for t in manifest["tasks"]] == counts and sum(counts) == 200
+    lines = azurite.service().get_blob_client(
+        container, "out/s.txt.manifest.tasks.jsonl").download_blob().readall().splitlines()
+    assert manifest["tasks_file"]["tasks"] == len(lines) == 20
+    assert [json.loads(t)["records_out"] for t in lines] == counts and sum(counts) == 200
+    # The summary names the group's 20 tasks as one run, not one by one.
+    assert manifest["usage"]["per_group"][0]["tasks"] == ["t00000..t00019"]
     assert aci_emulator.group_names() == []

@@ -108,7 +108,7 @@ def test_a_glob_input_skips_the_output_files_it_matches(job_dir, make_job):
     rows(job_dir / "data/a.csv", 3)
     rows(job_dir / "data/sub/b.csv", 2)
     for name in ("out.csv", "out.csv.errors.csv", "out.csv.lease", "out.csv.manifest.json",
-                 "out.csv.work/tasks/t00000/attempt-1/part"):
+                 "out.csv.manifest.tasks.jsonl", "out.csv.work/tasks/t00000/attempt-1/part"):
         (job_dir / "data" / name).parent.mkdir(parents=True, exist_ok=True)
         (job_dir / "data" / name).write_text("k,v\nx,1\n")
     job = command_job(make_job, job_dir, input="data/**", output="data/out.csv", format="csv")
@@ -189,10 +189,11 @@ def test_outputs_manifests_and_logs_are_0644_under_umask_022(job_dir, make_job):
                           env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = job_dir / "out"
-    files = [out / "scores.csv", out / "scores.csv.manifest.json", out / "scores.csv.work/job.json",
+    files = [out / "scores.csv", out / "scores.csv.manifest.json",
+             out / "scores.csv.manifest.tasks.jsonl", out / "scores.csv.work/job.json",
              *out.glob("scores.csv.work/tasks/*/attempt-1/log.txt"),
              *out.glob("scores.csv.work/tasks/*/attempt-1/status.json")]
-    assert len(files) == 7
+    assert len(files) == 8
     assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {
         f.name: "0o644" for f in files}
 
@@ -406,8 +407,8 @@ def test_on_aci_an_output_under_the_input_prefix_is_skipped_and_output_as_input_
     data = b"k,v\n" + b"".join(b"k%03d,%d\n" % (i, i) for i in range(3))
     _put(azurite, container, "data/a.csv", data)
     # What an earlier run leaves beside its output (and a bad-rows file): none of it is input.
-    for name in ("out.csv", "out.csv.manifest.json", "out.csv.errors.csv", "out.csv.lease",
-                 "out.csv.work/tasks/t00000/attempt-1/part"):
+    for name in ("out.csv", "out.csv.manifest.json", "out.csv.manifest.tasks.jsonl",
+                 "out.csv.errors.csv", "out.csv.lease", "out.csv.work/tasks/t00000/attempt-1/part"):
         _put(azurite, container, f"data/{name}", b"k,v\nold,1\n")
     job = make_job(job_dir, name="edge", runtime="command", scorer=SCORE, format="csv",
                    input=f"az://{container}/data", output=f"az://{container}/data/out.csv",

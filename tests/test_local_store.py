@@ -61,3 +61,24 @@ def test_compose_over_a_partial_kernel_copy_leaves_no_trace_of_it(
 
     monkeypatch.setattr(os, "copy_file_range", fails_midway)
     _check(tmp_path, _parts(tmp_path))
+
+
+def test_list_finds_what_rglob_finds(tmp_path: Path) -> None:
+    """Every file under the prefix, sorted: nested folders, hidden names, a symlink to a file;
+    a symlinked folder is not entered, and a broken link is no file."""
+    root = tmp_path / "work"
+    for name in ("tasks/t00000/attempt-1/part", "tasks/t00000/attempt-1/.part.x.tmp",
+                 "tasks/t00001/attempt-2/status.json", "job.json", "groups/g.log"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    (root / "empty").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "f").write_text("x")
+    (root / "linked-folder").symlink_to(tmp_path / "elsewhere")
+    (root / "linked-file").symlink_to(root / "job.json")
+    (root / "broken").symlink_to(tmp_path / "nothing")
+    listed = list(LocalStore().list(str(root)))
+    assert listed == sorted(str(p) for p in root.rglob("*") if p.is_file())
+    assert str(root / "linked-file") in listed and len(listed) == 6
+    assert list(LocalStore().list(f"file://{root}/")) == listed
+    assert list(LocalStore().list(str(tmp_path / "none"))) == []

@@ -25,6 +25,7 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from manifests import manifest_tasks
 
 from serverless_score.backends import GroupSpec, GroupState, Phase
 from serverless_score.backends.base import GroupInfo
@@ -222,9 +223,8 @@ def test_the_reported_case_in_process(tmp_path: Path) -> None:
         ranges = list(pairwise(even_cuts(len(data), chunks)))
         if any(fields[1][0] + 5 < start < fields[1][1] for start, _ in ranges):
             assert result.repaired_boundaries > 0, chunks
-        manifest = json.loads(Path(result.manifest).read_text())
         inside = 0
-        for (start, stop), task in zip(ranges, manifest["tasks"], strict=True):
+        for (start, stop), task in zip(ranges, manifest_tasks(result.output), strict=True):
             assert task["attempts"] <= 2, task  # a guess, then at most one repair
             for first, after in fields:
                 if first < start and stop <= after:  # the whole range inside the field
@@ -282,8 +282,8 @@ def test_a_resumed_job_repairs_a_finished_task_of_the_run_before(tmp_path: Path)
     assert result.repaired_boundaries >= 1
     lines = (directory / "out" / "scores.csv").read_text().splitlines()
     assert unquote(lines[1:]) == expected_csv(data)
-    manifest = json.loads(Path(result.manifest).read_text())
-    assert manifest["tasks"][3]["begin"] == finished["begin"] and manifest["tasks"][3]["attempts"] == 2
+    tasks = manifest_tasks(result.output)
+    assert tasks[3]["begin"] == finished["begin"] and tasks[3]["attempts"] == 2
 
 
 def reported_csv(*, reps: int, roleless: int = 0, newline: str = "\n", bom: bool = False) -> bytes:

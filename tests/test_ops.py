@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from manifests import manifest_tasks
 from shelljobs import SCORE, write_rows
 
 from serverless_score.backends import GroupSpec
@@ -92,8 +93,7 @@ def test_status_logs_and_cleanup_around_a_killed_controller(job_dir, make_job, c
     assert done["state"] == "succeeded" and done["tasks_done"] == 4 and done["rows"] == 40
     # This run's groups only: the two left tasks, one per slot.
     assert sorted(g["tasks"][0] for g in done["usage"]["per_group"]) == ["t00002", "t00003"]
-    manifest = json.loads(Path(f"{output}.manifest.json").read_text())
-    seconds = {t["id"]: t["container_seconds"] for t in manifest["tasks"]}
+    seconds = {t["id"]: t["container_seconds"] for t in manifest_tasks(output)}
     assert seconds["t00000"] is None and seconds["t00002"] > 0  # reused tasks ran no group now
 
 
@@ -250,7 +250,14 @@ def test_the_manifest_records_container_seconds_and_their_cost(job_dir, make_job
     assert (job_dir / "out" / "s.txt").read_text().splitlines() == [f"{k},scored" for k in keys]
     usage = result["usage"]
     manifest = json.loads((job_dir / "out" / "s.txt.manifest.json").read_text())
-    assert manifest["usage"] == usage
+    tasks = manifest_tasks(job_dir / "out" / "s.txt")
+    # The summary's usage is run --json's, but for each group's per-task attempts: the task
+    # lines say which group ran which attempt of them.
+    assert manifest["usage"] == {**usage, "per_group": [
+        {k: v for k, v in g.items() if k != "attempts"} for g in usage["per_group"]]}
+    assert {t["id"]: t["groups"] for t in tasks} == {
+        task: [[g["name"], attempt]] for g in usage["per_group"]
+        for task, attempt in g["attempts"].items()}
     assert usage["billed"] is True and usage["price"]["region"] == "eastus"
     assert usage["groups"] == 2 and len(usage["per_group"]) == 2
     # Each group ran two tasks of >= 1 s each: at least 2 s, measured create -> finished.
@@ -262,7 +269,7 @@ def test_the_manifest_records_container_seconds_and_their_cost(job_dir, make_job
         usage["vcpu_seconds"] * price["vcpu_second"] + usage["gb_seconds"] * price["gb_second"],
         rel=1e-3)
     assert usage["cost"] > 0 and usage["estimate"]["cost"] > 0
-    per_task = [t["container_seconds"] for t in manifest["tasks"]]
+    per_task = [t["container_seconds"] for t in tasks]
     assert sum(per_task) == pytest.approx(usage["container_seconds"], abs=0.01)
 
 

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,7 +150,7 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
     if as_json:
         print(json.dumps({
             "job_id": planned.job_id, "name": planned.spec.name, "status": "planned",
-            "tasks": [dict(asdict(t), id=t.id) for t in planned.tasks],
+            "tasks": [dict(t.to_dict(), id=t.id) for t in planned.tasks],
             "output": planned.spec.output, "output_format": planned.output_format,
             "backend": planned.spec.backend, "max_parallel": planned.spec.max_parallel,
             "input_bytes": planned.total_bytes, "chunks_note": chunks_note(planned),

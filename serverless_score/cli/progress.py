@@ -66,7 +66,9 @@ class RichProgress:
             self.console.print(f"task {task.id} done: {plural(result.records_out, 'row')} in "
                                f"{result.seconds:.1f}s ({done}/{total} {_tasks_word(total)}, "
                                f"{plural(self.rows, 'row')})",
-                               highlight=False)
+                               # One line however long (the R package parses it), and no
+                               # markup or wrapping to lay out: ~3x cheaper per task.
+                               highlight=False, markup=False, soft_wrap=True)
 
     def task_retry(self, task: Task, attempt: int, reason: str) -> None:
         rows = self._done.pop(task.id, None)

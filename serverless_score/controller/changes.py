@@ -52,19 +52,29 @@ def describe_changes(manifest: dict[str, Any], plan: Plan, model_now: dict[str, 
 
     chunking = [f"{k} {_show(old_spec.get(k))} -> {_show(new_spec.get(k))}" for k in _CHUNKING
                 if old_spec.get(k) != new_spec.get(k)]
-    old_tasks = [t.get("input") for t in manifest.get("tasks") or []]
-    new_tasks = [t.describe() for t in plan.tasks]
+    old_count, new_count = _task_count(manifest), len(plan.tasks)
     if chunking:
-        changes.append(f"the chunking changed ({', '.join(chunking)}: {len(old_tasks)} -> "
-                       f"{len(new_tasks)} tasks)")
-    elif old_tasks != new_tasks and not any(c.startswith("the input") for c in changes):
-        changes.append(f"the chunking changed ({len(old_tasks)} -> {len(new_tasks)} tasks)")
+        changes.append(f"the chunking changed ({', '.join(chunking)}: {old_count} -> "
+                       f"{new_count} tasks)")
+    elif old_count != new_count and not any(c.startswith("the input") for c in changes):
+        # Same spec, same input: the ranges follow from the count (max_parallel rounds it).
+        changes.append(f"the chunking changed ({old_count} -> {new_count} tasks)")
 
     skip = _NOT_DECISIVE | {"model", "input", *_CHUNKING}
     for key in sorted(set(old_spec) | set(new_spec)):
         if key not in skip and old_spec.get(key) != new_spec.get(key):
             changes.append(f"{key} changed ({_show(old_spec.get(key))} -> {_show(new_spec.get(key))})")
     return changes
+
+
+def _task_count(manifest: dict[str, Any]) -> int | None:
+    """How many tasks the job that wrote ``manifest`` had (a manifest from before the task lines
+    lists them inline)."""
+    totals = manifest.get("totals") or {}
+    if isinstance(totals.get("tasks"), int):
+        return int(totals["tasks"])
+    inline = manifest.get("tasks")
+    return len(inline) if isinstance(inline, list) else None
 
 
 def _input_changes(old_inputs: list[dict[str, Any]], plan: Plan) -> list[str]:

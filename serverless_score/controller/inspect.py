@@ -22,6 +22,7 @@ from ..storage import Store, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
 from ..units import plural
+from .manifest import read_tasks
 
 
 @dataclass
@@ -50,7 +51,8 @@ class JobLocation:
 def output_of(target: str) -> str:
     """The output URI of ``target``: the output itself, its manifest, its work folder or
     job.json (what ``run --json`` prints as ``output``, ``manifest`` and ``work_dir``)."""
-    for suffix in (".work/job.json", ".work/", ".work", ".manifest.json"):
+    for suffix in (".work/job.json", ".work/", ".work", ".manifest.json",
+                   ".manifest.tasks.jsonl"):
         if target.endswith(suffix):
             target = target[: -len(suffix)]
             break
@@ -170,12 +172,22 @@ def group_tasks(group: GroupInfo, job_id: str, all_ids: list[str]) -> list[str]:
     label = group.labels.get(LABEL_TASKS, "")
     if ".." in label:
         first, last = label.split("..", 1)
-        if first in all_ids and last in all_ids:
-            return all_ids[all_ids.index(first): all_ids.index(last) + 1]
+        start, end = _position(first, all_ids), _position(last, all_ids)
+        if start is not None and end is not None:
+            return all_ids[start: end + 1]
     if label:
         return [t for t in label.split(",") if t]
     rest = group.name.removeprefix(f"{job_id}-")
     return [rest.rsplit("-", 1)[0]] if rest != group.name else []
+
+
+def _position(task_id: str, ids: list[str]) -> int | None:
+    """Where ``task_id`` is in ``ids``: at its index, as a plan lists its tasks (no scan of
+    100,000 ids per live group), else wherever it is."""
+    digits = task_id.removeprefix("t")
+    if digits.isdigit() and int(digits) < len(ids) and ids[int(digits)] == task_id:
+        return int(digits)
+    return ids.index(task_id) if task_id in ids else None
 
 
 def _manifest(loc: JobLocation) -> dict[str, Any]:
@@ -186,13 +198,20 @@ def _manifest(loc: JobLocation) -> dict[str, Any]:
     return data if isinstance(data, dict) and data.get("job_id") == loc.job_id else {}
 
 
-def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
+def _statuses_of(rows: list[dict[str, Any]]) -> list[TaskStatus]:
+    """The tasks of a succeeded job, from its manifest's task rows."""
+    return [TaskStatus(str(r.get("id")), str(r.get("input")), "done", int(r.get("attempts") or 0),
+                       rows=r.get("records_out"), rows_failed=r.get("rows_failed"),
+                       seconds=r.get("seconds"))
+            for r in rows]
+
+
+def _stored_statuses(loc: JobLocation, live: list[GroupInfo]) -> list[TaskStatus]:
+    """Each task's state from the store (its attempts' statuses) and the live groups."""
     tasks = loc.tasks()
     ids = [t.id for t in tasks]
     stored = _stored(loc)
     latest = {t: _latest_status(loc, t, stored[t]) for t in ids if t in stored}
-    live = [g for g in (backend.list_all_groups() if backend is not None else [])
-            if g.job_id == loc.job_id]
     live_names = {g.name for g in live}
     controller = _controller(loc)
     statuses = []
@@ -219,7 +238,19 @@ def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
             status.reason = last.reason if last is not None else (
                 f"its group {claim.group} ended without a word" if claim is not None else None)
         statuses.append(status)
+    return statuses
+
+
+def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
+    live = [g for g in (backend.list_all_groups() if backend is not None else [])
+            if g.job_id == loc.job_id]
     manifest = _manifest(loc)
+    # A succeeded job's tasks are all in its manifest's task lines: one read, not a status read
+    # per task (100,000 of them in a big job); the stored statuses are read only without them.
+    finished = read_tasks(loc.store, loc.layout, manifest) if manifest else None
+    statuses = (_statuses_of(finished) if finished is not None
+                else _stored_statuses(loc, live))
+    controller = _controller(loc)
     if manifest and controller is None:
         state = "succeeded"
     elif live or controller is not None:

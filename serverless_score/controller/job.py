@@ -38,6 +38,7 @@ from .changes import model_stamp, refusal
 from .empty_output import empty_output
 from .estimate import Pricing, check_max_cost, estimate_job
 from .launches import LaunchBook, attempts_launched, unended
+from .manifest import write_manifest
 from .merge import merge, merge_plan
 from .model_info import ModelInfo, model_info
 from .signals import held, interrupts
@@ -453,7 +454,6 @@ class Job:
     def _write_manifest(self, plan: Plan, tasks: dict[str, Task], results: dict[str, TaskResult],
                         attempts: dict[str, int], result: JobResult, composed: ComposeResult,
                         model: ModelInfo | None, access: WorkerAccess) -> None:
-        ordered = sorted(tasks.values(), key=lambda t: t.index)
         manifest = {
             "job_id": plan.job_id,
             "name": self.spec.name,
@@ -472,29 +472,16 @@ class Job:
                        "blocks": composed.blocks, "rows": result.rows_out,
                        "errors": result.errors},
             "storage": {"worker_access": access.mode},
-            "totals": {"tasks": len(ordered), "records_in": result.rows_in,
+            "totals": {"tasks": len(tasks), "records_in": result.rows_in,
                        "records_out": result.rows_out, "rows_failed": result.rows_failed,
                        "attempts": result.attempts,
                        "repaired_boundaries": result.repaired_boundaries},
             "timings": result.timings,
             "usage": result.usage,
-            "tasks": [
-                {"id": t.id, "input": t.describe(), "begin": results[t.id].begin,
-                 "end": results[t.id].end, "records_in": results[t.id].records_in,
-                 "records_out": results[t.id].records_out,
-                 "rows_failed": results[t.id].rows_failed,
-                 "attempts": max(attempts.get(t.id, 0), results[t.id].attempt),
-                 "seconds": results[t.id].seconds, "part_sha256": results[t.id].part_sha256,
-                 "part_bytes": results[t.id].part_bytes,
-                 "container_seconds": _round(self._task_seconds.get(t.id))}
-                for t in ordered
-            ],
         }
-        self.store.write_bytes(self.layout.manifest, json.dumps(manifest, indent=1).encode())
-
-
-def _round(seconds: float | None) -> float | None:
-    return round(seconds, 3) if seconds is not None else None
+        # Per-task details go to the task lines beside it (controller/manifest.py).
+        write_manifest(self.store, self.layout, manifest, list(tasks.values()), results, attempts,
+                       self._task_seconds)
 
 
 def run_job(spec: JobSpec, *, progress: Progress | None = None) -> JobResult:

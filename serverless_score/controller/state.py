@@ -75,9 +75,10 @@ def _verified_result(store: Store, layout: JobLayout, task: Task, attempt: int) 
     part = layout.part(task.id, attempt)
     if result is None or (status.task_id, status.attempt, result.part) != (task.id, attempt, part):
         return None
-    if not store.exists(part) or store.size(part) != result.part_bytes:
-        return None
-    if part_checksum(store, part) != result.part_sha256:
+    try:  # (size raises for a missing part: one call, not exists and size; per task, on blob)
+        if store.size(part) != result.part_bytes or part_checksum(store, part) != result.part_sha256:
+            return None
+    except FileNotFoundError:
         return None
     if (result.records_in is not None
             and result.records_in != result.records_out + result.rows_failed):

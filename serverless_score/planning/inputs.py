@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError, ScoreError
 from ..storage import StoreConfig, get_store, is_local
+from ..storage.local import files_under
 from ..storage.uris import glob_prefix, glob_to_regex, has_glob, parse_blob_uri
 from .tasks import InputFile
 
@@ -25,7 +27,7 @@ def _hidden(relative: str) -> bool:
 
 
 # What a job writes beside its output (layout.py, the lease, the bad-rows file): never input.
-_OUTPUT_SIBLINGS = (".manifest.json", ".lease", ".errors.csv")
+_OUTPUT_SIBLINGS = (".manifest.json", ".manifest.tasks.jsonl", ".lease", ".errors.csv")
 
 
 def _same(a: str, b: str) -> bool:
@@ -38,13 +40,37 @@ def is_output_file(path: str, output: str | None) -> bool:
     """The job's output or a file the job keeps beside it (manifest, lease, errors file, the
     ``.work`` folder): a directory or glob input that holds the output skips these, so a rerun
     never reads the last run's scores as input."""
+    return output_files(output)(path)
+
+
+def output_files(output: str | None) -> Callable[[str], bool]:
+    """``is_output_file`` for one output, to ask of every file of a listing: the output's own
+    resolved path is worked out once, and each folder's once (a path is resolved from its
+    folder's resolved path unless it is a link itself), not every folder of every path again:
+    listing 100,000 input files took 0.4 ms a file."""
     if not output:
-        return False
-    if is_local(path) and is_local(output):
-        path = os.path.realpath(path.removeprefix("file://"))
-        output = os.path.realpath(output.removeprefix("file://"))
-    return (path == output or path.startswith(f"{output}.work/")
-            or any(path == output + suffix for suffix in _OUTPUT_SIBLINGS))
+        return lambda path: False
+    local = is_local(output)
+    target = os.path.realpath(output.removeprefix("file://")) if local else output
+    names = {target, *(target + suffix for suffix in _OUTPUT_SIBLINGS)}
+    work = f"{target}.work/"
+    folders: dict[str, str] = {}
+
+    def resolved(path: str) -> str:
+        path = path.removeprefix("file://")
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        folder, name = os.path.split(os.path.abspath(path))
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        return os.path.join(folders[folder], name)
+
+    def matches(path: str) -> bool:
+        if local and is_local(path):
+            path = resolved(path)
+        return path in names or path.startswith(work)
+
+    return matches
 
 
 def _refuse_output_as_input(input_uri: str, output: str | None) -> None:
@@ -61,11 +87,12 @@ def list_blob_paths(input_uri: str, config: StoreConfig | None = None,
     (the job's own output files left out)."""
     store = get_store(input_uri, config)
     path = parse_blob_uri(input_uri)
+    ours = output_files(output)
     if has_glob(path.name):
         prefix = glob_prefix(path.name)
         pattern = glob_to_regex(path.name)
         found = [u for u in store.list(path.container_uri + prefix)
-                 if pattern.fullmatch(u[len(path.container_uri):]) and not is_output_file(u, output)]
+                 if pattern.fullmatch(u[len(path.container_uri):]) and not ours(u)]
         if not found:
             raise InputError(f"input: the glob {input_uri!r} matches no blob",
                              hint="Check the pattern; * stays within one '/' segment, ** crosses them.")
@@ -75,7 +102,7 @@ def list_blob_paths(input_uri: str, config: StoreConfig | None = None,
         return [input_uri]
     base = input_uri.rstrip("/")
     found = sorted(u for u in store.list(base)
-                   if not _hidden(u[len(base) + 1:]) and not is_output_file(u, output))
+                   if not _hidden(u[len(base) + 1:]) and not ours(u))
     if not found:
         raise InputError(f"input: {input_uri!r} is neither a blob nor a prefix holding blobs",
                          hint="Give a blob, a prefix (folder) or a glob such as az://container/data/*.csv.")
@@ -90,19 +117,18 @@ def list_input_paths(input_uri: str, config: StoreConfig | None = None,
     if not is_local(input_uri):
         return list_blob_paths(input_uri, config, output)
     path = input_uri.removeprefix("file://")
+    ours = output_files(output)
     if _is_glob(path):
         found = sorted(p for p in glob.glob(path, recursive=True)
-                       if os.path.isfile(p) and not is_output_file(p, output))
+                       if os.path.isfile(p) and not ours(p))
         if not found:
             raise InputError(f"input: the glob {input_uri!r} matches no file",
                              hint="Check the pattern and the directory it starts from.")
         return found
     if os.path.isdir(path):
-        found = sorted(
-            str(p) for p in Path(path).rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            and not is_output_file(str(p), output)
-        )
+        root = str(Path(path))
+        found = sorted(p for p in files_under(root)
+                       if not _hidden(p[len(root):].lstrip("/")) and not ours(p))
         if not found:
             raise InputError(f"input: the directory {input_uri!r} holds no file")
         return found

@@ -4,7 +4,7 @@ task travels to a subprocess, a container's environment, or a plan file."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 TaskKind = Literal["bytes", "rowgroups", "shard"]
@@ -62,7 +62,12 @@ class Task:
         return replace(self, pinned_begin=begin)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What ``asdict`` gives, without its deep copy of every field (~10x faster: job.json
+        and ``plan --json`` hold every task of a plan, 100,000 of them in a big job)."""
+        data = {name: getattr(self, name) for name in _TASK_FIELDS}
+        if self.shard is not None:
+            data["shard"] = asdict(self.shard)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
@@ -78,3 +83,6 @@ class Task:
             return f"{self.path} row groups {self.start}..{self.end - 1}"
         pin = f" (from byte {self.pinned_begin})" if self.pinned_begin is not None else ""
         return f"{self.path} bytes {self.start}..{self.end}{pin}"
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(Task))

@@ -99,7 +99,7 @@ class LocalStore:
     def list(self, prefix: str) -> Iterator[str]:
         root = Path(_path(prefix))
         if root.is_dir():
-            yield from sorted(str(p) for p in root.rglob("*") if p.is_file())
+            yield from sorted(files_under(str(root)))
 
     def local_path(self, uri: str) -> str:
         return _path(uri)
@@ -116,6 +116,29 @@ class LocalStore:
         return ComposeResult(size=size, sha256=digest.hexdigest(), version=str(os.stat(_path(uri)).st_mtime_ns))
 
 
+def files_under(root: str) -> Iterator[str]:
+    """Every file under ``root`` (symlinks to files included, symlinked folders not entered:
+    what ``Path.rglob`` finds), from ``scandir``'s entry types: no ``stat`` per file, which a
+    work folder of 100,000 tasks (300,000 files) would pay on every resume and ``status``."""
+    folders = [root]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:  # gone or unreadable meanwhile: as rglob, skipped
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file():
+                    yield entry.path
+
+
+# A part up to this size is read and written in one call each: a copying thread and a mapping
+# cost more than they save there (~0.4 ms a part, most of a 100,000-part merge of small parts).
+_SMALL_PART = 1 << 20
+
+
 def _append(path: str, out: BinaryIO, digest: Any) -> int:
     """Append the file at ``path`` to ``out`` (flushed, positioned at its end) and hash it.
 
@@ -129,6 +152,16 @@ def _append(path: str, out: BinaryIO, digest: Any) -> int:
         if length == 0:
             return 0
         start = out.tell()
+        if length <= _SMALL_PART:
+            data = src.read()
+            if len(data) != length:
+                raise OSError(errno.EIO, f"{path} changed size while it was merged")
+            digest.update(data)
+            done = 0
+            while done < length:
+                done += os.pwrite(out.fileno(), data[done:], start + done)
+            out.seek(start + length)
+            return length
         copied: list[BaseException | None] = [None]
 
         def copy() -> None:
