@@ -233,10 +233,12 @@ def _stored_statuses(loc: JobLocation, live: list[GroupInfo]) -> list[TaskStatus
         elif live or controller is not None:
             status.state = "queued"  # waits in the job's queue for a free group
             status.reason = last.reason if last is not None else None
+        elif claim is not None:  # its group went without a word (stopped, killed): not failed
+            status.reason = (f"attempt {status.attempts} was cut short: its group {claim.group} "
+                             "is gone; a rerun runs it again")
         elif status.attempts:
             status.state = "failed"
-            status.reason = last.reason if last is not None else (
-                f"its group {claim.group} ended without a word" if claim is not None else None)
+            status.reason = last.reason if last is not None else None
         statuses.append(status)
     return statuses
 
@@ -309,10 +311,15 @@ def task_logs(loc: JobLocation, backend: Backend | None, task_id: str,
                          f"({plural(len(loc.job.get('tasks', [])), 'task')}: t00000..)")
     attempts = _stored(loc).get(task_id, {})
     latest = max(attempts, default=0)
-    if attempt is None or attempt > latest:
+    newest = attempts.get(latest, set())
+    # The attempt a live group may be running: one claimed without a status yet (or, from
+    # groups of older versions that claimed nothing, the next one).
+    running = latest if CLAIM in newest and STATUS not in newest else latest + 1
+    if attempt is None or attempt >= running:
         live = _live_log(loc, backend, task_id, _latest_status(loc, task_id, attempts))
-        if live is not None and (attempt is None or attempt == latest + 1):
-            return TaskLog(task_id, latest + 1, live[1], f"live: {live[0]}, the group's log")
+        if live is not None and (attempt is None or attempt == running):
+            return TaskLog(task_id, running, _from_task_start(live[1], task_id, running),
+                           f"live: {live[0]}, the group's log")
         if attempt is None:
             attempt = latest
     if attempt < 1:
@@ -322,6 +329,14 @@ def task_logs(loc: JobLocation, backend: Backend | None, task_id: str,
         text = loc.store.read_bytes(uri).decode("utf-8", errors="replace")
         return TaskLog(task_id, attempt, text, uri)
     return _group_log_instead(loc, task_id, attempt, latest)
+
+
+def _from_task_start(text: str, task_id: str, attempt: int) -> str:
+    """A group's log from where the runner says it started this attempt (a group runs one
+    task after another; what it logged for earlier tasks is in their own logs). For people:
+    when the line is not there (a cut log), the whole log."""
+    start = text.rfind(f"runner: task {task_id} attempt {attempt}:")
+    return text[start:] if start >= 0 else text
 
 
 def _group_log_instead(loc: JobLocation, task_id: str, attempt: int, latest: int) -> TaskLog:
@@ -355,13 +370,6 @@ def _live_log(loc: JobLocation, backend: Backend | None, task_id: str,
                  else task_id in group_tasks(group, loc.job_id, ids))
         if holds:
             if last is not None and last.group == group.name and last.attempt == newest:
-                return None  # this group is done with the task: its stored log is the one
-            return group.name, backend.get_logs(group.name)
-    return None
-    ids = [t.id for t in loc.tasks()]
-    for group in backend.list_all_groups():
-        if group.job_id == loc.job_id and task_id in group_tasks(group, loc.job_id, ids):
-            if last is not None and last.group == group.name:
                 return None  # this group is done with the task: its stored log is the one
             return group.name, backend.get_logs(group.name)
     return None
