@@ -191,6 +191,9 @@ class Scheduler:
         self._store_interval = (poll_interval if is_local(layout.work)
                                 else max(1.0, poll_interval))
         self._next_store_look = 0.0
+        self._results_in = 0  # results come in so far (a count that only grows)
+        self._chain_seen = -1  # ... when the chain was last checked
+        self._next_chain_look = 0.0
 
     # -- public -------------------------------------------------------------------------------
     def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
@@ -453,6 +456,7 @@ class Scheduler:
             return  # another attempt won: this one's part is discarded
         if status.result is not None:  # succeeded, its part checked by _read_status
             results[task.id] = status.result
+            self._results_in += 1
             self._durations.append(status.seconds or status.result.seconds)
             self.progress.task_done(self.records[task.id].task, status.result)
             for other in others:
@@ -530,13 +534,20 @@ class Scheduler:
                    for t in self._chain.values()]
         return chain_of(current, done)
 
-    def _repair_finished(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
+    def _repair_finished(self, backlog: Backlog, results: dict[str, TaskResult], *,
+                         stalled: bool = False) -> None:
         """Re-run, pinned to their exact begin, the finished tasks whose guess the chain proves
         wrong (a task inside a long quoted field may "succeed" on a wrong guess): at once, not
         after the run, because the tasks after them wait for their exact end. A repair is not a
         retry: it spends none of the task's retries."""
-        if not self._guesses():
+        # The chain is re-read only when a result came in since (it costs O(tasks)), and then
+        # at most once a second while work is in flight, or when nothing else can move.
+        if not self._guesses() or self._results_in == self._chain_seen:
             return
+        now = self.clock()
+        if now < self._next_chain_look and not stalled:
+            return
+        self._chain_seen, self._next_chain_look = self._results_in, now + 1.0
         done = {**self._known, **results}
         for index, begin in chain_repairs(self._links(done)):
             task = self._chain[index]
@@ -557,7 +568,7 @@ class Scheduler:
         """Finished tasks that began at a wrong guess are re-run from their exact begin, and
         failed tasks go back in the queue: re-run from an exact boundary when their guess may
         have been wrong (free: not a retry), else retried or failed as usual."""
-        self._repair_finished(backlog, results)
+        self._repair_finished(backlog, results, stalled=stalled)
         stalled = stalled and not backlog
         waiting, self._waiting = self._waiting, []
         for task, status in waiting:
