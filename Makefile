@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale chaos clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale bench-images chaos clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -66,6 +66,10 @@ bench-r: setup
 ## bench-aci: ARM calls per task and controller overhead of the ACI backend, against the local emulator
 bench-aci: setup azurite
 	$(BIN)/python bench/bench_aci.py
+
+## bench-images: the scoring images' sizes, on disk and compressed (builds them FROM local/bookworm)
+bench-images: setup docker
+	$(BIN)/python bench/image_sizes.py
 
 ## chaos: the fault campaign (bench/README.md): CHAOS_TRIALS randomized fault trials on the local
 ## backend, then on the ACI emulator; a failed trial is reported with its seed, not fatal
