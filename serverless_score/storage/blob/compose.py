@@ -175,7 +175,12 @@ def compose(store: BlobStore, uri: str, parts: Sequence[str], *, header: bytes, 
         with contextlib.suppress(Exception):  # best effort: the next merge deletes them too
             _forget(store, merge.folder, workers)
         raise
-    _forget(store, scratch, workers)  # this merge's intermediates and any a crashed merge left
+    try:  # this merge's intermediates and any a crashed merge left; the output is published
+        # already, so a failure here is only logged (the next merge tries again)
+        _forget(store, scratch, workers)
+    except Exception as err:
+        log.warning("%s: could not delete the merge's intermediate blobs under %s: %s",
+                    uri, scratch, err)
     return ComposeResult(size=len(header) + sum(sizes), sha256=None,
                          version=str(committed.get("etag", "")).strip('"'), method=method,
                          blocks=first + len(chosen.output.blocks),
