@@ -16,6 +16,7 @@ from serverless_score.storage.blocks import (
     ComposePlan,
     TooBigError,
     block_size_for,
+    plan_assembled,
     plan_compose,
 )
 
@@ -196,3 +197,26 @@ def test_tiny_parts_group_no_more_than_needed_at_the_first_level(sizes: list[int
     elif len(sizes) <= limit * limit - limit + 1:  # one level suffices
         first = [b for b in plan.intermediates if b.level == 1]
         assert sum(len(b.blocks) - 1 for b in first) == len(sizes) - limit
+
+
+# -- the download path: blocks assembled from as many parts as they take -------------------------
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), max_size=60), block=st.integers(1, 12))
+def test_assembled_blocks_are_full_but_the_last_and_hold_the_parts_in_order(
+        sizes: list[int], block: int) -> None:
+    blocks = plan_assembled(sizes, block_bytes=block, max_blocks=10**6)
+    assert len(blocks) == math.ceil(sum(sizes) / block)
+    lengths = [sum(p.length for p in b) for b in blocks]
+    assert all(length == block for length in lengths[:-1]) and all(0 < n <= block for n in lengths)
+    data = contents(sizes)
+    assert b"".join(data[p.source][p.offset:p.offset + p.length] for b in blocks for p in b) == b"".join(data)
+
+
+def test_50001_tiny_parts_make_one_downloaded_block() -> None:
+    blocks = plan_assembled([5] * (MAX_BLOCKS + 1), header=True, block_bytes=16 * 2**20)
+    assert len(blocks) == 1 and len(blocks[0]) == MAX_BLOCKS + 1
+
+
+def test_assembled_blocks_past_the_limit_are_an_error() -> None:
+    with pytest.raises(TooBigError, match="do not fit one blob of 3 blocks"):
+        plan_assembled([10, 10, 1], header=True, block_bytes=10, max_blocks=3)

@@ -136,6 +136,39 @@ def plan_compose(sizes: Sequence[int], *, header: bool = False, block_bytes: int
             current.append(len(sizes) - 1)
 
 
+def plan_assembled(sizes: Sequence[int], *, header: bool = False,
+                   block_bytes: int = MAX_BLOCK_BYTES,
+                   max_blocks: int = MAX_BLOCKS) -> tuple[tuple[Piece, ...], ...]:
+    """Where the controller downloads and stages the blocks itself (the service cannot copy), the
+    bytes pass through it anyway, so a block is simply the next ``block_bytes`` of the parts read
+    in order, from as many parts as it takes: ``ceil(total / block_bytes)`` blocks, one request per
+    block and one per piece, no intermediate.
+
+    >>> [[(p.source, p.offset, p.length) for p in block] for block in plan_assembled([3, 0, 6, 1], block_bytes=4)]
+    [[(0, 0, 3), (2, 0, 1)], [(2, 1, 4)], [(2, 5, 1), (3, 0, 1)]]
+    """
+    if not 0 < block_bytes <= MAX_BLOCK_BYTES:
+        raise ValueError(f"block size must be 1..{MAX_BLOCK_BYTES} bytes; got {block_bytes}")
+    blocks: list[tuple[Piece, ...]] = []
+    block: list[Piece] = []
+    room = block_bytes
+    for source, size in enumerate(sizes):
+        offset = 0
+        while offset < size:
+            take = min(room, size - offset)
+            block.append(Piece(source, offset, take))
+            offset, room = offset + take, room - take
+            if room == 0:
+                blocks.append(tuple(block))
+                block, room = [], block_bytes
+    if block:
+        blocks.append(tuple(block))
+    if len(blocks) + (1 if header else 0) > max_blocks:
+        raise TooBigError(f"{sum(sizes)} bytes in {len(sizes)} parts do not fit one blob of "
+                          f"{max_blocks} blocks of at most {block_bytes} bytes")
+    return tuple(blocks)
+
+
 def _pieces(size: int, block_bytes: int) -> int:
     return math.ceil(size / block_bytes)
 

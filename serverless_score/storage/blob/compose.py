@@ -2,14 +2,17 @@
 
 Server-side: every block of the output is ``stage_block_from_url`` (the service copies a byte
 range of a part), then one ``commit_block_list`` publishes the output atomically, conditionally
-(``If-None-Match: *`` unless the job may overwrite). Where the service answers that it does not
-implement Put Block From URL (501, e.g. Azurite before 3.37), the same blocks are downloaded and
-staged instead: same result, bytes through the controller, memory bounded by the blocks in flight.
+(``If-None-Match: *`` unless the job may overwrite). More parts than a blob has blocks:
+``plan_compose`` (storage/blocks.py, which says why) first composes runs of small parts into
+intermediate blobs under ``scratch`` (the job's work folder), in a folder of their own per merge,
+deleted with any a crashed merge left once the output is committed. The output still appears in
+one commit, and a merge cut short is simply run again.
 
-More parts than a blob has blocks: ``plan_compose`` (storage/blocks.py, which says why) first
-composes runs of small parts into intermediate blobs under ``scratch`` (the job's work folder), in
-a folder of their own per merge, and deleted with any a crashed merge left once the output is
-committed. The output still appears in one commit, and a merge cut short is simply run again.
+Where the service answers that it does not implement Put Block From URL (501, e.g. Azurite before
+3.37), the controller downloads the parts and stages them itself: the bytes pass through it
+anyway, so each block is the next 16 MiB of the parts, from as many parts as it takes
+(``plan_assembled``): no intermediates, one request per part and one per block, memory bounded by
+the few blocks in flight. Same output either way.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +31,15 @@ from azure.storage.blob import BlobBlock, BlobClient
 
 from ...errors import ScoreError
 from ..base import ComposeResult
-from ..blocks import ComposePlan, Piece, TooBigError, block_id, block_size_for, plan_compose
+from ..blocks import (
+    ComposePlan,
+    Piece,
+    TooBigError,
+    block_id,
+    block_size_for,
+    plan_assembled,
+    plan_compose,
+)
 from .errors import translate, translated
 
 if TYPE_CHECKING:
@@ -80,18 +91,22 @@ class _Merge:
             block_id(self.nonce, job.index), source, source_offset=piece.offset,
             source_length=piece.length, **extra)
 
-    def download(self, job: Stage) -> None:
-        piece = job.piece
+    def fetch(self, piece: Piece) -> bytes:
         source = self.source(piece.source)
         with translated(source, "downloading it for the merge"):
-            data = self.store.clients.blob(source).download_blob(
-                offset=piece.offset, length=piece.length).readall()
-        with translated(job.target, "staging a block"):
-            self.blob(job.target).stage_block(block_id(self.nonce, job.index), data)
+            return bytes(self.store.clients.blob(source).download_blob(
+                offset=piece.offset, length=piece.length).readall())
 
-    def stage_all(self, jobs: Iterable[Stage], stage: Callable[[Stage], None], workers: int) -> None:
+    def assemble(self, index: int, pieces: Sequence[Piece], fetchers: ThreadPoolExecutor) -> None:
+        """Download ``pieces`` (in parallel, in order) and stage them as block ``index`` of the
+        output: a block of 10,000 tiny parts takes 10,000 requests, not 10,000 in a row."""
+        data = b"".join(fetchers.map(self.fetch, pieces))
+        with translated(self.uri, "staging a block"):
+            self.blob(self.uri).stage_block(block_id(self.nonce, index), data)
+
+    def stage_all(self, jobs: Iterable[Stage], workers: int) -> None:
         with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(lambda job: self.translated(stage, job), jobs):
+            for _ in pool.map(lambda job: self.translated(self.server, job), jobs):
                 pass
 
     def translated(self, stage: Callable[[Stage], None], job: Stage, *,
@@ -125,52 +140,36 @@ def compose(store: BlobStore, uri: str, parts: Sequence[str], *, header: bytes, 
     merge = _Merge(store, uri, parts, f"{scratch}/{uuid.uuid4().hex[:12]}")
     first = 1 if header else 0
 
-    def plan(preferred: int) -> ComposePlan:
-        block = block_size_for(sum(sizes), preferred, store.max_blocks)
-        try:
+    def plan() -> ComposePlan:
+        block = block_size_for(sum(sizes), store.server_block_bytes, store.max_blocks)
+        with _too_big(uri):
             return plan_compose(sizes, header=bool(header), block_bytes=block,
                                 max_blocks=store.max_blocks)
-        except TooBigError as err:
-            raise ScoreError(f"{uri}: {err}", hint="Write the output in several jobs.",
-                             retryable=False) from None
-
-    # Waves: each level of intermediates, then the output. A wave's blocks are staged in parallel,
-    # across all its blobs, and each blob committed once its blocks are staged.
-    def waves(plan: ComposePlan) -> list[tuple[list[Stage], list[tuple[str, int]]]]:
-        out = []
-        for level in plan.levels():
-            jobs = [Stage(merge.intermediate(k), i, piece) for k in level
-                    for i, piece in enumerate(plan.intermediates[k].blocks)]
-            out.append((jobs, [(merge.intermediate(k), len(plan.intermediates[k].blocks))
-                               for k in level]))
-        out.append(([Stage(uri, first + i, piece) for i, piece in enumerate(plan.output.blocks)],
-                    []))
-        return out
 
     try:
-        chosen = plan(store.server_block_bytes)
-        method, stage = ("server", merge.server) if store.server_side_compose else ("download", merge.download)
-        probe = next((jobs[0] for jobs, _ in waves(chosen) if jobs), None)
-        if method == "server" and probe is not None:
+        method, chosen = ("server", plan()) if store.server_side_compose else ("download", None)
+        probe = next((jobs[0] for jobs, _ in waves(merge, chosen, first) if jobs), None) if chosen else None
+        if probe is not None:
             try:  # the first block tells whether the service copies server-side (staged again
                 # with the rest below: the same block id and bytes, one request more)
                 merge.translated(merge.server, probe, passthrough=_unsupported)
             except HttpResponseError as err:  # only what _unsupported let through
                 log.info("%s: server-side copy not available (HTTP %s); merging through this "
                          "machine", uri, err.status_code)
-                method, stage = "download", merge.download
-        if method == "download":
-            chosen = plan(store.fallback_block_bytes)
-            workers = min(workers, 4)  # each block in flight is held in memory: keep few
+                method = "download"
         if header:
             with translated(uri, "staging the header block"):
                 merge.blob(uri).stage_block(block_id(merge.nonce, 0), header)
-        for jobs, commits in waves(chosen):
-            merge.stage_all(jobs, stage, workers)
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(lambda c: merge.commit(*c), commits))
+        if method == "server" and chosen is not None:
+            for jobs, commits in waves(merge, chosen, first):
+                merge.stage_all(jobs, workers)
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(lambda c: merge.commit(*c), commits))
+            blocks, intermediates = first + len(chosen.output.blocks), len(chosen.intermediates)
+        else:
+            blocks, intermediates = first + _download(merge, sizes, first, workers), 0
         conditions: dict[str, Any] = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
-        committed = merge.commit(uri, first + len(chosen.output.blocks), **conditions)
+        committed = merge.commit(uri, blocks, **conditions)
     except Exception:
         with contextlib.suppress(Exception):  # best effort: the next merge deletes them too
             _forget(store, merge.folder, workers)
@@ -183,8 +182,45 @@ def compose(store: BlobStore, uri: str, parts: Sequence[str], *, header: bytes, 
                     uri, scratch, err)
     return ComposeResult(size=len(header) + sum(sizes), sha256=None,
                          version=str(committed.get("etag", "")).strip('"'), method=method,
-                         blocks=first + len(chosen.output.blocks),
-                         intermediates=len(chosen.intermediates))
+                         blocks=blocks, intermediates=intermediates)
+
+
+def waves(merge: _Merge, plan: ComposePlan, first: int) -> list[tuple[list[Stage], list[tuple[str, int]]]]:
+    """Each level of intermediates, then the output: a wave's blocks are staged in parallel,
+    across all its blobs, then each of its blobs is committed (the output by the caller)."""
+    out = []
+    for level in plan.levels():
+        jobs = [Stage(merge.intermediate(k), i, piece) for k in level
+                for i, piece in enumerate(plan.intermediates[k].blocks)]
+        out.append((jobs, [(merge.intermediate(k), len(plan.intermediates[k].blocks))
+                           for k in level]))
+    out.append(([Stage(merge.uri, first + i, piece) for i, piece in enumerate(plan.output.blocks)],
+                []))
+    return out
+
+
+def _download(merge: _Merge, sizes: Sequence[int], first: int, workers: int) -> int:
+    """Stage the output's blocks from downloads (``plan_assembled``); how many blocks."""
+    store = merge.store
+    block = block_size_for(sum(sizes), store.fallback_block_bytes, store.max_blocks)
+    with _too_big(merge.uri):
+        assembled = plan_assembled(sizes, header=first > 0, block_bytes=block,
+                                   max_blocks=store.max_blocks)
+    # Each block in flight is held in memory: few blocks at a time, their pieces fetched by the
+    # usual number of workers.
+    with ThreadPoolExecutor(workers) as fetchers, ThreadPoolExecutor(min(workers, 4)) as pool:
+        list(pool.map(lambda i: merge.assemble(first + i, assembled[i], fetchers),
+                      range(len(assembled))))
+    return len(assembled)
+
+
+@contextlib.contextmanager
+def _too_big(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except TooBigError as err:
+        raise ScoreError(f"{uri}: {err}", hint="Write the output in several jobs.",
+                         retryable=False) from None
 
 
 def _forget(store: BlobStore, folder: str, workers: int) -> None:
