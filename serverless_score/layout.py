@@ -17,6 +17,9 @@ For ``output = out/scores.csv``::
     out/scores.csv.work/groups/<group>.log                  what the backend kept of a group's log
     out/scores.csv.work/launches/<group>.json               written before a group is created,
                                                             marked ended once it is deleted
+    out/scores.csv.work/merge/<nonce>/i000000              a blob merge's intermediate blobs
+                                                            (more parts than a blob has blocks),
+                                                            deleted once the output is committed
 
 Each attempt writes only in its own folder, so a retry never touches what an earlier attempt
 (perhaps still running in a group nobody watches any more) writes.
@@ -112,6 +115,10 @@ class JobLayout:
     @property
     def groups_dir(self) -> str:
         return f"{self.work}/groups"
+
+    @property
+    def merge_dir(self) -> str:
+        return f"{self.work}/merge"
 
     def local_state_dir(self, cache: Path) -> str:
         """Where a backend keeps per-machine state (pid files, raw logs): beside a local output,
