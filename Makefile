@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale bench-images chaos clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale bench-images chaos test-scale clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -47,6 +47,10 @@ lint: $(STAMP)
 ## tests build the scoring images FROM local/bookworm, reused until the source changes)
 test: lint r-setup azurite docker
 	$(BIN)/pytest
+
+## test-scale: the minutes-long tests at Azure's own limits (a merge of 50,001 parts on Azurite)
+test-scale: setup azurite
+	$(BIN)/pytest -m scale
 
 ## bench: the benchmarks of bench/README.md (installs lithops for the comparison)
 bench: setup
