@@ -149,6 +149,7 @@ def test_a_merge_killed_midway_is_simply_run_again(azurite, container) -> None:
 
 
 @pytest.mark.scale
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_more_than_50000_tiny_parts_at_azures_own_limits(azurite, container) -> None:
     """50,001 parts (more than a blob has blocks), with the real limits (50,000 blocks, 16 MiB a
