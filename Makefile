@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale chaos clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci bench-scale bench-images chaos test-scale clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -48,6 +48,10 @@ lint: $(STAMP)
 test: lint r-setup azurite docker
 	$(BIN)/pytest
 
+## test-scale: the minutes-long tests at Azure's own limits (a merge of 50,001 parts on Azurite)
+test-scale: setup azurite
+	$(BIN)/pytest -m scale
+
 ## bench: the benchmarks of bench/README.md (installs lithops for the comparison)
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -66,6 +70,10 @@ bench-r: setup
 ## bench-aci: ARM calls per task and controller overhead of the ACI backend, against the local emulator
 bench-aci: setup azurite
 	$(BIN)/python bench/bench_aci.py
+
+## bench-images: the scoring images' sizes, on disk and compressed (builds them FROM local/bookworm)
+bench-images: setup docker
+	$(BIN)/python bench/image_sizes.py
 
 ## chaos: the fault campaign (bench/README.md): CHAOS_TRIALS randomized fault trials on the local
 ## backend, then on the ACI emulator; a failed trial is reported with its seed, not fatal

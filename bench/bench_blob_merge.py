@@ -3,6 +3,12 @@
 download + re-upload (the fallback: each block downloaded and staged again), in one run.
 
     .venv/bin/python bench/bench_blob_merge.py [--parts 100] [--part-mb 2.1] [--repeat 3]
+    .venv/bin/python bench/bench_blob_merge.py --tiny 1000,2000,4000 [--max-blocks 500]
+
+``--tiny`` measures instead the server-side merge of that many tiny parts (a few bytes each):
+time per part at each count, as a ratio to the smallest count's (about 1.0 when the merge grows
+linearly with its parts); ``--max-blocks`` lowers the blocks a blob may hold, so that the counts
+pass it and the merge composes intermediate blobs first, as past Azure's 50,000.
 
 Starts its own Azurite 3.37 (installed by scripts/ensure-azurite.sh) on a free port with a fresh
 data directory and stops it after. Prints, per method, the wall time, the controller's CPU time and
@@ -103,12 +109,47 @@ def _digest(store: BlobStore, uri: str) -> str:
         return hash_stream(f)[1]
 
 
+def tiny(counts: list[int], max_blocks: int) -> None:
+    """Merge time per part against the number of tiny parts (server-side, in one run)."""
+    with _target() as (where, config, root):
+        store = BlobStore(config, max_blocks=max_blocks)
+        biggest = max(counts)
+        parts = [f"{root}/tiny/{i:06d}" for i in range(biggest)]
+        data = [b"%d,0.5\n" % i for i in range(biggest)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: store.write_bytes(parts[i], data[i]), range(biggest)))
+        print(f"{where}: tiny parts, blobs of at most {max_blocks} blocks "
+              f"(python {sys.version.split()[0]}, {os.cpu_count()} cores)")
+        # A merge first, untimed: connections, SAS signing keys and Azurite's caches warm up.
+        store.compose(f"{root}/tiny-out/warm-up.csv", parts[:min(counts)], header=b"id,score\n")
+        baseline = None
+        for count in sorted(counts):
+            out = f"{root}/tiny-out/{count}.csv"
+            started = time.perf_counter()
+            result = store.compose(out, parts[:count], header=b"id,score\n",
+                                   sizes=[len(d) for d in data[:count]],
+                                   scratch=f"{out}.work/merge")
+            wall = time.perf_counter() - started
+            assert store.read_bytes(out) == b"id,score\n" + b"".join(data[:count])
+            per_part = wall / count
+            baseline = baseline or per_part
+            print(f"{count:7d} parts: {wall:7.2f} s, {1000 * per_part:5.2f} ms a part "
+                  f"({per_part / baseline:4.2f}x the {min(counts)}-part baseline), "
+                  f"{result.intermediates} intermediate blobs, {result.blocks} blocks")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", type=int, default=100)
     parser.add_argument("--part-mb", type=float, default=2.1)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each method; the median is reported")
+    parser.add_argument("--tiny", help="comma-separated counts of tiny parts: merge time per part")
+    parser.add_argument("--max-blocks", type=int, default=50_000,
+                        help="with --tiny: blocks a blob may hold (Azure: 50,000)")
     args = parser.parse_args()
+    if args.tiny:
+        tiny([int(c) for c in args.tiny.split(",")], args.max_blocks)
+        return
     size = int(args.part_mb * MB)
     with _target() as (where, config, root):
         server = BlobStore(config)

@@ -20,6 +20,9 @@ For ``output = out/scores.csv``::
                                                             marked ended once it is deleted
     out/scores.csv.work/queue/<run>/00000001.json           the tickets groups claim, one per
                                                             attempt (one folder per controller run)
+    out/scores.csv.work/merge/<nonce>/i000000              a blob merge's intermediate blobs
+                                                            (more parts than a blob has blocks),
+                                                            deleted once the output is committed
 
 Each attempt writes only in its own folder, so a retry never touches what an earlier attempt
 (perhaps still running in a group nobody watches any more) writes.
@@ -125,6 +128,10 @@ class JobLayout:
     @property
     def groups_dir(self) -> str:
         return f"{self.work}/groups"
+
+    @property
+    def merge_dir(self) -> str:
+        return f"{self.work}/merge"
 
     def local_state_dir(self, cache: Path) -> str:
         """Where a backend keeps per-machine state (pid files, raw logs): beside a local output,

@@ -88,6 +88,8 @@ def test_merge_plan_orders_parts_and_writes_the_header_once(tmp_path: Path) -> N
                                    layout=layout)
     plan = merge_plan(tasks, results, layout, "csv")
     assert plan.parts == (layout.part("t00000", 1), layout.part("t00002", 3))  # empty one skipped
+    assert plan.sizes == (6, 6)  # from the checked results: a blob merge asks nothing per part
+    assert plan.scratch == f"{layout.work}/merge"  # its intermediates, in the job's work folder
     assert plan.rows == 2
     merge(store, plan, layout.output, "csv")
     assert Path(layout.output).read_text() == "id,score\n0,0.0\n2,0.2\n"

@@ -60,17 +60,17 @@ def forest_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     ["Rscript", "prepare.R", "3000"])
 
 
-def _same_output_through_docker(cli: Any, engine: Any, folder: Path) -> dict[str, Any]:
+def _same_output_through_docker(cli: Any, engine: Any, folder: Path, suffix: str = ".csv") -> dict[str, Any]:
     job = folder / "job.toml"
-    local = cli("run", job, "--json", "-q", "--set", 'output="out/local.csv"')
+    local = cli("run", job, "--json", "-q", "--set", f'output="out/local{suffix}"')
     assert local.code == 0, local
     docker = cli("run", job, "--json", "-q", "--set", "backend=docker",
-                 "--set", 'output="out/docker.csv"', timeout=600)
+                 "--set", f'output="out/docker{suffix}"', timeout=600)
     assert docker.code == 0, docker
     assert docker.json is not None and docker.json["status"] == "succeeded", docker
     assert docker.json["rows_out"] == local.json["rows_out"] > 0  # type: ignore[index]
-    assert (folder / "out" / "docker.csv").read_bytes() == (folder / "out" / "local.csv").read_bytes()
-    manifest = json.loads((folder / "out" / "docker.csv.manifest.json").read_text())
+    assert (folder / "out" / f"docker{suffix}").read_bytes() == (folder / "out" / f"local{suffix}").read_bytes()
+    manifest = json.loads((folder / "out" / f"docker{suffix}.manifest.json").read_text())
     assert manifest["backend"] == "docker"
     # Container seconds from the engine's own start and finish times of each container.
     per_group = manifest["usage"]["per_group"]
@@ -84,6 +84,13 @@ def test_python_churn_example_through_docker_equals_the_local_run(
     _same_output_through_docker(cli, docker_engine, churn_example)
     logs = list((churn_example / "out" / "docker.csv.work" / "groups").glob("*.log"))
     assert logs and all("runner: task" in log.read_text() for log in logs)  # the containers' logs
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_python_churn_example_in_other_formats_through_docker_equals_the_local_run(
+        churn_example: Path, python_image: Any, docker_engine: Any, cli: Any, suffix: str) -> None:
+    """The parts are written by pandas and pyarrow's Parquet writer in the slimmed image."""
+    _same_output_through_docker(cli, docker_engine, churn_example, suffix)
 
 
 def test_r_glm_example_with_its_score_r_through_docker_equals_the_local_run(

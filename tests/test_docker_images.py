@@ -111,3 +111,87 @@ def test_the_images_can_also_run_a_whole_job_as_the_controller(python_image: Any
         assert result["status"] == "succeeded" and result["rows_out"] == 2, result
         code, out = _sh(docker_engine, built.tag, "python -c 'import azure.mgmt.containerinstance'")
         assert code == 0, out
+
+
+# -- size: the pull is most of a container group's start-up on ACI ------------------------------
+# On disk, FROM local/bookworm (116.7 MB of it the base); bench/image_sizes.py prints these and
+# the compressed sizes (bench/RESULTS.md, "Image sizes"). Before the slimming: 713.7 and 855.9 MB.
+MAX_ON_DISK = {"python_image": 550_000_000, "r_image": 650_000_000}
+
+
+@pytest.mark.parametrize("which", ["python_image", "r_image"])
+def test_the_images_stay_under_their_size_targets(which: str, request: pytest.FixtureRequest,
+                                                  docker_engine: Any) -> None:
+    built = request.getfixturevalue(which)
+    size = docker_engine.client.images.get(built.tag).attrs["Size"]
+    assert size <= MAX_ON_DISK[which], (
+        f"{built.tag} is {size / 1e6:.1f} MB on disk, over {MAX_ON_DISK[which] / 1e6:.0f} MB: "
+        "see images/README.md for what the images leave out")
+
+
+# What the slimming (images/common/apt.sh, slim-venv.sh) left out stays out, and what a run loads
+# still works: pandas and pyarrow write every output format, scikit-learn fits and predicts.
+_LEFT_OUT = r"""
+set -e
+ls /var/cache/apt/*.bin 2>/dev/null && echo apt-caches-left
+ls /usr/share/man/man1/python3*.1.gz 2>/dev/null && echo manual-pages-left
+find /usr/share/doc/python3*-minimal -type f ! -name copyright | grep . && echo docs-left
+python -c 'import pyarrow.flight' 2>/dev/null && echo flight-left
+ls /opt/venv/lib/python3*/site-packages/pyarrow/*.pyx 2>/dev/null && echo cython-left
+echo checked
+"""
+_PYTHON_WORKS = r"""
+import io, json
+import numpy as np, pandas as pd, pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
+frame = pd.DataFrame({"id": ["a", "b", "c"], "p": [0.25, 0.5, 1 / 3]})
+sink = io.BytesIO()
+pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
+back = pq.read_table(io.BytesIO(sink.getvalue())).to_pandas()
+out = io.BytesIO()
+pacsv.write_csv(pa.Table.from_pandas(back), out)
+print(json.dumps({"parquet": back.equals(frame), "csv": out.getvalue().decode().splitlines()[1]}))
+"""
+_SKLEARN_WORKS = r"""
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+rng = np.random.default_rng(1)
+x = rng.normal(size=(400, 4)); y = (x[:, 0] + x[:, 1] > 0).astype(int)
+print(RandomForestClassifier(20, random_state=0).fit(x, y).score(x, y) > 0.9,
+      LogisticRegression().fit(x, y).score(x, y) > 0.9)
+"""
+
+
+@pytest.mark.parametrize("which", ["python_image", "r_image"])
+def test_the_slimmed_images_leave_out_what_no_run_loads_and_keep_what_it_does(
+        which: str, request: pytest.FixtureRequest, docker_engine: Any) -> None:
+    tag = request.getfixturevalue(which).tag
+    code, out = _sh(docker_engine, tag, _LEFT_OUT)
+    assert (code, out.strip()) == (0, "checked"), out
+    code, out = _run(docker_engine, tag, ["-c", _PYTHON_WORKS], entrypoint=["python"])
+    assert code == 0, out
+    assert json.loads(out.strip().splitlines()[-1]) == {"parquet": True, "csv": '"a",0.25'}
+
+
+def test_the_python_image_fits_and_predicts_with_scikit_learn(python_image: Any,
+                                                              docker_engine: Any) -> None:
+    code, out = _run(docker_engine, python_image.tag, ["-c", _SKLEARN_WORKS], entrypoint=["python"])
+    assert (code, out.split()) == (0, ["True", "True"]), out
+
+
+def test_the_r_image_carries_neither_scikit_learn_nor_r_docs(r_image: Any, docker_engine: Any) -> None:
+    """What only the Python scorer uses is not in the R image, nor R's manuals and help pages;
+    R still loads its packages and data.table writes."""
+    code, out = _sh(docker_engine, r_image.tag,
+                    "python -c 'import sklearn' 2>&1 | tail -1; python -c 'import scipy' 2>&1 | tail -1; "
+                    "find /usr/lib/R/library/stats/help /usr/lib/R/library/translations "
+                    "/usr/share/R/doc/manual /usr/share/man/man1/R.1.gz -type f 2>/dev/null | wc -l")
+    assert code == 0, out
+    lines = out.strip().splitlines()
+    assert "No module named 'sklearn'" in lines[0] and "No module named 'scipy'" in lines[1], out
+    assert lines[2] == "0", out
+    code, out = _sh(docker_engine, r_image.tag,
+                    "Rscript -e 'suppressMessages({library(randomForest); library(data.table); "
+                    "library(jsonlite)}); fwrite(data.table(a = 1:2)); "
+                    "cat(toJSON(list(ok = TRUE), auto_unbox = TRUE), \"\\n\")'")
+    assert (code, out.split()) == (0, ["a", "1", "2", '{"ok":true}']), out

@@ -82,3 +82,14 @@ def test_list_finds_what_rglob_finds(tmp_path: Path) -> None:
     assert str(root / "linked-file") in listed and len(listed) == 6
     assert list(LocalStore().list(f"file://{root}/")) == listed
     assert list(LocalStore().list(str(tmp_path / "none"))) == []
+
+
+def test_compose_of_many_tiny_parts_around_a_big_one(tmp_path: Path) -> None:
+    """Tiny parts are read and written by this process, a big one copied by the kernel:
+    interleaved, every byte still lands in its place (2,001 parts)."""
+    parts = []
+    for i in range(2001):
+        part = tmp_path / f"tiny-{i:04d}"
+        part.write_bytes(os.urandom(2 * 1024 * 1024) if i == 1000 else b"%d,0.5\n" % i)
+        parts.append(part)
+    _check(tmp_path, parts)

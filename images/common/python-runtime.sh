@@ -1,21 +1,24 @@
 #!/bin/sh
 # Python for the runner on any Debian/Ubuntu base, with or without Python in it
 # (python:3.12-slim has one; local/bookworm and rocker/r-ver do not). One step per call:
-#   build    python3 with venv support, in the build stage
+#   build    python3 with venv support and strip, in the build stage
 #   venv     /opt/venv: the pinned dependencies and serverless-score, then pip itself removed
 #   runtime  the interpreter the venv links to, in the final stage
 #   user     the non-root user the image runs as (uid 10001)
 set -eu
-
-apt_install() {
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
-}
+here="$(dirname "$0")"
+. "$here/apt.sh"
 
 case "$1" in
   build)
-    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
+    # strip (binutils) slims the venv's shared libraries (slim-venv.sh); it stays in this stage.
+    # A base that has Python needs no apt otherwise, so there a failed apt only costs the strip.
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+      apt_install python3 python3-venv binutils
+    elif ! command -v strip >/dev/null 2>&1; then
+      (apt_install binutils) || echo "python-runtime.sh: binutils could not be installed:" \
+        "the venv's shared libraries stay unstripped (about 60 MB more)" >&2
+    fi
     ;;
   venv)
     python3 -m venv /opt/venv
@@ -26,9 +29,7 @@ case "$1" in
     /opt/venv/bin/pip install -q "$@" -r /build/requirements.lock
     /opt/venv/bin/pip install -q --no-deps "$@" /build/src
     /opt/venv/bin/pip uninstall -y -q pip setuptools wheel 2>/dev/null || true
-    # The packages' own test suites and C headers (~90 MB) are never used by a scoring run.
-    find /opt/venv/lib -depth -type d -path '*/site-packages/*' -name tests -exec rm -rf {} +
-    rm -rf /opt/venv/lib/python3*/site-packages/pyarrow/include
+    sh "$here/slim-venv.sh" /opt/venv
     ;;
   runtime)
     command -v python3 >/dev/null 2>&1 || apt_install python3

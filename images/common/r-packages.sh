@@ -7,6 +7,7 @@
 #   MODE auto  cran when install2.r is there, else apt
 set -eu
 here="$(dirname "$0")"
+. "$here/apt.sh"
 mode="$1"
 shift
 renv=yes
@@ -31,7 +32,7 @@ case "$mode" in
       exit 1
     fi
     if [ -z "$wanted" ] && command -v Rscript >/dev/null 2>&1; then exit 0; fi
-    apt-get update -qq
+    apt_update
     debs="r-base-core"
     missing=""
     for pkg in $wanted; do
@@ -44,8 +45,8 @@ case "$mode" in
       exit 1
     fi
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $debs >/dev/null
-    rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+    apt_get $debs
+    apt_clean
     ;;
   cran)
     # shellcheck disable=SC2086
@@ -55,6 +56,11 @@ case "$mode" in
       Rscript -e "renv::restore(lockfile = '$here/renv.lock', library = .libPaths()[1], prompt = FALSE)"
     fi
     rm -rf /tmp/downloaded_packages
+    # What apt.sh keeps dpkg from unpacking, from the library install2.r wrote to.
+    lib="$(Rscript -e 'cat(.libPaths()[1])')"
+    if [ -n "$lib" ] && [ -d "$lib" ]; then
+      rm -rf "$lib"/*/help "$lib"/*/html "$lib"/*/doc "$lib"/*/tests "$lib"/*/po
+    fi
     ;;
   *)
     echo "error: R_INSTALL must be auto, apt or cran; got $mode" >&2

@@ -25,6 +25,10 @@ class MergePlan:
     header: bytes
     rows: int
     schema: Any = None  # Parquet with no rows at all: the schema of its empty file
+    # Each part's size, as its attempt reported and the controller checked when it took the
+    # result: a blob merge of 100,000 parts then makes no 100,000 requests to learn them.
+    sizes: tuple[int, ...] | None = None
+    scratch: str | None = None  # where a blob merge keeps its intermediate blobs
 
 
 def merge_plan(tasks: Sequence[Task], results: dict[str, TaskResult], layout: JobLayout,
@@ -41,9 +45,10 @@ def merge_plan(tasks: Sequence[Task], results: dict[str, TaskResult], layout: Jo
         )
     header = headers.pop().encode() if output_format == "csv" and headers else b""
     # Each task's accepted attempt's part (its own folder: other attempts' files are not read).
-    parts = tuple(layout.part(t.id, results[t.id].attempt) for t in ordered
-                  if results[t.id].part_bytes)
-    return MergePlan(parts, header, sum(results[t.id].records_out for t in ordered))
+    kept = [t for t in ordered if results[t.id].part_bytes]
+    parts = tuple(layout.part(t.id, results[t.id].attempt) for t in kept)
+    return MergePlan(parts, header, sum(results[t.id].records_out for t in ordered),
+                     sizes=tuple(results[t.id].part_bytes for t in kept), scratch=layout.merge_dir)
 
 
 def merge(store: Store, plan: MergePlan, output: str, output_format: str, *,
@@ -51,7 +56,8 @@ def merge(store: Store, plan: MergePlan, output: str, output_format: str, *,
     """Write the output atomically (with ``overwrite=False``, only if nothing is there)."""
     if output_format == "parquet":
         return _merge_parquet(store, plan, output, overwrite)
-    return store.compose(output, plan.parts, header=plan.header, overwrite=overwrite)
+    return store.compose(output, plan.parts, header=plan.header, overwrite=overwrite,
+                         sizes=plan.sizes, scratch=plan.scratch)
 
 
 def _merge_parquet(store: Store, plan: MergePlan, output: str, overwrite: bool) -> ComposeResult:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import InputError, SpecError
+from ..errors import InputError
 from ..storage import StoreConfig, get_store, is_local
-from ..storage.blocks import MAX_BLOCKS
 from ..units import plural
 from .columns import check_columns
 from .inputs import describe_inputs, fingerprint
@@ -75,15 +74,6 @@ def _check_model(spec: JobSpec, config: StoreConfig) -> None:
         get_store(spec.model, config).info(spec.model)
     except FileNotFoundError as err:
         raise InputError(f"model: {err}", hint=getattr(err, "hint", "")) from None
-
-
-def _check_blocks(spec: JobSpec, tasks: list[Task]) -> None:
-    """Each task's part is at least one block of the merged blob (plus the header's)."""
-    if not is_local(spec.output) and len(tasks) + 1 > MAX_BLOCKS:
-        raise SpecError(
-            f"chunks: {plural(len(tasks), 'task')} would need more than {MAX_BLOCKS} blocks to merge into the "
-            f"blob {spec.output}",
-            hint=f"Use at most {MAX_BLOCKS - 1} tasks (fewer chunks or a bigger chunk_size).")
 
 
 def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
@@ -182,7 +172,6 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
         if not tasks:
             raise InputError(f"input: {spec.input!r} holds no data to score")
         check_columns(spec, files, config)
-    _check_blocks(spec, tasks)
     return Plan(
         job_id=_job_id(spec, files, tasks, config),
         spec=spec,

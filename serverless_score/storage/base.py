@@ -29,6 +29,7 @@ class ComposeResult:
     version: str | None = None
     method: str = "local"  # local | server (blocks copied by the service) | download (fallback)
     blocks: int = 0
+    intermediates: int = 0  # blobs composed first, to merge more parts than a blob has blocks
 
 
 @runtime_checkable
@@ -69,9 +70,12 @@ class Store(Protocol):
         ...
 
     def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"",
-                overwrite: bool = True) -> ComposeResult:
+                overwrite: bool = True, sizes: Sequence[int] | None = None,
+                scratch: str | None = None) -> ComposeResult:
         """Atomically write ``header`` + the parts, in order, to ``uri`` (conditionally, as
-        ``open_atomic``), without reading them where the store allows it."""
+        ``open_atomic``), without reading them where the store allows it; any number of parts.
+        ``sizes``: the parts' sizes, when the caller knows them (saves asking for each);
+        ``scratch``: a folder the store may use meanwhile (blob: intermediate blobs) and empties."""
         ...
 
 

@@ -105,7 +105,10 @@ class LocalStore:
         return _path(uri)
 
     def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"",
-                overwrite: bool = True) -> ComposeResult:
+                overwrite: bool = True, sizes: Sequence[int] | None = None,
+                scratch: str | None = None) -> ComposeResult:
+        """Concatenation into a temp file beside ``uri``: files have no block limit, so
+        ``sizes`` and ``scratch`` are not needed."""
         digest = hashlib.sha256(header)
         size = len(header)
         with self.open_atomic(uri, overwrite=overwrite) as out:

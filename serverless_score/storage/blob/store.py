@@ -24,7 +24,7 @@ from ...errors import NotFoundError
 from ...secrets import Secret
 from ..base import ComposeResult, ObjectInfo
 from ..blob_io import BlockWriter, ranged_reader
-from ..blocks import FALLBACK_BLOCK_BYTES, SERVER_BLOCK_BYTES, MiB
+from ..blocks import FALLBACK_BLOCK_BYTES, MAX_BLOCKS, SERVER_BLOCK_BYTES, MiB
 from ..config import StoreConfig, cache_root
 from .clients import Clients
 from .errors import translated
@@ -43,7 +43,8 @@ class BlobStore:
                  write_block_bytes: int = WRITE_BLOCK_BYTES,
                  server_block_bytes: int = SERVER_BLOCK_BYTES,
                  fallback_block_bytes: int = FALLBACK_BLOCK_BYTES,
-                 server_side_compose: bool = True, compose_workers: int = 8) -> None:
+                 server_side_compose: bool = True, compose_workers: int = 8,
+                 max_blocks: int = MAX_BLOCKS) -> None:
         self.config = config or StoreConfig.from_env()
         self.clients = Clients(self.config)
         self.write_block_bytes = write_block_bytes
@@ -51,6 +52,7 @@ class BlobStore:
         self.fallback_block_bytes = fallback_block_bytes
         self.server_side_compose = server_side_compose
         self.compose_workers = compose_workers
+        self.max_blocks = max_blocks  # blocks per composed blob: Azure's limit (lower in tests)
 
     # -- reading --------------------------------------------------------------------------------
     def _properties(self, uri: str) -> Any:
@@ -156,10 +158,12 @@ class BlobStore:
             self.delete(blob_uri)
 
     def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"",
-                overwrite: bool = True) -> ComposeResult:
+                overwrite: bool = True, sizes: Sequence[int] | None = None,
+                scratch: str | None = None) -> ComposeResult:
         from .compose import compose
 
-        return compose(self, uri, parts, header=header, overwrite=overwrite)
+        return compose(self, uri, parts, header=header, overwrite=overwrite, sizes=sizes,
+                       scratch=scratch)
 
     # -- beyond the protocol: least-privilege access for workers ---------------------------------
     def signer(self, uri: str) -> str | None:
