@@ -75,7 +75,7 @@ class TicketBook:
         self._waiting: dict[int, Offer] = {}  # seq -> offer nobody was seen to claim yet
         self._running: dict[int, Offer] = {}  # seq -> claimed, not ended
         self._by_task: dict[str, list[Offer]] = {}  # task id -> its open offers
-        self._head_written = 0
+        self._head_written: tuple[int, tuple[int, ...]] = (0, ())
         self._pending = 0  # made, not yet written
         self.stride = 1  # the fleet's size: each group walks its own stripe first
         self._groups = 0
@@ -229,14 +229,22 @@ class TicketBook:
         return {u: g for u, g in grants.items() if g}
 
     def _write_head(self) -> None:
+        """``head.json``: the lowest ticket still waiting (a group past it skips ahead), and the
+        second attempts of stragglers still waiting (``urgent``: a group looks at them after
+        each task, before its own next ticket, so they run at once)."""
         seq = self._lowest_waiting()
-        if seq <= self._head_written or seq > len(self.offers):
+        urgent = tuple(sorted(n for n, o in self._waiting.items() if o.copy))
+        if (seq, urgent) == self._head_written or not self.offers:
             return
         queue = QueueOrder(self.folder)
-        grant = self.access.read(queue.ticket(seq)) if self.access else ""
-        grants = {queue.ticket(seq): grant} if grant else {}
-        self.store.write_bytes(queue.head, json.dumps({"seq": seq, "grants": grants}).encode())
-        self._head_written = seq
+        grants = {}
+        for n in (seq, *urgent):
+            grant = self.access.read(queue.ticket(n)) if self.access else ""
+            if grant:
+                grants[queue.ticket(n)] = grant
+        self.store.write_bytes(queue.head, json.dumps(
+            {"seq": seq, "urgent": list(urgent), "grants": grants}).encode())
+        self._head_written = (seq, urgent)
 
     def close(self) -> None:
         """Every task has its result: groups waiting for a ticket exit now."""

@@ -478,30 +478,32 @@ class Scheduler:
         book.end(offer)
 
     def _second_attempts(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
-        """Stragglers: once no ticket waits, a task running ``straggler_factor`` x the median
-        task time gets a second attempt on a free group (an idle one, or a new one within
-        ``max_parallel``). Output is unchanged: both attempts score the same records."""
+        """Stragglers: a task running ``straggler_factor`` x the median task time gets a second
+        attempt, marked urgent in the queue's head so the next group to finish a task takes it
+        before its own next ticket. At most one per task, and fewer at once than the fleet has
+        groups (the rest keep to the queue). The first attempt to finish wins; output is the
+        same: both attempts score the same records."""
         book = self._book
         assert book is not None
-        if (self.straggler_factor <= 0 or backlog or self._waiting or book.unclaimed()
+        if (self.straggler_factor <= 0 or self.fleet < 2
                 or len(self._durations) < MIN_DURATIONS):
             return
-        running = book.running()
-        free = self.fleet - len(running)
-        if free <= 0:
+        copies = sum(1 for o in book.running() + book.unclaimed() if o.copy)
+        room = self.fleet - 1 - copies
+        if room <= 0:
             return
         median = statistics.median(self._durations)
         threshold = max(self.straggler_factor * median, MIN_STRAGGLER_SECONDS)
         now = self.clock()
-        for offer in sorted(running, key=lambda o: o.claimed_at or now):
+        for offer in sorted(book.running(), key=lambda o: o.claimed_at or now):
             task = offer.task
             age = now - (offer.claimed_at or now)
-            if free <= 0 or age <= threshold:
+            if room <= 0 or age <= threshold:
                 break
-            if task.id in self.copied or task.id in results:
+            if task.id in self.copied or task.id in results or offer.copy:
                 continue
             self.copied.add(task.id)
-            free -= 1
+            room -= 1
             self.progress.task_retry(
                 self.records[task.id].task, offer.attempt,
                 f"running for {age:.0f}s, over {self.straggler_factor:g}x the median task "

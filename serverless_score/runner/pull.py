@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from ..storage import Store, StoreConfig, get_store
 from .contract import Claim, QueueOrder, Ticket
@@ -35,6 +36,7 @@ class TicketQueue:
     sleep: Callable[[float], None] = time.sleep
     _seq: int = 0
     _grants: dict[str, str] = field(default_factory=dict, repr=False)
+    _tried: set[int] = field(default_factory=set)  # urgent tickets already tried
 
 
     @property
@@ -56,20 +58,42 @@ class TicketQueue:
         except FileNotFoundError:
             return None
 
-    def _skip_to_head(self) -> None:
+    def _head(self) -> dict[str, Any]:
+        data = self._read(self.queue.head)
+        try:
+            head = json.loads(data) if data is not None else {}
+        except ValueError:
+            return {}
+        return head if isinstance(head, dict) else {}
+
+    def _skip_to_head(self, head: dict[str, Any] | None = None) -> None:
         """Jump over tickets the controller has already seen claimed (a group that joins late,
         or comes back from a long task, need not read each of them)."""
-        data = self._read(self.queue.head)
-        if data is None:
-            return
+        head = self._head() if head is None else head
         try:
-            head = json.loads(data)
             seq = int(head["seq"])
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return
         if seq > self._seq:
             self._seq = seq
             self._grants.update(head.get("grants") or {})
+
+    def _urgent(self, head: dict[str, Any]) -> Iterator[Ticket]:
+        """Second attempts of stragglers the head names: claimed before any other ticket."""
+        for seq in head.get("urgent") or []:
+            if not isinstance(seq, int) or seq in self._tried:
+                continue
+            self._tried.add(seq)
+            self._grants.update(head.get("grants") or {})
+            data = self._read(self.queue.ticket(seq))
+            if data is None:
+                continue
+            ticket = Ticket.from_json(data)
+            saved = self._grants
+            self._grants = {**saved, **ticket.grants}
+            if self._claim(ticket):
+                yield ticket
+            self._grants = saved
 
     def _claim(self, ticket: Ticket) -> bool:
         claim = Claim(self.group, ticket.seq,
@@ -95,6 +119,7 @@ class TicketQueue:
             self._grants = dict(ticket.grants)
             if self._claim(ticket):
                 yield ticket
+                yield from self._urgent(self._head())
             self._seq += stride  # its grants hold the read of the next ticket of the stripe
         self._seq = max(1, self.queue.start)
         yield from self._sequential()
@@ -107,6 +132,13 @@ class TicketQueue:
             if data is None:
                 if self._read(self.queue.closed) is not None:
                     return
+                took = False
+                for ticket in self._urgent(self._head()):
+                    took = True
+                    yield ticket
+                if took:
+                    idle_since = None
+                    continue
                 now = self.clock()
                 idle_since = now if idle_since is None else idle_since
                 if now - idle_since >= self.queue.linger:
@@ -121,4 +153,6 @@ class TicketQueue:
                 yield ticket
             # Past what the controller has seen taken: many groups walking every ticket
             # would cost a read and a refused claim per ticket per group.
-            self._skip_to_head()
+            head = self._head()
+            yield from self._urgent(head)
+            self._skip_to_head(head)
