@@ -460,13 +460,14 @@ class Scheduler:
             self._durations.append(status.seconds or status.result.seconds)
             self.progress.task_done(self.records[task.id].task, status.result)
             for other in others:
-                self._supersede(other, backlog, results)
+                self._supersede(other, status.attempt, backlog, results)
             return
         if others:
             return  # the other attempt may still win
         self._waiting.append((self.records[task.id].task, status))
 
-    def _supersede(self, offer: Offer, backlog: Backlog, results: dict[str, TaskResult]) -> None:
+    def _supersede(self, offer: Offer, winner: int, backlog: Backlog,
+                   results: dict[str, TaskResult]) -> None:
         """Take back an attempt whose task another attempt finished: withdrawn if nobody took
         it yet, else its group is stopped (it runs nothing else meanwhile)."""
         book = self._book
@@ -474,7 +475,9 @@ class Scheduler:
         if offer.group is None and book.withdraw(offer, self.clock()):
             return
         if offer.group in self._running:
-            self._end_group(offer.group, None, backlog, results, stopped="superseded")
+            why = GroupState(offer.group, Phase.FAILED, None,
+                             f"was stopped: attempt {winner} of {offer.task.id} finished first")
+            self._end_group(offer.group, why, backlog, results, stopped="superseded")
         book.end(offer)
 
     def _second_attempts(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
