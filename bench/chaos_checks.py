@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -72,4 +73,26 @@ def two_groups_for_one_attempt(starts: Sequence[tuple[str, int, Sequence[tuple[s
         if len(names) > 1:
             found.append(f"{task} attempt {attempt} ran in {len(names)} groups: "
                          f"{', '.join(sorted(names))}")
+    return found
+
+
+def attempts_run_by_their_claimers(files: Mapping[str, bytes]) -> list[str]:
+    """What shows an attempt run by a group other than the one that claimed it (groups pull
+    their tasks: the claim, created only if absent, is what makes an attempt one group's).
+    ``files``: ``tasks/<task>/attempt-<n>/{claim,status}.json`` -> their bytes."""
+    claims: dict[str, str] = {}
+    statuses: dict[str, str] = {}
+    for path, data in files.items():
+        folder, _, name = path.rpartition("/")
+        try:
+            group = str(json.loads(data)["group"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        (claims if name == "claim.json" else statuses)[folder] = group
+    found = []
+    for folder, group in sorted(statuses.items()):
+        claimer = claims.get(folder)
+        # A status the controller wrote for a lost attempt names the claimer too.
+        if claimer is not None and claimer != group:
+            found.append(f"{folder} was claimed by {claimer} but its status is {group}'s")
     return found

@@ -196,6 +196,13 @@ class LocalTarget:
             return str(json.loads(Path(f"{output}.work/job.json").read_text())["job_id"])
         return None
 
+    def attempt_files(self, output: str) -> dict[str, bytes]:
+        """Every claim and status of the job's attempts: path under the work folder -> bytes."""
+        work = Path(f"{output}.work")
+        return {str(p.relative_to(work)): p.read_bytes()
+                for name in ("claim.json", "status.json")
+                for p in work.glob(f"tasks/*/attempt-*/{name}")}
+
     def groups(self, prefix: str) -> list[str]:
         return sorted(set(group_leaders(prefix).values()))
 
@@ -245,6 +252,18 @@ class AciTarget:
 
     def read_output(self, output: str) -> bytes | None:
         return self._blob(output)
+
+    def attempt_files(self, output: str) -> dict[str, bytes]:
+        """Every claim and status of the job's attempts: path under the work folder -> bytes."""
+        work = f"{output.removeprefix(f'az://{self.container}/')}.work/"
+        client = self.azurite.service().get_container_client(self.container)
+        found = {}
+        for blob in client.list_blobs(name_starts_with=f"{work}tasks/"):
+            if blob.name.endswith(("/claim.json", "/status.json")):
+                data = self._blob(f"az://{self.container}/{blob.name}")
+                if data is not None:
+                    found[blob.name.removeprefix(work)] = data
+        return found
 
     def read_job_id(self, output: str) -> str | None:
         data = self._blob(f"{output}.work/job.json")

@@ -24,7 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_checks import compare_outputs, two_groups_for_one_attempt
+from chaos_checks import (
+    attempts_run_by_their_claimers,
+    compare_outputs,
+    two_groups_for_one_attempt,
+)
 from chaos_env import (
     IGNORE_TERM_ENV,
     TRIAL_ENV,
@@ -297,6 +301,7 @@ class Trial:
         outcome.notes += [f"{r['run']}: {r['traceback']}" for r in outcome.runs
                           if "traceback" in r]
         twice = two_groups_for_one_attempt(starts, created)
+        twice += attempts_run_by_their_claimers(self.target.attempt_files(self.output))
         if twice:
             outcome.broken.append("two groups for one attempt")
             outcome.details.extend(twice)

@@ -10,6 +10,7 @@ For ``output = out/scores.csv``::
     out/scores.csv.manifest.tasks.jsonl  one line per task: range, rows, checksums, attempts,
                                      seconds (written before the summary; controller/manifest.py)
     out/scores.csv.work/job.json     the job id and plan (what resume compares against)
+    out/scores.csv.work/tasks/t00003/attempt-2/claim.json   the group that took attempt 2
     out/scores.csv.work/tasks/t00003/attempt-2/part         attempt 2's scores (atomic)
     out/scores.csv.work/tasks/t00003/attempt-2/log.txt      its whole log (stdout and stderr)
     out/scores.csv.work/tasks/t00003/attempt-2/errors.jsonl the rows it left out, if any
@@ -17,6 +18,8 @@ For ``output = out/scores.csv``::
     out/scores.csv.work/groups/<group>.log                  what the backend kept of a group's log
     out/scores.csv.work/launches/<group>.json               written before a group is created,
                                                             marked ended once it is deleted
+    out/scores.csv.work/queue/<run>/00000001.json           the tickets groups claim, one per
+                                                            attempt (one folder per controller run)
     out/scores.csv.work/merge/<nonce>/i000000              a blob merge's intermediate blobs
                                                             (more parts than a blob has blocks),
                                                             deleted once the output is committed
@@ -35,7 +38,7 @@ from pathlib import Path
 
 # A file of an attempt, in a listing of the work folder: (task id, attempt, file name).
 _ATTEMPT_FILE = re.compile(r"/tasks/(t\d+)/attempt-(\d+)/([^/]+)$")
-PART, LOG, STATUS, ERRORS = "part", "log.txt", "status.json", "errors.jsonl"
+PART, LOG, STATUS, ERRORS, CLAIM = "part", "log.txt", "status.json", "errors.jsonl", "claim.json"
 
 
 def attempt_file(uri: str) -> tuple[str, int, str] | None:
@@ -91,6 +94,16 @@ class JobLayout:
 
     def status(self, task_id: str, attempt: int) -> str:
         return f"{self.attempt_dir(task_id, attempt)}/{STATUS}"
+
+    def claim(self, task_id: str, attempt: int) -> str:
+        return f"{self.attempt_dir(task_id, attempt)}/{CLAIM}"
+
+    @property
+    def queues_dir(self) -> str:
+        return f"{self.work}/queue"
+
+    def queue_dir(self, run: str) -> str:
+        return f"{self.queues_dir}/{run}"
 
     def attempt_errors(self, task_id: str, attempt: int) -> str:
         return f"{self.attempt_dir(task_id, attempt)}/{ERRORS}"

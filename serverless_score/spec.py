@@ -168,6 +168,9 @@ class JobSpec(BaseModel):
                               strict=True)
     retries: int = Field(default=2, ge=0, le=20, strict=True)
     timeout: float = 3600.0
+    # A task running this many times the median task (once no other task waits) gets a second
+    # attempt on a free group; the first to finish wins. 0 turns second attempts off.
+    straggler_factor: float = Field(default=3.0, ge=0)
     backend: BackendName = "local"
     # The container image (docker / aci backends). Unset: the built-in runner image of the
     # runtime (README: Images). Any image with the runner installed works.
@@ -346,7 +349,9 @@ class JobSpec(BaseModel):
 
     @property
     def bin_count(self) -> int:
-        return self.bins if self.bins is not None else 100
+        """``bins``, else 100 (or one per shard, for more than 100 shards: every shard gets at
+        least one bin)."""
+        return self.bins if self.bins is not None else max(100, self.shards or 0)
 
     @property
     def effective_format(self) -> Format:

@@ -16,7 +16,11 @@ from azure.mgmt.containerinstance import models as m
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chaos_checks import compare_outputs, two_groups_for_one_attempt  # noqa: E402
+from chaos_checks import (  # noqa: E402
+    attempts_run_by_their_claimers,
+    compare_outputs,
+    two_groups_for_one_attempt,
+)
 
 REFERENCE = b"id,score\nr1,0.25\nr2,0.5000000000000001\n"
 
@@ -119,3 +123,14 @@ def test_two_local_trials_of_the_campaign_run_end_to_end(tmp_path: Path) -> None
     assert "| fault kind | trials | injected | passed | failed |" in summary
     for outcome in outcomes:  # the harness leaves nothing of a trial running
         assert live_pids(outcome.job + "-", outcome.job) == {}
+
+
+def test_an_attempt_run_by_a_group_that_did_not_claim_it_is_found() -> None:
+    claim = b'{"group": "j-g001", "seq": 3, "claimed_at": ""}'
+    files = {"tasks/t00002/attempt-1/claim.json": claim,
+             "tasks/t00002/attempt-1/status.json": b'{"group": "j-g001", "outcome": "succeeded"}',
+             "tasks/t00003/attempt-1/claim.json": claim.replace(b"g001", b"g002"),
+             "tasks/t00003/attempt-1/status.json": b'{"group": "j-g004", "outcome": "failed"}',
+             "tasks/t00004/attempt-2/status.json": b'{"group": "j-g005", "outcome": "failed"}'}
+    assert attempts_run_by_their_claimers(files) == [
+        "tasks/t00003/attempt-1 was claimed by j-g002 but its status is j-g004's"]

@@ -33,6 +33,7 @@ from serverless_score.controller.job import Job, JobResult
 from serverless_score.errors import JobInterrupted
 from serverless_score.planning.partition import even_cuts
 from serverless_score.runner import __main__ as runner_main
+from serverless_score.runner.contract import ENV_WORK
 from serverless_score.spec import spec_from_dict
 
 JOBS = settings(max_examples=20, deadline=None,
@@ -57,6 +58,11 @@ class InProcessBackend:
     def begin_create_group(self, group: GroupSpec) -> None:
         out = io.StringIO()
         env = {**group.env, **group.secure_env}
+        # It runs before the scheduler looks again: it takes what the queue holds now and
+        # exits, instead of waiting for tickets that cannot come while it runs.
+        work = json.loads(env[ENV_WORK])
+        work["queue"]["linger"] = 0
+        env[ENV_WORK] = json.dumps(work)
         # (the worker's malloc tuning and its capture of descriptors 1 and 2 are for a worker
         # process, not for pytest's: a capture per group would leave pytest's own output in pipes)
         with (mock.patch.dict(os.environ, env), mock.patch.object(runner_main, "_keep_freed_memory"),
@@ -228,16 +234,24 @@ def test_the_reported_case_in_process(tmp_path: Path) -> None:
 
 
 class InterruptedBackend(InProcessBackend):
-    """Ctrl-C as the group of ``task_id`` is created (what a crashed controller leaves)."""
+    """Ctrl-C as a group is about to run ``task_id`` (what a crashed controller leaves)."""
 
     def __init__(self, task_id: str) -> None:
         super().__init__(1)
         self._task_id = task_id
 
     def begin_create_group(self, group: GroupSpec) -> None:
-        if self._task_id in group.task_ids:
-            raise KeyboardInterrupt
-        super().begin_create_group(group)
+        from serverless_score.runner import attempt
+
+        real = attempt.run_attempt
+
+        def run_attempt(work: Any, order: Any, *args: Any, **kwargs: Any) -> bool:
+            if order.task.id == self._task_id:
+                raise KeyboardInterrupt
+            return real(work, order, *args, **kwargs)
+
+        with mock.patch.object(attempt, "run_attempt", run_attempt):
+            super().begin_create_group(group)
 
 
 def test_a_resumed_job_repairs_a_finished_task_of_the_run_before(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from serverless_score.controller import job as job_module
 from serverless_score.controller.job import Job
 from serverless_score.controller.launches import LaunchRecord
 from serverless_score.errors import JobInterrupted
+from serverless_score.runner.contract import Claim
 from serverless_score.spec import load_spec
 
 ROWS = 24
@@ -63,9 +64,10 @@ def test_a_failed_overwrite_job_keeps_its_parts_and_the_old_output(job_dir, make
 
 def test_a_launch_whose_group_was_lost_is_deleted_and_numbered_past(job_dir, make_job,
                                                                       cli) -> None:
-    """A controller killed between recording a launch and hearing the create's answer: the
-    next run deletes the group by name, numbers the task's attempt past it, and counts the task
-    as retried."""
+    """A controller killed between recording a launch and hearing the create's answer (its
+    group went on to claim an attempt): the next run deletes the group by name, numbers the
+    task's attempt past the claim and its groups past the lost one, and counts the task as
+    retried."""
     keys = write_rows(job_dir / "data.csv", ROWS)
     flag = job_dir / "broken"
     flag.touch()
@@ -76,17 +78,22 @@ def test_a_launch_whose_group_was_lost_is_deleted_and_numbered_past(job_dir, mak
     assert failed.code == 1, failed
     job_id = failed.json["job_id"]
     flag.unlink()
-    launches = job_dir / "out" / "s.txt.work" / "launches"
-    lost = f"{job_id}-t00000-2"  # recorded, then the controller died: no answer, no end
+    work = job_dir / "out" / "s.txt.work"
+    launches = work / "launches"
+    lost = f"{job_id}-g009"  # recorded, then the controller died: no answer, no end
     (launches / f"{lost}.json").write_bytes(
-        LaunchRecord(lost, job_id, {"t00000": 2}, "2026-01-01T00:00:00+00:00").to_json())
+        LaunchRecord(lost, job_id, {}, "2026-01-01T00:00:00+00:00").to_json())
+    claim = work / "tasks" / "t00000" / "attempt-2" / "claim.json"  # what the lost group took
+    claim.parent.mkdir(parents=True)
+    claim.write_bytes(Claim(lost, 1, "2026-01-01T00:00:01Z").to_json())
     result = run_json(cli, job)
     assert result.json["status"] == "succeeded", result
     assert result.json["retried_tasks"] == ["t00000"]
     record = json.loads((launches / f"{lost}.json").read_text())
     assert record["outcome"] == "orphan-deleted" and record["ended_at"]
-    assert json.loads((launches / f"{job_id}-t00000-3.json").read_text())["outcome"] \
-        == "succeeded"
+    status = json.loads((work / "tasks" / "t00000" / "attempt-3" / "status.json").read_text())
+    assert status["outcome"] == "succeeded" and status["group"] == f"{job_id}-g010"
+    assert json.loads((launches / f"{job_id}-g010.json").read_text())["outcome"] == "done"
     attempts = {t["id"]: t["attempts"] for t in manifest_tasks(job_dir / "out" / "s.txt")}
     assert attempts == {"t00000": 3, "t00001": 1}
     assert (job_dir / "out" / "s.txt").read_text().splitlines() == [f"{k},scored" for k in keys]

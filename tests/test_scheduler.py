@@ -23,8 +23,11 @@ from serverless_score.planning.tasks import Shard, Task
 from serverless_score.runner.contract import (
     ENV_WORK,
     AttemptStatus,
+    Claim,
+    QueueOrder,
     TaskOrder,
     TaskResult,
+    Ticket,
     WorkOrder,
 )
 from serverless_score.runner.contract import Outcome as Ended
@@ -57,8 +60,10 @@ class FakeClock:
 @dataclass
 class _Group:
     spec: GroupSpec
-    orders: list[TaskOrder]
-    started: float
+    queue: QueueOrder
+    seq: int
+    current: tuple[TaskOrder, Outcome, float] | None = None
+    idle_since: float | None = None
     ended: bool = False
     phase: Phase = Phase.RUNNING
     detail: str = ""
@@ -67,8 +72,10 @@ class _Group:
 
 @dataclass
 class ScriptedBackend:
-    """A backend whose groups follow ``script(task_id, attempt)``; records every create and
-    delete, and refuses a second group under a name already used (one group per attempt)."""
+    """A backend whose groups pull tickets like a worker (``runner/pull.py``: read the next
+    ticket, create its claim only if absent) and run each claimed attempt as
+    ``script(task_id, attempt)`` says, in fake time; records every create and delete, and
+    refuses a second group under a name already used."""
 
     store: object
     clock: FakeClock
@@ -79,6 +86,8 @@ class ScriptedBackend:
     deleted: list[str] = field(default_factory=list)
     failing_deletes: dict[str, int] = field(default_factory=dict)  # name -> deletes that fail
     on_delete: Callable[[str], None] | None = None
+    start_failure: tuple[str, bool] | None = None  # groups fail before a claim: (detail, retryable)
+    ran: list[tuple[str, str, int]] = field(default_factory=list)  # (group, task, attempt)
 
     def tasks_per_group(self, pending: int, max_parallel: int) -> int:
         return 1
@@ -87,28 +96,59 @@ class ScriptedBackend:
         assert group.name not in self.created, f"a second group named {group.name}"
         self.created.append(group.name)
         work = WorkOrder.from_json(group.env[ENV_WORK])
-        self.groups[group.name] = _Group(group, list(work.orders), self.clock())
+        assert work.queue is not None and not work.orders, "a group pulls its work"
+        queue = QueueOrder(**work.queue)
+        self.groups[group.name] = _Group(group, queue, queue.start)
+
+    def _read(self, uri: str) -> bytes | None:
+        try:
+            return self.store.read_bytes(uri)
+        except FileNotFoundError:
+            return None
 
     def _advance(self, group: _Group) -> None:
-        if group.ended:
-            return
-        outcomes = [self.script(o.task.id, o.attempt) for o in group.orders]
-        if self.clock() - group.started < max(o.seconds for o in outcomes):
-            return
-        group.ended = True
-        for order, outcome in zip(group.orders, outcomes, strict=True):
-            if outcome.ok:
-                _write_result(self.store, order, group.spec.name, outcome)
-            elif outcome.begin is not None:  # the worker said where it began, then failed
-                status = AttemptStatus(order.task.id, order.attempt, group.spec.name,
-                                       Ended.FAILED, reason=outcome.detail, begin=outcome.begin)
-                self.store.write_bytes(order.status, status.to_json().encode())
-                group.phase, group.detail = Phase.FAILED, outcome.detail
-            else:
-                group.phase, group.detail = Phase.FAILED, outcome.detail
-                group.retryable = outcome.retryable
-        if group.phase is Phase.RUNNING:
-            group.phase = Phase.SUCCEEDED
+        name = group.spec.name
+        while not group.ended:
+            if self.start_failure is not None:
+                group.detail, group.retryable = self.start_failure
+                group.phase, group.ended = Phase.FAILED, True
+                return
+            if group.current is not None:
+                order, outcome, since = group.current
+                if self.clock() - since < outcome.seconds:
+                    return
+                group.current = None
+                if outcome.ok:
+                    _write_result(self.store, order, name, outcome)
+                elif outcome.begin is not None:  # the worker said where it began, then failed
+                    status = AttemptStatus(order.task.id, order.attempt, name, Ended.FAILED,
+                                           reason=outcome.detail, begin=outcome.begin)
+                    self.store.write_bytes(order.status, status.to_json().encode())
+                else:  # the worker dies with its attempt
+                    group.phase, group.detail, group.retryable = (Phase.FAILED, outcome.detail,
+                                                                  outcome.retryable)
+                    group.ended = True
+                    return
+                continue
+            data = self._read(group.queue.ticket(group.seq))
+            if data is None:
+                now = self.clock()
+                group.idle_since = now if group.idle_since is None else group.idle_since
+                if (self._read(group.queue.closed) is not None
+                        or now - group.idle_since >= group.queue.linger):
+                    group.phase, group.ended = Phase.SUCCEEDED, True
+                return
+            group.idle_since = None
+            ticket = Ticket.from_json(data)
+            group.seq += 1
+            try:
+                with self.store.open_atomic(ticket.claim, overwrite=False) as out:
+                    out.write(Claim(name, ticket.seq, "").to_json())
+            except FileExistsError:
+                continue
+            order = ticket.order
+            self.ran.append((name, order.task.id, order.attempt))
+            group.current = (order, self.script(order.task.id, order.attempt), self.clock())
 
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
         states = {}
@@ -174,7 +214,7 @@ def shard_tasks(count: int) -> list[Task]:
 @pytest.fixture
 def rig(tmp_path: Path):
     def make(script: Callable[[str, int], Outcome], *, retries: int = 2, timeout: float = 60,
-             max_parallel: int = 2):
+             max_parallel: int = 2, straggler_factor: float = 3.0):
         clock = FakeClock()
         output = str(tmp_path / "out" / "s.csv")
         store = get_store(output)
@@ -187,23 +227,62 @@ def rig(tmp_path: Path):
         scheduler = Scheduler(job_id="job", backend=backend, store=store, layout=layout,
                               work=work, progress=events, max_parallel=max_parallel,
                               retries=retries, timeout=timeout, poll_interval=1.0,
-                              retry_delay=1.0, clock=clock, sleep=clock.sleep)
+                              retry_delay=1.0, straggler_factor=straggler_factor,
+                              clock=clock, sleep=clock.sleep)
         return scheduler, backend, events, LaunchBook(store, layout)
     return make
 
 
-def test_a_retryable_failure_is_retried_under_a_new_name_until_it_succeeds(rig) -> None:
-    script = lambda task, attempt: Outcome(ok=not (task == "t00001" and attempt < 3))  # noqa: E731
+def _ended_attempts(backend: ScriptedBackend) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for _, task, attempt in backend.ran:
+        out.setdefault(task, []).append(attempt)
+    return out
+
+
+def test_groups_pull_every_task_once_and_never_outnumber_max_parallel(rig) -> None:
+    scheduler, backend, events, launches = rig(lambda task, attempt: Outcome(), max_parallel=3)
+    results = scheduler.run(shard_tasks(50), {})
+    assert sorted(results) == [f"t{i:05d}" for i in range(50)]
+    assert _ended_attempts(backend) == {f"t{i:05d}": [1] for i in range(50)}
+    assert backend.created == ["job-g001", "job-g002", "job-g003"]
+    # the work was shared: each group ran several tasks, loading its model once
+    per_group = {name: sum(1 for g, _, _ in backend.ran if g == name) for name in backend.created}
+    assert all(count >= 10 for count in per_group.values()), per_group
+    assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
+    assert unended(launches.all()) == []
+    assert sorted(events.done) == sorted(results)
+
+
+def test_a_group_that_dies_mid_task_loses_only_its_claim(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        ok=not (task == "t00007" and attempt == 1), detail="was killed (exit code 137)")
+    scheduler, backend, events, launches = rig(script, max_parallel=3)
+    results = scheduler.run(shard_tasks(20), {})
+    assert sorted(results) == [f"t{i:05d}" for i in range(20)]
+    attempts = _ended_attempts(backend)
+    assert attempts.pop("t00007") == [1, 2]
+    assert all(a == [1] for a in attempts.values())  # no other task ran twice
+    assert [(t, a) for t, a, _ in events.retries] == [("t00007", 1)]
+    assert "was killed (exit code 137)" in events.retries[0][2]
+    assert len(backend.created) == 4  # three, and one to replace the dead one
+    assert {r.outcome for r in launches.all()} <= {"failed", "succeeded", "done"}
+    assert [r.outcome for r in launches.all()].count("failed") == 1
+
+
+def test_a_retryable_failure_is_retried_under_a_new_attempt_until_it_succeeds(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        ok=not (task == "t00001" and attempt < 3), begin=0)
     scheduler, backend, events, launches = rig(script, retries=2)
     results = scheduler.run(shard_tasks(3), {})
     assert sorted(results) == ["t00000", "t00001", "t00002"]
     assert results["t00001"].attempt == 3
     assert [r[:2] for r in events.retries] == [("t00001", 1), ("t00001", 2)]
     assert "exited with code 1" in events.retries[0][2]
-    # one group per attempt, every one deleted, every launch record ended
-    assert backend.created.count("job-t00001-3") == 1 and len(backend.created) == 5
+    # the workers stayed up (the failure was the task's, written as its status)
+    assert len(backend.created) == 2
     assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
-    assert unended(launches.all()) == [] and len(launches.all()) == 5
+    assert unended(launches.all()) == []
 
 
 def test_retries_run_out(rig) -> None:
@@ -216,23 +295,71 @@ def test_retries_run_out(rig) -> None:
 
 def test_a_permanent_failure_is_not_retried(rig) -> None:
     script = lambda task, attempt: Outcome(  # noqa: E731
-        ok=task != "t00000", detail="could not pull image x: unauthorized", retryable=False)
+        ok=task != "t00000", detail="its scorer cannot load the model", retryable=False)
     scheduler, backend, events, _ = rig(script, retries=5)
     with pytest.raises(TaskFailed) as err:
         scheduler.run(shard_tasks(1), {})
+    assert "not retried" in err.value.message and "cannot load the model" in err.value.message
+    assert backend.created == ["job-g001"] and events.retries == []
+
+
+def test_a_group_that_cannot_start_fails_the_job_at_once_when_retrying_cannot_help(rig) -> None:
+    scheduler, backend, events, launches = rig(lambda task, attempt: Outcome(), retries=5)
+    backend.start_failure = ("could not pull image x: unauthorized", False)
+    with pytest.raises(TaskFailed) as err:
+        scheduler.run(shard_tasks(4), {})
     assert "not retried" in err.value.message and "unauthorized" in err.value.message
-    assert backend.created == ["job-t00000-1"] and events.retries == []
+    assert len(backend.created) <= 2 and events.retries == []  # the first failure decided
+    assert sorted(backend.deleted) == sorted(backend.created)
+    assert unended(launches.all()) == []
 
 
-def test_a_group_that_never_finishes_times_out_is_deleted_and_retried(rig) -> None:
+def test_groups_that_keep_failing_to_start_spend_the_retries_then_fail(rig) -> None:
+    scheduler, backend, events, _ = rig(lambda task, attempt: Outcome(), retries=2,
+                                        max_parallel=1)
+    backend.start_failure = ("its image pull timed out", True)
+    with pytest.raises(TaskFailed) as err:
+        scheduler.run(shard_tasks(2), {})
+    assert "pull timed out" in err.value.message
+    assert len(backend.created) == 3 and len(events.retries) == 2
+    assert not backend.ran  # no task was ever claimed, so none was charged an attempt
+
+
+def test_a_task_that_never_finishes_times_out_its_group_is_deleted_and_retried(rig) -> None:
     script = lambda task, attempt: Outcome(seconds=1e9 if attempt == 1 else 1.0)  # noqa: E731
-    scheduler, backend, events, launches = rig(script, retries=1, timeout=30)
+    scheduler, backend, events, launches = rig(script, retries=1, timeout=30,
+                                               straggler_factor=0)
     results = scheduler.run(shard_tasks(1), {})
     assert results["t00000"].attempt == 2
     assert "timed out after 30s" in events.retries[0][2]
-    assert backend.deleted[0] == "job-t00000-1"
+    assert backend.deleted[0] == "job-g001"
     outcomes = {r.group: r.outcome for r in launches.all()}
-    assert outcomes == {"job-t00000-1": "timed-out", "job-t00000-2": "succeeded"}
+    assert outcomes == {"job-g001": "timed-out", "job-g002": "done"}
+
+
+def test_a_straggler_gets_a_second_attempt_and_the_first_to_finish_wins(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        seconds=100.0 if (task, attempt) == ("t00003", 1) else 2.0)
+    scheduler, backend, events, launches = rig(script, max_parallel=3, timeout=1000)
+    clock = scheduler.clock
+    results = scheduler.run(shard_tasks(12), {})
+    assert sorted(results) == [f"t{i:05d}" for i in range(12)]
+    assert results["t00003"].attempt == 2  # the second attempt won
+    assert scheduler.copied == {"t00003"}
+    assert clock() < 40, "the slow attempt did not hold the job"
+    assert any("second attempt" in reason for _, _, reason in events.retries)
+    # the loser's group was stopped, nothing bills, and the task counts once
+    assert {r.outcome for r in launches.all()} >= {"superseded"}
+    assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
+    assert events.done.count("t00003") == 1
+
+
+def test_without_second_attempts_a_straggler_holds_the_job(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        seconds=100.0 if (task, attempt) == ("t00003", 1) else 2.0)
+    scheduler, _, _, _ = rig(script, max_parallel=3, timeout=1000, straggler_factor=0)
+    results = scheduler.run(shard_tasks(12), {})
+    assert results["t00003"].attempt == 1 and scheduler.clock() >= 100
 
 
 def test_a_task_that_failed_on_a_wrong_guess_is_repaired_from_its_predecessors_end(rig) -> None:
@@ -256,27 +383,47 @@ def test_a_task_that_failed_on_a_wrong_guess_is_repaired_from_its_predecessors_e
     assert scheduler.repaired == {"t00001"}
     assert [(t, a) for t, a, _ in events.retries] == [("t00001", 1)]
     assert "re-running it from byte 130" in events.retries[0][2]
-    assert sorted(backend.created) == ["job-t00000-1", "job-t00001-1", "job-t00001-2",
-                                       "job-t00002-1"]
+    assert sorted(_ended_attempts(backend).items()) == [("t00000", [1]), ("t00001", [1, 2]),
+                                                        ("t00002", [1])]
 
 
-def test_attempt_numbers_continue_past_earlier_controllers(rig) -> None:
-    scheduler, backend, _, _ = rig(lambda task, attempt: Outcome())
+def test_attempt_numbers_and_group_names_continue_past_earlier_controllers(rig) -> None:
+    scheduler, backend, _, launches = rig(lambda task, attempt: Outcome())
+    launches.launching("job-g007", "job", {})  # an earlier controller's last group
+    scheduler = replace_scheduler(scheduler, launches)
     scheduler.run(shard_tasks(2), {"t00000": 4})
-    assert sorted(backend.created) == ["job-t00000-5", "job-t00001-1"]
+    assert sorted(_ended_attempts(backend).items()) == [("t00000", [5]), ("t00001", [1])]
+    assert backend.created[0] == "job-g008"
+
+
+def replace_scheduler(scheduler: Scheduler, launches: LaunchBook) -> Scheduler:
+    """A new scheduler over the same job, as the next controller would make."""
+    return Scheduler(job_id=scheduler.job_id, backend=scheduler.backend, store=scheduler.store,
+                     layout=scheduler.layout, work=scheduler.work, progress=scheduler.progress,
+                     max_parallel=scheduler.max_parallel, retries=scheduler.retries,
+                     timeout=scheduler.timeout, poll_interval=scheduler.poll_interval,
+                     retry_delay=scheduler.retry_delay, clock=scheduler.clock,
+                     sleep=scheduler.sleep)
+
+
+def _launch(scheduler: Scheduler, tasks: list[Task]) -> None:
+    """Offer ``tasks`` and create the groups for them, as ``run`` starts, without its loop."""
+    backlog = scheduler.begin(tasks, {})
+    scheduler._offer_due(backlog)
+    scheduler._top_up()
 
 
 def test_stop_keeps_a_group_whose_delete_failed_and_deletes_it_on_the_next_stop(rig) -> None:
     scheduler, backend, _, launches = rig(lambda task, attempt: Outcome(seconds=1e9),
                                           max_parallel=3)
-    scheduler._launch(_queue(scheduler, shard_tasks(3)))
-    backend.failing_deletes["job-t00001-1"] = 1
+    _launch(scheduler, shard_tasks(3))
+    backend.failing_deletes["job-g002"] = 1
     with pytest.raises(ScoreError) as err:
         scheduler.stop_all()
-    assert "could not delete 1 group(s): job-t00001-1 (Azure refused" in err.value.message
+    assert "could not delete 1 group(s): job-g002 (Azure refused" in err.value.message
     assert "cleanup --job job" in err.value.hint
-    assert list(scheduler._running) == ["job-t00001-1"]  # still on the books: it may bill
-    assert unended(launches.all()) == ["job-t00001-1"]
+    assert list(scheduler._running) == ["job-g002"]  # still on the books: it may bill
+    assert unended(launches.all()) == ["job-g002"]
     scheduler.stop_all()
     assert not scheduler._running and not backend.groups
     assert unended(launches.all()) == []
@@ -284,7 +431,7 @@ def test_stop_keeps_a_group_whose_delete_failed_and_deletes_it_on_the_next_stop(
 
 def test_a_second_signal_during_stop_is_held_until_every_group_is_deleted(rig) -> None:
     scheduler, backend, _, _ = rig(lambda task, attempt: Outcome(seconds=1e9), max_parallel=3)
-    scheduler._launch(_queue(scheduler, shard_tasks(3)))
+    _launch(scheduler, shard_tasks(3))
     sent: list[int] = []
 
     def impatient_user(name: str) -> None:  # Ctrl-C, then SIGTERM, while deletes run
@@ -297,7 +444,7 @@ def test_a_second_signal_during_stop_is_held_until_every_group_is_deleted(rig) -
         scheduler.stop_all()
     assert len(sent) == 3
     assert "held until cleanup ended" in str(err.value)
-    assert sorted(backend.deleted) == ["job-t00000-1", "job-t00001-1", "job-t00002-1"]
+    assert sorted(backend.deleted) == ["job-g001", "job-g002", "job-g003"]
     assert not scheduler._running
 
 
@@ -342,14 +489,40 @@ def test_a_lost_create_answer_leaves_a_launch_record_and_the_group_is_deleted(ri
     backend.begin_create_group = create_then_lose_the_answer  # type: ignore[method-assign]
     with pytest.raises(ConnectionResetError):
         scheduler.run(shard_tasks(1), {})
-    assert backend.created == ["job-t00000-1"] and backend.deleted == ["job-t00000-1"]
-    assert [(r.group, r.outcome) for r in launches.all()] == [("job-t00000-1", "stopped")]
+    assert backend.created == ["job-g001"] and backend.deleted == ["job-g001"]
+    assert [(r.group, r.outcome) for r in launches.all()] == [("job-g001", "stopped")]
 
 
-def _queue(scheduler: Scheduler, tasks: list[Task]):
-    """What ``run`` queues for ``tasks``, for tests that launch without running the loop."""
-    from collections import deque
+def test_a_claim_is_taken_by_exactly_one_of_many_groups(tmp_path: Path) -> None:
+    """The claim is the protocol's only lock: of many workers racing for each ticket, exactly
+    one wins it (real threads, a real local store)."""
+    import threading
 
-    from serverless_score.controller.watch import TaskRecord
-    scheduler.records.update({t.id: TaskRecord(t) for t in tasks})
-    return deque((0.0, [t]) for t in tasks)
+    from serverless_score.controller.tickets import TicketBook
+    from serverless_score.runner.pull import TicketQueue
+    from serverless_score.storage import StoreConfig
+
+    output = str(tmp_path / "s.csv")
+    store, layout = get_store(output), JobLayout(output)
+    book = TicketBook(store, layout, "run", poll=0.01, linger=0.2)
+    for task in shard_tasks(200):
+        book.offer(task, 1)
+    book.close()
+    taken: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        for ticket in TicketQueue(book.queue(), name, StoreConfig()).claims():
+            with lock:
+                taken.setdefault(name, []).append(ticket.seq)
+
+    threads = [threading.Thread(target=worker, args=(f"g{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    seqs = sorted(s for got in taken.values() for s in got)
+    assert seqs == list(range(1, 201))
+    assert len(taken) > 1  # they shared the queue
+    claims = [Claim.from_json(store.read_bytes(o.ticket.claim)) for o in book.offers]
+    assert all(c.group in taken and c.seq in taken[c.group] for c in claims)

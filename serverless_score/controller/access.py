@@ -65,7 +65,7 @@ class WorkerAccess:
             "sas" if wanted == "sas" or (wanted == "auto" and with_keys) else "identity")
         return cls(mode, config, spec.model, spec.timeout, errors=spec.on_error == "skip")
 
-    def grants(self, orders: list[TaskOrder]) -> dict[str, Secret]:
+    def grants(self, orders: list[TaskOrder], lifetime: float | None = None) -> dict[str, Secret]:
         """The SAS URL of every blob the tasks of one group touch, with the least permission."""
         wanted: dict[str, str] = {}
         if self.model:
@@ -79,22 +79,56 @@ class WorkerAccess:
                 wanted[uri] = WRITE
             if self.errors:
                 wanted[order.errors] = WRITE
-        lifetime = timedelta(seconds=self.timeout * max(1, len(orders))) + SKEW
-        out: dict[str, Secret] = {}
-        for uri, permission in wanted.items():
-            if is_local(uri):
-                continue
-            store = get_store(uri, self.config)
-            assert isinstance(store, Grantor)
-            url = store.grant(uri, permission, lifetime)
-            if url is None:  # decide() checked: this only happens if the credential changed
-                raise SpecError(f"{uri}: cannot sign a SAS for the workers any more")
-            out[uri] = url
-        return out
+        valid = timedelta(seconds=lifetime if lifetime is not None
+                          else self.timeout * max(1, len(orders))) + SKEW
+        return {uri: Secret(self.sign(uri, permission, valid))
+                for uri, permission in wanted.items() if not is_local(uri)}
 
-    def secure_env(self, orders: list[TaskOrder]) -> Mapping[str, str]:
+    def secure_env(self, orders: list[TaskOrder], queue_grants: Mapping[str, str] | None = None,
+                   lifetime: float | None = None) -> Mapping[str, str]:
+        """The secure environment of one group: SAS URLs of what its listed ``orders`` touch,
+        plus (a pulling group) its queue's reads, valid ``lifetime`` seconds (default: the
+        timeout per order); or the job's own SAS tokens."""
         if self.mode == "sas":
-            return {ENV_SECRETS: self.config.worker_secrets(self.grants(orders))}
+            grants = self.grants(orders, lifetime)
+            grants.update({u: Secret(v) for u, v in (queue_grants or {}).items()})
+            return {ENV_SECRETS: self.config.worker_secrets(grants)}
         if self.mode == "identity" and self.config.sas:
             return {ENV_SECRETS: self.config.worker_secrets(None)}
         return {}
+
+    def for_queue(self, lifetime: float) -> TicketAccess | None:
+        """SAS URLs for a pulling group's tickets, valid ``lifetime`` seconds (a ticket may wait
+        in the queue before it is claimed); None when workers need none."""
+        return TicketAccess(self, timedelta(seconds=lifetime) + SKEW) if self.mode == "sas" else None
+
+    def sign(self, uri: str, permission: str, lifetime: timedelta) -> str:
+        store = get_store(uri, self.config)
+        assert isinstance(store, Grantor)
+        url = store.grant(uri, permission, lifetime)
+        if url is None:  # decide() checked: this only happens if the credential changed
+            raise SpecError(f"{uri}: cannot sign a SAS for the workers any more")
+        return url.reveal()
+
+
+@dataclass(frozen=True)
+class TicketAccess:
+    """``controller.tickets.QueueAccess`` for workers on SAS URLs."""
+
+    access: WorkerAccess
+    lifetime: timedelta
+
+    def attempt(self, order: TaskOrder) -> Mapping[str, str]:
+        wanted = {}
+        if order.task.path:
+            wanted[order.task.path] = READ
+        claim = order.part.rsplit("/", 1)[0] + "/claim.json"
+        for uri in (order.part, order.log, order.status, claim):
+            wanted[uri] = WRITE
+        if self.access.errors:
+            wanted[order.errors] = WRITE
+        return {uri: self.access.sign(uri, p, self.lifetime) for uri, p in wanted.items()
+                if not is_local(uri)}
+
+    def read(self, uri: str) -> str:
+        return "" if is_local(uri) else self.access.sign(uri, READ, self.lifetime)

@@ -11,7 +11,7 @@ from ..backends import Backend
 from ..errors import ScoreError, SpecError
 from ..planning import Plan
 from ..planning.cost import Estimate, RegionPrice, estimate
-from ..planning.partition import pack_groups
+from ..planning.partition import expected_shares
 from ..planning.tasks import Task
 from ..pricing import UNBILLED, PriceTable, job_region, load_prices
 from ..spec import JobSpec
@@ -83,12 +83,24 @@ def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = 
     spec = plan.spec
     pricing = pricing or Pricing.for_spec(spec)
     per, packing = tasks_per_group(plan, backend)
+    shares = expected_shares(plan.tasks, per, spec.max_parallel)
     return estimate(
-        pack_groups(plan.tasks, per), backend=spec.backend, max_parallel=spec.max_parallel,
+        shares, backend=spec.backend, max_parallel=spec.max_parallel,
         cpu=spec.resources.cpu, memory_gb=spec.resources.memory_gb,
         assumptions=pricing.table.assumptions(spec.backend), billed=pricing.billed,
-        price=pricing.price, packing=packing,
+        price=pricing.price, packing=_pulling(packing, shares, spec.max_parallel),
     )
+
+
+def _pulling(packing: str, shares: list[list[Task]], max_parallel: int) -> str:
+    """The packing's reason, and what it means for groups that pull their tasks."""
+    if not shares:
+        return packing
+    fleet = len(shares)
+    capped = " (max_parallel)" if fleet == max_parallel else ""
+    return (f"{packing}; {plural(fleet, 'group')}{capped} pull the tasks from the job's queue, "
+            f"about {plural(len(shares[0]), 'task')} each: {plural(fleet, 'create')} "
+            f"expected, plus one per group that fails")
 
 
 def check_max_cost(spec: JobSpec, est: Estimate, pricing: Pricing) -> None:
@@ -140,4 +152,5 @@ def plan_estimate(plan: Plan) -> PlanEstimate:
     backend = safe_backend(spec, JobLayout(spec.output).local_state_dir(cache_root()))
     pricing = Pricing.for_spec(spec)
     per, _ = tasks_per_group(plan, backend)
-    return PlanEstimate(estimate_job(plan, backend, pricing), pricing, pack_groups(plan.tasks, per))
+    return PlanEstimate(estimate_job(plan, backend, pricing), pricing,
+                        expected_shares(plan.tasks, per, spec.max_parallel))

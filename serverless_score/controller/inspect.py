@@ -14,9 +14,9 @@ from typing import Any
 from ..backends import Backend, get_backend
 from ..backends.base import LABEL_TASKS, GroupInfo
 from ..errors import InputError, ScoreError
-from ..layout import LOG, STATUS, JobLayout, stored_attempts
+from ..layout import CLAIM, LOG, STATUS, JobLayout, stored_attempts
 from ..planning.tasks import Task
-from ..runner.contract import AttemptStatus
+from ..runner.contract import AttemptStatus, Claim
 from ..spec import JobSpec, load_spec, spec_from_dict
 from ..storage import Store, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
@@ -159,6 +159,13 @@ def _latest_status(loc: JobLocation, task_id: str,
     return next((s for s in statuses if s.succeeded), statuses[0] if statuses else None)
 
 
+def _claim(loc: JobLocation, task_id: str, attempt: int) -> Claim | None:
+    try:
+        return Claim.from_json(loc.store.read_bytes(loc.layout.claim(task_id, attempt)))
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return None
+
+
 def group_tasks(group: GroupInfo, job_id: str, all_ids: list[str]) -> list[str]:
     """The tasks of a live group, from its ``tasks`` label (``a,b,c`` or ``first..last``), or
     from its name (``<job>-<first task>-<attempt>``) when it has no such label."""
@@ -205,31 +212,30 @@ def _stored_statuses(loc: JobLocation, live: list[GroupInfo]) -> list[TaskStatus
     ids = [t.id for t in tasks]
     stored = _stored(loc)
     latest = {t: _latest_status(loc, t, stored[t]) for t in ids if t in stored}
-    in_group: dict[str, GroupInfo] = {}
-    started: set[str] = set()
-    for group in live:
-        # A group runs its tasks in order: the first one without a status from this group is
-        # running, the ones after it wait; those before it are done (their statuses say so).
-        members = group_tasks(group, loc.job_id, ids)
-        in_group.update({t: group for t in members})
-        running = next((t for t in members if (s := latest.get(t)) is None or s.group != group.name),
-                       None)
-        if running is not None:
-            started.add(running)
+    live_names = {g.name for g in live}
+    controller = _controller(loc)
     statuses = []
     for task in tasks:
-        status = TaskStatus(task.id, task.describe(), "pending", max(stored.get(task.id, {}), default=0))
-        holder = in_group.get(task.id)
+        attempts = stored.get(task.id, {})
+        status = TaskStatus(task.id, task.describe(), "pending", max(attempts, default=0))
         last = latest.get(task.id)
         result = last.result if last is not None else None
+        # A group runs an attempt it claimed (``claim.json``) until it stores its status.
+        newest = attempts.get(status.attempts, set())
+        claim = (_claim(loc, task.id, status.attempts)
+                 if CLAIM in newest and STATUS not in newest else None)
         if result is not None:
             status.state, status.rows, status.seconds = "done", result.records_out, result.seconds
             status.rows_failed = result.rows_failed
             status.attempts = max(status.attempts, result.attempt)
-        elif holder is not None:
-            status.state = "running" if task.id in started else "queued"
-            status.group = holder.name
-            status.attempts += 1 if task.id in started else 0
+        elif claim is not None and claim.group in live_names:
+            status.state, status.group = "running", claim.group
+        elif live or controller is not None:
+            status.state = "queued"  # waits in the job's queue for a free group
+            status.reason = last.reason if last is not None else None
+        elif claim is not None:  # its group went without a word (stopped, killed): not failed
+            status.reason = (f"attempt {status.attempts} was cut short: its group {claim.group} "
+                             "is gone; a rerun runs it again")
         elif status.attempts:
             status.state = "failed"
             status.reason = last.reason if last is not None else None
@@ -305,10 +311,15 @@ def task_logs(loc: JobLocation, backend: Backend | None, task_id: str,
                          f"({plural(len(loc.job.get('tasks', [])), 'task')}: t00000..)")
     attempts = _stored(loc).get(task_id, {})
     latest = max(attempts, default=0)
-    if attempt is None or attempt > latest:
+    newest = attempts.get(latest, set())
+    # The attempt a live group may be running: one claimed without a status yet (or, from
+    # groups of older versions that claimed nothing, the next one).
+    running = latest if CLAIM in newest and STATUS not in newest else latest + 1
+    if attempt is None or attempt >= running:
         live = _live_log(loc, backend, task_id, _latest_status(loc, task_id, attempts))
-        if live is not None and (attempt is None or attempt == latest + 1):
-            return TaskLog(task_id, latest + 1, live[1], f"live: {live[0]}, the group's log")
+        if live is not None and (attempt is None or attempt == running):
+            return TaskLog(task_id, running, _from_task_start(live[1], task_id, running),
+                           f"live: {live[0]}, the group's log")
         if attempt is None:
             attempt = latest
     if attempt < 1:
@@ -318,6 +329,14 @@ def task_logs(loc: JobLocation, backend: Backend | None, task_id: str,
         text = loc.store.read_bytes(uri).decode("utf-8", errors="replace")
         return TaskLog(task_id, attempt, text, uri)
     return _group_log_instead(loc, task_id, attempt, latest)
+
+
+def _from_task_start(text: str, task_id: str, attempt: int) -> str:
+    """A group's log from where the runner says it started this attempt (a group runs one
+    task after another; what it logged for earlier tasks is in their own logs). For people:
+    when the line is not there (a cut log), the whole log."""
+    start = text.rfind(f"runner: task {task_id} attempt {attempt}:")
+    return text[start:] if start >= 0 else text
 
 
 def _group_log_instead(loc: JobLocation, task_id: str, attempt: int, latest: int) -> TaskLog:
@@ -336,13 +355,21 @@ def _group_log_instead(loc: JobLocation, task_id: str, attempt: int, latest: int
 
 def _live_log(loc: JobLocation, backend: Backend | None, task_id: str,
               last: AttemptStatus | None) -> tuple[str, str] | None:
-    """(group, its log) when a live group holds the task and has not finished it yet."""
+    """(group, its log) when a live group holds the task and has not finished it yet: the group
+    that claimed its latest attempt (or, for groups of older versions, whose label lists it)."""
     if backend is None:
         return None
+    attempts = _stored(loc).get(task_id, {})
+    newest = max(attempts, default=0)
+    claim = _claim(loc, task_id, newest) if CLAIM in attempts.get(newest, set()) else None
     ids = [t.id for t in loc.tasks()]
     for group in backend.list_all_groups():
-        if group.job_id == loc.job_id and task_id in group_tasks(group, loc.job_id, ids):
-            if last is not None and last.group == group.name:
+        if group.job_id != loc.job_id:
+            continue
+        holds = (claim.group == group.name if claim is not None
+                 else task_id in group_tasks(group, loc.job_id, ids))
+        if holds:
+            if last is not None and last.group == group.name and last.attempt == newest:
                 return None  # this group is done with the task: its stored log is the one
             return group.name, backend.get_logs(group.name)
     return None

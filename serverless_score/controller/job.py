@@ -245,7 +245,7 @@ class Job:
             max_parallel=self.spec.max_parallel, retries=self.spec.retries,
             timeout=self.spec.timeout, cpu=self.spec.resources.cpu,
             memory_gb=self.spec.resources.memory_gb, poll_interval=self.poll_interval,
-            secure_env=access.secure_env,
+            straggler_factor=self.spec.straggler_factor, access=access,
         )
         run_started = time.monotonic()
         repaired = 0
@@ -327,8 +327,10 @@ class Job:
                 launches.ended(name, "orphan-deleted")
 
     def _delete_parts(self) -> None:
-        """The parts now live in the output: every attempt's goes (a superseded attempt's too);
-        the logs and statuses stay, for ``logs`` and the record."""
+        """The parts now live in the output: every attempt's goes (a superseded attempt's too),
+        and the tickets of every run; the logs, claims and statuses stay, for ``logs`` and the
+        record."""
+        self.store.delete_prefix(self.layout.queues_dir)
         for uri in list(self.store.list(self.layout.tasks_dir)):
             parsed = attempt_file(uri)
             if parsed is not None and parsed[2] == PART:

@@ -59,6 +59,14 @@ class UsageMeter:
         self.groups[name] = GroupUsage(name, list(task_ids), dict(attempts), cpu, memory_gb,
                                        created_at=self.wall())
 
+    def claimed(self, name: str, task_id: str, attempt: int) -> None:
+        """A pulling group took an attempt of a task: its seconds are shared by its tasks."""
+        usage = self.groups.get(name)
+        if usage is not None and usage.attempts.get(task_id) != attempt:
+            if task_id not in usage.tasks:
+                usage.tasks.append(task_id)
+            usage.attempts[task_id] = attempt
+
     def finished(self, name: str, state: GroupState | None, outcome: str) -> None:
         usage = self.groups.get(name)
         if usage is None or usage.seconds is not None:

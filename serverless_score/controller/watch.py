@@ -8,36 +8,52 @@ Ctrl-C, SIGTERM), and every loop here has a deadline.
 from __future__ import annotations
 
 import logging
+import math
 import random
+import re
+import secrets
+import statistics
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from ..backends import Backend, GroupSpec, GroupState, Phase
-from ..backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS, WaitsForGroups
+from ..backends.base import (
+    LABEL_EXPIRES,
+    LABEL_JOB,
+    LABEL_TASKS,
+    PacesCreates,
+    WaitsForGroups,
+)
 from ..errors import ScoreError, TaskFailed
 from ..layout import JobLayout
-from ..planning.partition import Link, chain_repairs, exact_begins, pack_groups
+from ..planning.partition import Link, chain_repairs, exact_begins, fleet_size
 from ..planning.tasks import Task
 from ..runner.contract import (
     ENV_GROUP,
     ENV_WORK,
     AttemptStatus,
     Outcome,
-    TaskOrder,
     TaskResult,
     WorkOrder,
 )
-from ..storage import Store
-from .launches import LaunchBook
+from ..storage import Store, is_local
+from .access import WorkerAccess
+from .launches import LaunchBook, LaunchRecord
 from .signals import held
+from .tickets import Offer, TicketBook
 from .usage import UsageMeter
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 25
+# Stragglers: how many tasks must have finished before a median means something, and the least
+# a task must have run before it counts as one (tiny tasks vary by more than 3x at random).
+MIN_DURATIONS = 3
+MIN_STRAGGLER_SECONDS = 2.0
+# Tasks waiting to be offered: (not before, task, a straggler's second attempt?)
+Backlog = list[tuple[float, Task, bool]]
 
 
 class Progress(Protocol):
@@ -53,19 +69,19 @@ class TaskRecord:
     reasons: list[str] = field(default_factory=list)
 
 
-@dataclass
-class _Running:
-    spec: GroupSpec
-    tasks: list[Task]
-    attempts: dict[str, int]
-    deadline: float
+def _highest_group_number(job_id: str, records: Sequence[LaunchRecord]) -> int:
+    """Groups are numbered past every group this job ever launched: a name is never reused."""
+    pattern = re.compile(rf"^{re.escape(job_id)}-g(\d+)$")
+    numbers = [int(m.group(1)) for r in records if (m := pattern.match(r.group))]
+    return max(numbers, default=0)
 
 
 def group_labels(job_id: str, tasks: Sequence[Task], lifetime: float) -> dict[str, str]:
-    """Tags of a group: its job, its tasks and when it should be gone (its deadline plus a grace
-    period), so ``cleanup --expired`` can delete what a dead controller left behind. ACI tag
-    values hold 256 characters: a long task list keeps its first and last id."""
-    ids = ",".join(t.id for t in tasks)
+    """Tags of a group: its job, its tasks ("queue" for a group that pulls them) and when it
+    should be gone (its deadline plus a grace period), so ``cleanup --expired`` can delete what a
+    dead controller left behind. ACI tag values hold 256 characters: a long task list keeps its
+    first and last id."""
+    ids = ",".join(t.id for t in tasks) or "queue"
     if len(ids) > 256:
         ids = f"{tasks[0].id}..{tasks[-1].id}"
     expires = datetime.now(UTC) + timedelta(seconds=lifetime) + timedelta(minutes=10)
@@ -111,40 +127,73 @@ def tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
+@dataclass
+class _Group:
+    spec: GroupSpec
+    created_at: float  # controller clock
+    claimed: int = 0  # tickets seen claimed by it
+
+
 class Scheduler:
+    """Runs a job's tasks on groups that pull them (``controller/tickets.py``,
+    ``runner/pull.py``): each task's attempt is offered as a ticket, and the scheduler keeps up
+    to ``max_parallel`` groups alive while tickets wait, never one group per task. A task that
+    runs ``straggler_factor`` x longer than the median, once nothing else waits, gets a second
+    attempt beside it on a free group; the first to finish wins and the other is stopped."""
+
     def __init__(self, *, job_id: str, backend: Backend, store: Store, layout: JobLayout,
                  work: WorkOrder, progress: Progress, max_parallel: int, retries: int,
                  timeout: float, cpu: float = 1.0, memory_gb: float = 1.5,
                  poll_interval: float = 0.2, retry_delay: float = 0.5,
+                 straggler_factor: float = 3.0, linger: float = 20.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 secure_env: Callable[[list[TaskOrder]], Mapping[str, str]] | None = None) -> None:
+                 access: WorkerAccess | None = None) -> None:
         self.job_id = job_id
         self.backend = backend
         self.store = store
         self.layout = layout
         self.work = work
         self.progress = progress
-        self.max_parallel = max_parallel
+        self.max_parallel = max(1, max_parallel)
         self.retries = retries
         self.timeout = timeout
         self.cpu = cpu
         self.memory_gb = memory_gb
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
+        self.straggler_factor = straggler_factor
+        self.linger = linger
         self.clock = clock
         self.sleep = sleep
         self.launches = LaunchBook(store, layout)
-        # The secrets a group's worker gets (SAS URLs of exactly its tasks' blobs), made at launch
-        # so they expire with the group's deadline.
-        self.secure_env = secure_env
+        # What workers on SAS URLs are given: only what each attempt and the queue need.
+        self.access = access
         self.records: dict[str, TaskRecord] = {}
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, _Group] = {}
         self._known: dict[str, TaskResult] = {}
         self._chain: dict[int, Task] = {}  # every byte task of the job, by index
         self._waiting: list[tuple[Task, AttemptStatus]] = []  # failed, not yet re-queued
         self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
+        self.copied: set[str] = set()  # stragglers given a second attempt beside the first
         self.usage = UsageMeter()  # container seconds per group, for the manifest
+        self._book: TicketBook | None = None
+        self._run_token = f"{int(time.time())}-{secrets.token_hex(3)}"
+        self._runs = 0
+        self._group_number = _highest_group_number(job_id, self.launches.all())
+        self._durations: list[float] = []  # seconds of succeeded attempts, for stragglers
+        self._start_failures = 0  # groups in a row that ended without taking a ticket
+        self._create_not_before = 0.0
+        self._tasks = 0  # in the current run, for the lifetime of its groups
+        self.fleet = self.max_parallel  # groups kept alive while work waits (``begin``)
+        # How often claims and statuses are read: each look is a request per running attempt
+        # on a remote store, where a second more before a result is seen costs nothing.
+        self._store_interval = (poll_interval if is_local(layout.work)
+                                else max(1.0, poll_interval))
+        self._next_store_look = 0.0
+        self._results_in = 0  # results come in so far (a count that only grows)
+        self._chain_seen = -1  # ... when the chain was last checked
+        self._next_chain_look = 0.0
 
     # -- public -------------------------------------------------------------------------------
     def run(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
@@ -155,25 +204,48 @@ class Scheduler:
         ``known`` are results of the job's other, finished tasks and ``chain`` all its byte tasks:
         with them a failed task whose boundary guess may have been wrong is re-run from its
         predecessor's exact end (see ``_repair_begin``)."""
-        for task in tasks:
-            self.records[task.id] = TaskRecord(task, previous_attempts.get(task.id, 0))
-        self._known = dict(known or {})
-        self._chain = {t.index: t for t in chain if t.kind == "bytes"}
-        per_group = self.backend.tasks_per_group(len(tasks), self.max_parallel)
-        queue: deque[tuple[float, list[Task]]] = deque(
-            (0.0, group) for group in pack_groups(tasks, per_group))
+        backlog = self.begin(tasks, previous_attempts, known=known, chain=chain)
+        book = self._book
+        assert book is not None
         results: dict[str, TaskResult] = {}
         try:
-            while queue or self._running or self._waiting:
-                self._launch(queue)
+            while backlog or self._waiting or book.open:
+                self._top_up(len(backlog))
+                self._offer_due(backlog)
                 self._pause()
-                self._collect(queue, results)
-                self._release_waiting(queue, results, stalled=not (queue or self._running))
+                self._poll(backlog, results)
+                in_flight = bool(backlog) or book.open
+                self._release_waiting(backlog, results, stalled=not in_flight)
+                self._second_attempts(backlog, results)
+            book.close()
+            for name in list(self._running):  # waiting for work that will not come
+                self._end_group(name, None, backlog, results, stopped="done")
         finally:
             self.stop_all()
         return results
 
-    def stop_all(self) -> None:
+    def begin(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
+              known: dict[str, TaskResult] | None = None, chain: Sequence[Task] = ()) -> Backlog:
+        """A new queue for ``tasks``; returns them as a backlog to offer (``run`` does it)."""
+        for task in tasks:
+            self.records[task.id] = TaskRecord(task, previous_attempts.get(task.id, 0))
+        self._known = dict(known or {})
+        self._chain = {t.index: t for t in chain if t.kind == "bytes"}
+        self._runs += 1
+        self._tasks = len(tasks)
+        # How many groups: the backend's packing (ACI amortises a group's start-up over enough
+        # tasks) decides how many tasks each should get, max_parallel caps how many run.
+        per_group = self.backend.tasks_per_group(len(tasks), self.max_parallel)
+        self.fleet = max(1, fleet_size(len(tasks), per_group, self.max_parallel))
+        lifetime = self._lifetime(len(tasks))
+        self._book = TicketBook(
+            self.store, self.layout, f"{self._run_token}-{self._runs}",
+            access=self.access.for_queue(lifetime) if self.access is not None else None,
+            poll=min(2.0, max(0.05, self.poll_interval)), linger=self.linger)
+        self._book.stride = self.fleet
+        return [(0.0, task, False) for task in tasks]
+
+    def stop_all(self, outcome: str = "stopped") -> None:
         """Delete every group still running (also on Ctrl-C / SIGTERM). One delete that fails
         does not stop the others; the survivors are named afterwards and stay in the
         bookkeeping, so a later ``stop_all`` (the job's ``__exit__``) tries them again. Signals
@@ -188,18 +260,28 @@ class Scheduler:
                     survivors.append(f"{name} ({err})")
                     continue
                 self._running.pop(name, None)  # only now: the group is really gone
-                self.usage.finished(name, None, "stopped")
-                self.launches.ended(name, "stopped")
+                self.usage.finished(name, None, outcome)
+                self.launches.ended(name, outcome)
         if survivors:
             raise ScoreError(
                 f"could not delete {len(survivors)} group(s): {'; '.join(survivors)}",
                 hint=f"They may still run (and cost): delete them with `serverless-score cleanup "
                      f"--job {self.job_id}` or in the portal.")
 
-    # -- internals ----------------------------------------------------------------------------
+    @property
+    def groups_created(self) -> int:
+        return len(self.usage.groups)
+
+    # -- groups -------------------------------------------------------------------------------
+    def _lifetime(self, tasks: int) -> float:
+        """How long a group of this run may live (its SAS URLs and its ``expires`` tag): every
+        task one after another on its share of the groups, plus its idle wait."""
+        rounds = math.ceil(max(1, tasks) / self.fleet) + 1
+        return self.timeout * rounds + self.linger
+
     def _pause(self) -> None:
-        """Until the next look at the groups: a poll interval, cut short by a backend that can
-        tell when a group finishes (a short job would otherwise lose up to one interval)."""
+        """Until the next look at the queue and the groups: a poll interval, cut short by a
+        backend that can tell when a group finishes."""
         if not self._running:
             self.sleep(0.05)
         elif isinstance(self.backend, WaitsForGroups):
@@ -207,65 +289,51 @@ class Scheduler:
         else:
             self.sleep(self.poll_interval)
 
-    def _launch(self, queue: deque[tuple[float, list[Task]]]) -> None:
+    def _top_up(self, to_offer: int = 0) -> None:
+        """Keep as many groups alive as there is work for, up to the fleet's size: the tickets
+        running plus those waiting (a group with nothing to claim exits after its idle wait)."""
+        book = self._book
+        assert book is not None
+        wanted = min(self.fleet, len(book.running()) + len(book.unclaimed()) + to_offer)
         now = self.clock()
-        while queue and len(self._running) < self.max_parallel:
-            not_before, tasks = queue[0]
-            if not_before > now:
-                break
-            queue.popleft()
-            attempts = {}
-            orders = []
-            for task in tasks:
-                record = self.records[task.id]
-                record.attempts += 1
-                attempts[task.id] = record.attempts
-                # Each attempt writes in its own folder: a stale result cannot count.
-                orders.append(TaskOrder.of(self.layout, task, record.attempts))
-            name = f"{self.job_id}-{tasks[0].id}-{attempts[tasks[0].id]}"
-            work = replace(self.work, orders=orders)
-            spec = GroupSpec(
-                name=name, job_id=self.job_id, task_ids=tuple(t.id for t in tasks),
-                env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
-                memory_gb=self.memory_gb,
-                labels=group_labels(self.job_id, tasks, self.timeout * len(tasks)),
-                secure_env=dict(self.secure_env(orders)) if self.secure_env else {},
-            )
-            self.usage.created(name, spec.task_ids, attempts, self.cpu, self.memory_gb)
-            # Recorded before it is asked for, in the store and here: a create whose answer is
-            # lost, or a Ctrl-C or kill -9 while it is in flight (the group may exist on the far
-            # side already), still leaves its name for stop_all and for the next controller.
-            self.launches.launching(name, self.job_id, attempts)
-            self._running[name] = _Running(spec, tasks, attempts, now + self.timeout * len(tasks))
-            self.backend.begin_create_group(spec)
+        while len(self._running) < wanted and now >= self._create_not_before:
+            if isinstance(self.backend, PacesCreates) and self.backend.create_delay() > 0:
+                break  # the backend's create rate (ACI's windows): keep polling meanwhile
+            self._create_group(book, now)
 
-    def _collect(self, queue: deque[tuple[float, list[Task]]],
-                 results: dict[str, TaskResult]) -> None:
-        if not self._running:
+    def _create_group(self, book: TicketBook, now: float) -> None:
+        self._group_number += 1
+        name = f"{self.job_id}-g{self._group_number:03d}"
+        lifetime = self._lifetime(self._tasks)
+        queue = book.queue()
+        work = replace(self.work, orders=[], queue=asdict(queue))
+        secure = (dict(self.access.secure_env([], book.group_grants(), lifetime))
+                  if self.access is not None else {})
+        book.group_created()
+        spec = GroupSpec(
+            name=name, job_id=self.job_id, task_ids=(),
+            env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
+            memory_gb=self.memory_gb, labels=group_labels(self.job_id, [], lifetime),
+            secure_env=secure,
+        )
+        self.usage.created(name, [], {}, self.cpu, self.memory_gb)
+        # Recorded before it is asked for, in the store and here: a create whose answer is
+        # lost, or a Ctrl-C or kill -9 while it is in flight (the group may exist on the far
+        # side already), still leaves its name for stop_all and for the next controller.
+        self.launches.launching(name, self.job_id, {})
+        self._running[name] = _Group(spec, now)
+        self.backend.begin_create_group(spec)
+
+    def _end_group(self, name: str, state: GroupState | None, backlog: Backlog,
+                   results: dict[str, TaskResult], *, stopped: str | None = None) -> None:
+        """The group finished, or is stopped (``stopped``: why, e.g. timed out): keep what the
+        backend kept of its log, delete it, and settle every attempt it had claimed."""
+        group = self._running.get(name)
+        if group is None:
             return
-        states = self.backend.get_states(list(self._running))
-        now = self.clock()
-        for name, running in list(self._running.items()):
-            state = states.get(name)
-            timed_out = now > running.deadline and not (state and state.phase.finished)
-            if not timed_out and not (state and state.phase.finished):
-                continue
-            if timed_out:
-                state = GroupState(name, Phase.FAILED, None,
-                                   f"timed out after {self.timeout:g}s per task and was stopped")
-            self._finish_group(running, state, queue, results, timed_out=timed_out)
-
-    def _finish_group(self, running: _Running, state: GroupState | None,
-                      queue: deque[tuple[float, list[Task]]],
-                      results: dict[str, TaskResult], *, timed_out: bool) -> None:
-        name = running.spec.name
-        ended = "timed-out" if timed_out else (state.phase.value if state is not None else "failed")
-        # A group seen finished stopped using its resources then; one that timed out runs (and
-        # is billed) until it is deleted.
-        if not timed_out:
+        ended = stopped or (state.phase.value if state is not None else "failed")
+        if stopped is None:  # seen finished: it stopped using its resources then
             self.usage.finished(name, state, ended)
-        # What the backend kept of the group's log (ACI: its last 1,000 lines), read before the
-        # delete loses it: for people, when a worker died before it could store its tasks' logs.
         group_log = self.backend.get_logs(name)
         if not self.store.exists(self.layout.group_log(name)):
             self.store.write_bytes(self.layout.group_log(name), group_log.encode())
@@ -273,19 +341,180 @@ class Scheduler:
             self.backend.delete_group(name)
             self._running.pop(name, None)
             self.launches.ended(name, ended)
-        if timed_out:
-            self.usage.finished(name, state, "timed-out")
-        # Gone now: whatever it wrote is all it will write. Its statuses, not its log, say how
-        # each task ended.
-        for task in running.tasks:
-            attempt = running.attempts[task.id]
-            status = self._read_status(task, attempt, name, state)
-            if status.result is not None:  # succeeded, its part checked by _read_status
-                results[task.id] = status.result
-                self.progress.task_done(task, status.result)
+        if stopped is not None:  # ran (and was billed) until deleted
+            self.usage.finished(name, state, ended)
+        book = self._book
+        assert book is not None
+        claimed = book.claims_of(name, self.clock())
+        for offer in claimed:
+            self.usage.claimed(name, offer.task.id, offer.attempt)
+            self._settle(offer, self._read_status(offer.task, offer.attempt, name, state),
+                         backlog, results)
+        failed = state is not None and state.phase is Phase.FAILED
+        if group.claimed == 0 and not claimed and (failed or stopped == "timed-out"):
+            self._start_failed(name, state, backlog)
+
+    def _start_failed(self, name: str, state: GroupState | None, backlog: Backlog) -> None:
+        """A group ended before it took a task (its image could not be pulled, it never
+        started): tried again after a pause, until retries run out or it cannot help."""
+        self._start_failures += 1
+        book = self._book
+        assert book is not None
+        waiting = [o.task for o in book.unclaimed()] + [t for _, t, _ in backlog]
+        if not waiting:
+            return
+        status = lost_attempt(waiting[0].id, self.records[waiting[0].id].attempts, name, state)
+        if not status.retryable or self._start_failures > self.retries:
+            raise self._failure(waiting[0], status, self._start_failures)
+        self.progress.task_retry(waiting[0], status.attempt, f"group {name}: {status.reason}")
+        self._create_not_before = self.clock() + self._backoff(self._start_failures - 1)
+
+    # -- tickets ------------------------------------------------------------------------------
+    def _offer_due(self, backlog: Backlog) -> None:
+        book = self._book
+        assert book is not None
+        now = self.clock()
+        due = [item for item in backlog if item[0] <= now]
+        if not due:
+            return
+        backlog[:] = [item for item in backlog if item[0] > now]
+        items = []
+        for _, task, copy in due:
+            record = self.records[task.id]
+            record.attempts += 1
+            items.append((task, record.attempts, copy))
+        book.offer_many(items)
+
+    def _poll(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
+        book = self._book
+        assert book is not None
+        states = self.backend.get_states(list(self._running)) if self._running else {}
+        now = self.clock()
+        if any(s.phase.finished for s in states.values()) or now >= self._next_store_look:
+            self._look_at_queue(book, states, now, backlog, results)
+        for name, state in states.items():
+            group = self._running.get(name)
+            if group is None:
                 continue
-            self._waiting.append((task, status))
-        self._release_waiting(queue, results, stalled=False)
+            if state.phase.finished:
+                self._end_group(name, state, backlog, results)
+            elif (group.claimed == 0 and book.unclaimed()
+                  and now - group.created_at > self.timeout):
+                self._end_group(name, GroupState(
+                    name, Phase.FAILED, None,
+                    f"took no task within {self.timeout:g}s of its creation and was stopped"),
+                    backlog, results, stopped="timed-out")
+
+    def _look_at_queue(self, book: TicketBook, states: Mapping[str, GroupState], now: float,
+                       backlog: Backlog, results: dict[str, TaskResult]) -> None:
+        """New claims, and how claimed attempts ended. Each look costs a read per running
+        attempt (and a few claims): on a remote store it is made at most once a second."""
+        self._next_store_look = now + self._store_interval
+        for offer in book.see_claims(now, lookahead=len(self._running) + 4):
+            self._start_failures = 0
+            if offer.group in self._running:
+                self._running[offer.group].claimed += 1
+                self.usage.claimed(offer.group, offer.task.id, offer.attempt)
+        for offer in book.running():
+            if offer.ended:  # settled meanwhile, with the group that ran it
+                continue
+            assert offer.group is not None and offer.claimed_at is not None
+            state = states.get(offer.group)
+            gone = offer.group not in self._running
+            status = self._peek_status(offer)
+            if status is not None or gone:
+                self._settle(offer, status or self._read_status(
+                    offer.task, offer.attempt, offer.group, state), backlog, results)
+            elif now - offer.claimed_at > self.timeout:
+                self._end_group(offer.group, GroupState(
+                    offer.group, Phase.FAILED, None,
+                    f"timed out after {self.timeout:g}s on task {offer.task.id} and was stopped"),
+                    backlog, results, stopped="timed-out")
+
+    def _peek_status(self, offer: Offer) -> AttemptStatus | None:
+        """The attempt's status if its worker wrote one (a claim's group still runs)."""
+        try:
+            self.store.read_bytes(offer.ticket.order.status)
+        except FileNotFoundError:
+            return None
+        assert offer.group is not None
+        return self._read_status(offer.task, offer.attempt, offer.group, None)
+
+    def _settle(self, offer: Offer, status: AttemptStatus, backlog: Backlog,
+                results: dict[str, TaskResult]) -> None:
+        """One attempt ended. The first success of a task is its result (any other attempt of
+        it is withdrawn or stopped, and its part never used); a failure counts only when no
+        other attempt of the task is still out."""
+        book = self._book
+        assert book is not None
+        if offer.ended:
+            return
+        others = book.others(offer)
+        book.end(offer)
+        task = offer.task
+        if task.id in results or task.id not in self.records:
+            return  # another attempt won: this one's part is discarded
+        if status.result is not None:  # succeeded, its part checked by _read_status
+            results[task.id] = status.result
+            self._results_in += 1
+            self._durations.append(status.seconds or status.result.seconds)
+            self.progress.task_done(self.records[task.id].task, status.result)
+            for other in others:
+                self._supersede(other, status.attempt, backlog, results)
+            return
+        if others:
+            return  # the other attempt may still win
+        self._waiting.append((self.records[task.id].task, status))
+
+    def _supersede(self, offer: Offer, winner: int, backlog: Backlog,
+                   results: dict[str, TaskResult]) -> None:
+        """Take back an attempt whose task another attempt finished: withdrawn if nobody took
+        it yet, else its group is stopped (it runs nothing else meanwhile)."""
+        book = self._book
+        assert book is not None
+        if offer.group is None and book.withdraw(offer, self.clock()):
+            return
+        if offer.group in self._running:
+            why = GroupState(offer.group, Phase.FAILED, None,
+                             f"was stopped: attempt {winner} of {offer.task.id} finished first")
+            self._end_group(offer.group, why, backlog, results, stopped="superseded")
+        book.end(offer)
+
+    def _second_attempts(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
+        """Stragglers: a task running ``straggler_factor`` x the median task time gets a second
+        attempt, marked urgent in the queue's head so the next group to finish a task takes it
+        before its own next ticket. At most one per task, and fewer at once than the fleet has
+        groups (the rest keep to the queue). The first attempt to finish wins; output is the
+        same: both attempts score the same records."""
+        book = self._book
+        assert book is not None
+        if (self.straggler_factor <= 0 or self.fleet < 2
+                or len(self._durations) < MIN_DURATIONS):
+            return
+        copies = sum(1 for o in book.running() + book.unclaimed() if o.copy)
+        room = self.fleet - 1 - copies
+        if room <= 0:
+            return
+        median = statistics.median(self._durations)
+        threshold = max(self.straggler_factor * median, MIN_STRAGGLER_SECONDS)
+        now = self.clock()
+        for offer in sorted(book.running(), key=lambda o: o.claimed_at or now):
+            task = offer.task
+            age = now - (offer.claimed_at or now)
+            if room <= 0 or age <= threshold:
+                break
+            if task.id in self.copied or task.id in results or offer.copy:
+                continue
+            self.copied.add(task.id)
+            room -= 1
+            self.progress.task_retry(
+                self.records[task.id].task, offer.attempt,
+                f"running for {age:.0f}s, over {self.straggler_factor:g}x the median task "
+                f"({median:.1f}s): a second attempt runs beside it, the first to finish wins")
+            backlog.append((now, self.records[task.id].task, True))
+
+    def _backoff(self, retries_used: int) -> float:
+        return self.retry_delay * (2 ** retries_used) * (0.5 + random.random())
 
     def _repair_begin(self, task: Task, results: dict[str, TaskResult]) -> int | str | None:
         """For a failed byte task that *guessed* where its records begin: the exact begin, once
@@ -310,14 +539,20 @@ class Scheduler:
                    for t in self._chain.values()]
         return chain_of(current, done)
 
-    def _repair_finished(self, queue: deque[tuple[float, list[Task]]],
-                         results: dict[str, TaskResult]) -> None:
+    def _repair_finished(self, backlog: Backlog, results: dict[str, TaskResult], *,
+                         stalled: bool = False) -> None:
         """Re-run, pinned to their exact begin, the finished tasks whose guess the chain proves
         wrong (a task inside a long quoted field may "succeed" on a wrong guess): at once, not
         after the run, because the tasks after them wait for their exact end. A repair is not a
         retry: it spends none of the task's retries."""
-        if not self._guesses():
+        # The chain is re-read only when a result came in since (it costs O(tasks)), and then
+        # at most once a second while work is in flight, or when nothing else can move.
+        if not self._guesses() or self._results_in == self._chain_seen:
             return
+        now = self.clock()
+        if now < self._next_chain_look and not stalled:
+            return
+        self._chain_seen, self._next_chain_look = self._results_in, now + 1.0
         done = {**self._known, **results}
         for index, begin in chain_repairs(self._links(done)):
             task = self._chain[index]
@@ -331,15 +566,15 @@ class Scheduler:
             self.progress.task_retry(task, result.attempt,
                                      f"its records begin at byte {begin}, not at its guess "
                                      f"{result.begin}; re-running it from byte {begin}")
-            queue.append((self.clock(), [pinned]))
+            backlog.append((self.clock(), pinned, False))
 
-    def _release_waiting(self, queue: deque[tuple[float, list[Task]]],
-                         results: dict[str, TaskResult], *, stalled: bool) -> None:
+    def _release_waiting(self, backlog: Backlog, results: dict[str, TaskResult], *,
+                         stalled: bool) -> None:
         """Finished tasks that began at a wrong guess are re-run from their exact begin, and
         failed tasks go back in the queue: re-run from an exact boundary when their guess may
         have been wrong (free: not a retry), else retried or failed as usual."""
-        self._repair_finished(queue, results)
-        stalled = stalled and not queue
+        self._repair_finished(backlog, results, stalled=stalled)
+        stalled = stalled and not backlog
         waiting, self._waiting = self._waiting, []
         for task, status in waiting:
             begin = self._repair_begin(task, results)
@@ -353,9 +588,9 @@ class Scheduler:
                 self.repaired.add(task.id)
                 self.progress.task_retry(task, status.attempt,
                                          f"{status.reason}; re-running it from byte {begin}")
-                queue.append((self.clock(), [pinned]))
+                backlog.append((self.clock(), pinned, False))
             else:
-                self._retry_or_fail(task, status, queue)
+                self._retry_or_fail(task, status, backlog)
 
     def _read_status(self, task: Task, attempt: int, group: str,
                      state: GroupState | None) -> AttemptStatus:
@@ -410,21 +645,22 @@ class Scheduler:
             return tail(text), uri
         return "", self.layout.task_log(task.id, status.attempt)
 
-    def _retry_or_fail(self, task: Task, status: AttemptStatus,
-                       queue: deque[tuple[float, list[Task]]]) -> None:
-        attempt, reason, retryable = status.attempt, status.reason, status.retryable
+    def _retry_or_fail(self, task: Task, status: AttemptStatus, backlog: Backlog) -> None:
         record = self.records[task.id]
-        record.reasons.append(reason)
+        record.reasons.append(status.reason)
         retries_used = len(record.reasons) - 1
-        if retryable and retries_used < self.retries:
-            delay = self.retry_delay * (2 ** retries_used) * (0.5 + random.random())
-            self.progress.task_retry(task, attempt, reason)
-            queue.append((self.clock() + delay, [task]))
+        if status.retryable and retries_used < self.retries:
+            self.progress.task_retry(task, status.attempt, status.reason)
+            backlog.append((self.clock() + self._backoff(retries_used), task, False))
             return
+        raise self._failure(task, status, status.attempt)
+
+    def _failure(self, task: Task, status: AttemptStatus, attempts: int) -> TaskFailed:
         log_tail, log_path = self._log_tail(task, status)
-        tries = f"after {attempt} attempt{'s' if attempt > 1 else ''}" if retryable else "(not retried: running it again cannot help)"
-        raise TaskFailed(
-            f"task {task.id} ({task.describe()}) failed {tries}: {reason}",
+        tries = (f"after {attempts} attempt{'s' if attempts > 1 else ''}" if status.retryable
+                 else "(not retried: running it again cannot help)")
+        return TaskFailed(
+            f"task {task.id} ({task.describe()}) failed {tries}: {status.reason}",
             task_id=task.id,
             log_tail=log_tail,
             hint=f"Full log: {log_path}",

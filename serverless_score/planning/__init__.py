@@ -79,7 +79,8 @@ def _check_model(spec: JobSpec, config: StoreConfig) -> None:
 def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
             config: StoreConfig | None = None) -> str:
     decisive = spec.model_dump(
-        exclude={"max_parallel", "retries", "timeout", "overwrite", "backend", "resources",
+        exclude={"max_parallel", "retries", "timeout", "straggler_factor", "overwrite", "backend",
+                 "resources",
                  # budgets: raising one resumes the job that stopped on it
                  "max_failed_rows", "max_failed_fraction"}
     )

@@ -101,6 +101,24 @@ def pack_groups(tasks: Sequence[Task], tasks_per_group: int) -> list[list[Task]]
     return [list(tasks[i : i + per]) for i in range(0, len(tasks), per)]
 
 
+def fleet_size(tasks: int, tasks_per_group: int, max_parallel: int) -> int:
+    """How many groups a job keeps alive while it has work: enough for ``tasks_per_group``
+    each (the backend's packing: ACI amortises a group's start-up over several tasks), never
+    more than ``max_parallel``. Groups pull their tasks, so this is also the number of creates
+    a job needs when nothing fails."""
+    if tasks <= 0:
+        return 0
+    return min(max(1, max_parallel), -(-tasks // max(1, tasks_per_group)))
+
+
+def expected_shares(tasks: Sequence[Task], tasks_per_group: int,
+                    max_parallel: int) -> list[list[Task]]:
+    """What each group of the fleet can be expected to run when tasks cost about the same (for
+    estimates: the real split follows who is free first)."""
+    fleet = fleet_size(len(tasks), tasks_per_group, max_parallel)
+    return pack_groups(tasks, -(-len(tasks) // fleet)) if fleet else []
+
+
 @dataclass(frozen=True)
 class Link:
     """One byte task in its file's chain: its range ``[start, stop)``, the begin the controller

@@ -1,7 +1,9 @@
 """``python -m serverless_score.runner``: the entrypoint of every worker and container.
 
 It reads its work order from ``SERVERLESS_SCORE_WORK`` (or a file named by ``--work FILE``), runs
-the tasks one after another (the model is loaded once), and stores for each its part, its whole
+its tasks one after another (the model is loaded once): the ones the order lists, or, for a
+group that pulls its work, each ticket it claims from the job's queue (``pull.py``) until none is
+left. For each task it stores for each its part, its whole
 log and its status (``attempt.py``). A failing task does not stop the ones after it: the
 controller retries only what failed. Exit code: 0 if every task succeeded, 1 otherwise, 2 for a
 bad work order.
@@ -146,10 +148,28 @@ def main(argv: list[str] | None = None) -> int:
         def fail(*_: object) -> Any:
             raise problem
 
+        if work.queue is not None:  # fail the one attempt it claims: the controller decides
+            from .contract import QueueOrder
+            from .pull import TicketQueue
+
+            queue = TicketQueue(QueueOrder(**work.queue), group, config)
+            for ticket in queue.claims():
+                run_attempt(work, ticket.order, queue.current, group=group, capture=_CAPTURE,
+                            run=fail)
+                break
         for order in work.orders:
             run_attempt(work, order, config, group=group, capture=_CAPTURE, run=fail)
         return 1
     failed = 0
+    if work.queue is not None:  # a pulling group: claim tickets until the queue is done
+        from .contract import QueueOrder
+        from .pull import TicketQueue
+
+        queue = TicketQueue(QueueOrder(**work.queue), group, config)
+        for ticket in queue.claims():
+            if not run_attempt(work, ticket.order, queue.current, group=group, capture=_CAPTURE):
+                failed += 1
+        return 1 if failed else 0
     for order in work.orders:
         if not run_attempt(work, order, config, group=group, capture=_CAPTURE):
             failed += 1

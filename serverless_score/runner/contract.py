@@ -88,6 +88,8 @@ class WorkOrder:
     on_unknown_level: str = "error"
     on_error: str = "fail"  # "skip": bad records go to the attempt's errors file
     encoding: str = "utf-8"
+    # A group that pulls its work (``orders`` empty): the job's ticket queue (``QueueOrder``).
+    queue: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -99,6 +101,78 @@ class WorkOrder:
         data = json.loads(text)
         data["orders"] = [TaskOrder.from_dict(o) for o in data["orders"]]
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class QueueOrder:
+    """Where a pulling group finds its work: the queue folder of one controller run, the ticket
+    to start at, how often to look for a new one, and how long to wait for one before exiting
+    (a group idle that long is not needed: the controller makes a new one if work comes)."""
+
+    folder: str
+    start: int = 1
+    poll: float = 0.5
+    linger: float = 20.0
+    # Its own stripe first: tickets start + offset, + stride, + 2 x stride ... (the fleet's
+    # groups do not all race for the same ticket); then any ticket left, from the head.
+    stride: int = 1
+    offset: int = 0
+
+    def ticket(self, seq: int) -> str:
+        return f"{self.folder}/{seq:08d}.json"
+
+    @property
+    def head(self) -> str:
+        """The lowest ticket the controller last saw unclaimed (a late group skips to it)."""
+        return f"{self.folder}/head.json"
+
+    @property
+    def closed(self) -> str:
+        """Present once every task has its result: idle groups exit at once."""
+        return f"{self.folder}/closed"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One attempt of one task, offered to whichever group claims it first. A claim is the
+    attempt's ``claim.json``, created only if absent, so exactly one group runs each attempt.
+    ``grants`` (workers on SAS URLs only) are the SAS URLs this attempt needs and the one to read
+    the next ticket with."""
+
+    seq: int
+    order: TaskOrder
+    grants: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def claim(self) -> str:
+        return self.order.part.rsplit("/", 1)[0] + "/claim.json"
+
+    def to_json(self) -> bytes:
+        return json.dumps({"seq": self.seq, "order": self.order.to_dict(),
+                           "grants": self.grants}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Ticket:
+        raw = json.loads(data)
+        return cls(int(raw["seq"]), TaskOrder.from_dict(raw["order"]), dict(raw.get("grants") or {}))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who took a ticket, and when (its wall clock: for people; the controller times attempts
+    from when it first saw the claim)."""
+
+    group: str
+    seq: int
+    claimed_at: str
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Claim:
+        raw = json.loads(data)
+        return cls(str(raw["group"]), int(raw["seq"]), str(raw.get("claimed_at", "")))
 
 
 @dataclass(frozen=True)

@@ -417,7 +417,7 @@ def score_with_r(work: WorkOrder, order: TaskOrder, model_path: str | None, head
     try:
         sent = SESSIONS.get(work, model_path).score_task(
             order, header, batches, writer, errors if work.on_error == "skip" else None)
-        if order is work.orders[-1]:
+        if work.orders and order is work.orders[-1]:
             SESSIONS.quit()
         return sent
     except ProtocolError as err:

@@ -96,6 +96,11 @@ class BlockWriter(io.RawIOBase):
         self._stage(ident, block)
         self._ids.append(ident)
 
+    def whole(self) -> bytes | None:
+        """Everything written, when it all fits in one block and none was staged yet: the
+        store then puts it in one request instead of a block and a commit."""
+        return bytes(self._buffer) if not self._ids else None
+
     def finish(self) -> list[str]:
         if self._buffer or not self._ids:  # an empty blob is a commit of no blocks
             if self._buffer:

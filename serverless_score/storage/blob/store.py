@@ -137,6 +137,12 @@ class BlobStore:
 
         writer = BlockWriter(stage, uuid.uuid4().hex[:12], self.write_block_bytes, uri)
         yield writer  # type: ignore[misc]
+        data = writer.whole()
+        if data is not None:  # small (a status, a claim, a log): one conditional Put Blob
+            with translated(uri, "writing it"):
+                blob.upload_blob(data, overwrite=overwrite, metadata=dict(metadata or {}),
+                                 **_if_missing(overwrite))
+            return
         ids = writer.finish()
         # Uncommitted blocks of a failed write are never visible and expire on their own.
         with translated(uri, "publishing it (commit_block_list)"):
