@@ -99,7 +99,7 @@ def test_a_task_after_a_failed_one_is_scored_by_the_same_r(r_models: RModels, r_
     scored = AttemptStatus.from_json((tasks / "t00001/attempt-1/status.json").read_bytes())
     assert scored.result is not None and scored.group == failed.group  # the same worker, the same R
     assert scored.result.records_in == scored.result.records_out == 1500
-    group_log = next((job_dir / "out/scores.csv.work/groups").glob("*-t00000-1.log")).read_text()
+    group_log = (job_dir / "out/scores.csv.work/groups" / f"{failed.group}.log").read_text()
     assert group_log.count("model lm loaded") == 1
 
 
