@@ -177,8 +177,10 @@ def test_a_wide_job_keeps_inside_acis_create_and_delete_windows(
     waiting out the Retry-After), so it is the pacer that keeps it inside."""
     aci_emulator.set_rate_limits(creates=[(5, 2.0)], deletes=[(5, 2.0)])
     rates = {"create_rate": [[5, 2]], "delete_rate": [[5, 2]]} if told else {}
-    job = _command_job(make_job, job_dir, azurite, container, "cat", chunks=8, max_parallel=8,
-                       azure=rates or None)
+    # Each task holds its group a while: every group gets a task of its own (groups pull, so
+    # quick tasks would be done by the first groups before the last were needed).
+    job = _command_job(make_job, job_dir, azurite, container, "sleep 5; cat", chunks=8,
+                       max_parallel=8, azure=rates or None)
     result = _ok(cli("run", job, "--json", "-q"))
     assert result["tasks"] == 8 and result["rows_out"] == 40
     created = [n for n, c in aci_emulator.group_calls().items() if c[("PUT", "group")]]

@@ -89,8 +89,10 @@ def test_a_finished_group_carries_its_billed_seconds_from_the_pull() -> None:
     state = group_state("g", group)
     assert state.finished_at is not None and state.started_at is not None
     assert state.finished_at - state.started_at == 110.0
+    # A running group: billed since it started, until it stops or is deleted (no end yet).
     running = _group("Succeeded", "Running", {"state": "Running", "startTime": "2026-11-29T10:00:20Z"})
-    assert group_state("g", running).started_at is None
+    still = group_state("g", running)
+    assert still.finished_at is None and still.started_at == state.started_at + 20
 
 
 def test_group_state_alone_finishes_it() -> None:

@@ -171,6 +171,7 @@ class Scheduler:
         self.access = access
         self.records: dict[str, TaskRecord] = {}
         self._running: dict[str, _Group] = {}
+        self._last_states: dict[str, GroupState] = {}  # what each group's backend last said
         self._known: dict[str, TaskResult] = {}
         self._chain: dict[int, Task] = {}  # every byte task of the job, by index
         self._waiting: list[tuple[Task, AttemptStatus]] = []  # failed, not yet re-queued
@@ -341,8 +342,13 @@ class Scheduler:
             self.backend.delete_group(name)
             self._running.pop(name, None)
             self.launches.ended(name, ended)
-        if stopped is not None:  # ran (and was billed) until deleted
-            self.usage.finished(name, state, ended)
+        if stopped is not None:  # ran (and was billed) until deleted: from when its backend
+            # says it started (ACI: the pull), if it said, to now
+            seen = self._last_states.get(name)
+            started = seen.started_at if seen is not None else None
+            self.usage.finished(name, GroupState(name, Phase.FAILED, None, finished_at=time.time(),
+                                                 started_at=started) if started else state, ended)
+        self._last_states.pop(name, None)
         book = self._book
         assert book is not None
         claimed = book.claims_of(name, self.clock())
@@ -389,6 +395,7 @@ class Scheduler:
         book = self._book
         assert book is not None
         states = self.backend.get_states(list(self._running)) if self._running else {}
+        self._last_states.update(states)
         now = self.clock()
         if any(s.phase.finished for s in states.values()) or now >= self._next_store_look:
             self._look_at_queue(book, states, now, backlog, results)
@@ -402,7 +409,7 @@ class Scheduler:
                   and now - group.created_at > self.timeout):
                 self._end_group(name, GroupState(
                     name, Phase.FAILED, None,
-                    f"took no task within {self.timeout:g}s of its creation and was stopped"),
+                    f"timed out after {self.timeout:g}s without taking a task and was stopped"),
                     backlog, results, stopped="timed-out")
 
     def _look_at_queue(self, book: TicketBook, states: Mapping[str, GroupState], now: float,

@@ -68,7 +68,25 @@ def group_state(name: str, group: Any, outcome: CreateOutcome | None = None) -> 
         span = billed_span(group)
         if span is not None:
             return replace(state, started_at=span[0], finished_at=span[1])
+    elif (began := billing_start(group)) is not None:
+        # Still running: billed from then until it stops or is deleted (a pulling group that
+        # waits for work is deleted while it runs).
+        return replace(state, started_at=began)
     return state
+
+
+def billing_start(group: Any) -> float | None:
+    """When ACI started billing the group: its first event (Pulling) or container start."""
+    starts = []
+    for c in group.containers or []:
+        view = c.instance_view
+        if view is None:
+            continue
+        starts += [e.first_timestamp for e in view.events or [] if e.first_timestamp]
+        for st in (view.current_state, view.previous_state):
+            if st is not None and st.start_time:
+                starts.append(st.start_time)
+    return min(starts).timestamp() if starts else None
 
 
 def wants_outcome(group: Any) -> bool:
