@@ -228,7 +228,11 @@ class DockerBackend:
                 started, finished = container_times(inspected)
                 states[name] = GroupState(name, phase, code, detail, started, finished)
                 continue
-            states[name] = GroupState(name, phase, code, detail)
+            # Running: its seconds count from when the engine made it (a group that waits for
+            # work is removed while it runs, and counts until then).
+            created = summary.get("Created")
+            states[name] = GroupState(name, phase, code, detail,
+                                      started_at=float(created) if created else None)
         return states
 
     def get_logs(self, name: str) -> str:
