@@ -41,7 +41,8 @@ def test_one_r_process_per_worker_reads_the_model_once_for_all_its_tasks(r_model
     ran = [text.count("runner: task ") // 2 for text in logs]  # a start and an end line each
     assert sum(ran) == 4 and max(ran) >= 2, ran
     for text, tasks in zip(logs, ran, strict=True):
-        assert text.count("model lm loaded") == (1 if tasks else 0)  # once, for all its tasks
+        # once, for all its tasks (a worker that got none may have loaded it early, once)
+        assert text.count("model lm loaded") == 1 if tasks else text.count("model lm loaded") <= 1
 
 
 def test_glm_passes_predict_args_through(r_models: RModels, r_job, job_dir: Path) -> None:
