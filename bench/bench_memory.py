@@ -5,8 +5,8 @@
 
 Writes a CSV of ``--size-gb`` (the 1,000,000-row scoring data, ``id,f0..f9``, repeated) to
 ``bench/.data/``, runs one runner process over all of it as one task (the whole file is one
-range: the worst case for a worker), and reports the worker's peak resident memory
-(``ru_maxrss`` of that process, from ``wait4``) beside the same worker on the 100 MB file.
+range: the worst case for a worker), and reports the worker's peak resident memory (its
+``VmHWM``, watched in ``/proc`` until it exits) beside the same worker on the 100 MB file.
 **Target: < 300 MB per worker, whatever the input size.** The big file and the scores are
 deleted afterwards (``--keep`` keeps them). Figures go to ``bench/.data/last_memory.json``.
 """

@@ -126,6 +126,7 @@ def table_rows(model: str, results: list[VariantResult], rows: int) -> list[list
                 fmt(r.cpu_seconds, ".1f"),
                 fmt(ratio(r.cpu_seconds, bare_cpu), ".2f", "x"),
                 fmt(ratio(limit, r.seconds), ".2f"),
+                fmt(r.details.get("load1_before"), ".2f"),
                 short(r.note),
             ]
         )
@@ -271,7 +272,7 @@ def main(argv: list[str]) -> int:
         all_results[name] = bench_model(name, csv, args.rows, args)
 
     headers = ["model", "variant", "seconds", "rows/s", "vs bare", "cpu s", "cpu vs bare",
-               "of limit", "note"]
+               "of limit", "load", "note"]
     table = [line for name, res in all_results.items() for line in table_rows(name, res, args.rows)]
     print(f"\nscoring {args.rows:,} rows x {common.N_FEATURES} features, best of {args.repeat}\n")
     print(common.format_table(headers, table))

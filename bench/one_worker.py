@@ -4,7 +4,8 @@ controller around it: for profiling a worker and for measuring its peak memory.
 
 The file is cut into ``tasks`` byte ranges; the one worker runs them one after another, as a
 group with several tasks does. Measured with ``os.wait4`` on that very process: wall seconds,
-CPU seconds (user + system) and peak resident memory (``ru_maxrss``).
+CPU seconds (user + system) and peak resident memory (the process's ``VmHWM``, see
+``_PeakWatch``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,35 @@ class WorkerRun:
     records_out: int
     part_bytes: int
     task_seconds: list[float]
+
+
+class _PeakWatch:
+    """The process's own high-water mark of resident memory (``VmHWM``), read from ``/proc``
+    until it exits. Not ``ru_maxrss``: the kernel carries a process's maxrss across ``exec``, so
+    a worker forked from a bench that holds 100 MB of data would report the bench's size."""
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
+        self.kb = 0
+        self._path = f"/proc/{pid}/status"
+        self._every = every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            try:
+                with open(self._path, encoding="ascii") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.kb = max(self.kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+            self._done.wait(self._every)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def work_order(model: Path, csv: Path, out_dir: Path, tasks: int) -> WorkOrder:
@@ -67,15 +98,17 @@ def run_worker(model: Path, csv: Path, out_dir: Path, tasks: int = 1,
     proc = subprocess.Popen([common.python_exe(), "-m", "serverless_score.runner"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=child_env)
+    peak = _PeakWatch(proc.pid)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
+    peak.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
     results = [AttemptStatus.from_json(Path(o.status).read_bytes()).result
                for o in work.orders if Path(o.status).exists()]
     done = [r for r in results if r is not None]
     return WorkerRun(
         seconds=seconds, cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024, exit_code=proc.returncode,
+        peak_rss_mb=peak.kb / 1024, exit_code=proc.returncode,
         records_in=sum(r.records_in or 0 for r in done),
         records_out=sum(r.records_out for r in done),
         part_bytes=sum(r.part_bytes for r in done), task_seconds=[r.seconds for r in done])

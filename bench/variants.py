@@ -74,7 +74,10 @@ def best_of(repeat: int, once: Callable[[], VariantResult], *, by_cpu: bool = Fa
         return (r.cpu_seconds if by_cpu else r.seconds) or 0.0
 
     for _ in range(repeat):
+        load = os.getloadavg()[0]
         result = once()
+        # what else ran on the machine: the 1-minute load average just before this run
+        result.details["load1_before"] = round(load, 2)
         if not result.ok:
             return result
         if best is None or cost(result) < cost(best):
