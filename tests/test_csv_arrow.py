@@ -70,6 +70,21 @@ def test_ordinary_numbers_take_arrow() -> None:
     assert fast["id"].tolist() == ["k1", "k2", ""]
 
 
+def test_a_scorer_can_write_into_the_frame_as_into_pandas_own() -> None:
+    """Arrow's zero-copy arrays are read-only: the frame's columns are copies, one block each,
+    as pandas lays them out (so ``.values`` of several columns is a fresh, writable array)."""
+    header, body = b"id,a,b\n", b"k1,1.5,3.5\nk2,2.5,4.5\n"
+    fast = read_csv_batch(body, header, ["id"], 2)
+    slow = pandas_csv(body, header, ["id"])
+    assert fast is not None
+    for frame in (fast, slow):
+        frame.loc[0, "a"] = 9.0
+        values = frame[["a", "b"]].values
+        values[1, 1] = 7.0  # raises on a read-only view
+        assert frame.loc[0, "a"] == 9.0
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+
 @pytest.mark.parametrize(("body", "why"), [
     (b"1,nan,2\n2,1.5,3\n", "NaN text is a bad value for pandas, not a number"),
     (b"1,0X1A,2\n2,1.5,3\n", "Arrow reads hex integers"),

@@ -85,7 +85,23 @@ def read_csv_batch(data: bytes | memoryview, header: bytes, id_columns: list[str
                 hex_checked = True
         elif not pa.types.is_float64(kind) or not _plain_doubles(column):
             return None
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    return _frame(table, id_columns)
+
+
+def _frame(table: Any, id_columns: list[str]) -> Any:
+    """The table as pandas' parser lays out its frames: a block of its own per column, writable
+    (Arrow's zero-copy views are read-only: a scorer's ``data.loc[0, "x"] = 1`` would fail,
+    and one block for all the numbers would make ``data[cols].values`` a read-only view)."""
+    import pandas as pd
+
+    columns: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in id_columns:
+            columns[name] = column.to_pandas()
+            continue
+        values = column.to_numpy()  # (nulls as NaN: an int64 column with some is float64)
+        columns[name] = values if values.flags.writeable else values.copy()
+    return pd.DataFrame(columns, copy=False)
 
 
 def _has_hex_prefix(data: bytes | memoryview) -> bool:
