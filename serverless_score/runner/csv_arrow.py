@@ -14,7 +14,9 @@ used only when nothing of that can be in it:
   of nothing but empty fields) sends the batch to pandas;
 - an int64 column is only trusted when the batch has no ``x``/``X`` (a hex prefix);
 - a double column must hold a finite value with a fraction (``2.5``), else pandas might have
-  read the same text as int64, uint64 or text; and no NaN that was not an empty field.
+  read the same text as int64, uint64 or text; no NaN that was not an empty field; and no
+  value of 2^63 or more (an integer that long makes pandas read the whole column as text, even
+  beside ``4.9e-324``).
 
 Any Arrow error (a record with more or fewer fields, a quoting problem, bytes that are not
 UTF-8) also sends the batch to pandas, whose behaviour and errors are the runner's contract.
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 UTF8 = frozenset({"utf-8", "utf8", "utf_8", "u8"})
+_PAST_INT64 = 2.0**63
 
 
 @lru_cache(maxsize=8)
@@ -122,6 +125,9 @@ def _plain_doubles(column: Any) -> bool:
         values = chunk.to_numpy(zero_copy_only=False)  # nulls as NaN
         if int(np.count_nonzero(np.isnan(values))) != chunk.null_count:
             return False
+        with np.errstate(invalid="ignore"):
+            if np.any(np.isfinite(values) & (np.abs(values) >= _PAST_INT64)):
+                return False  # an integer past int64 makes pandas' column text, whatever else
         if not fraction:
             with np.errstate(invalid="ignore"):  # inf - inf: NaN, not a fraction
                 fraction = bool(np.any(np.abs(values - np.trunc(values)) > 0))
