@@ -23,9 +23,18 @@ from pathlib import Path
 
 import common
 
+# This checkout's package for the work order too (a worktree sharing a venv would get the
+# installed checkout's, whose contract may differ from the worker's).
+sys.path.insert(0, str(common.REPO_DIR))
+
 from serverless_score.layout import JobLayout
 from serverless_score.planning.tasks import Task
-from serverless_score.runner.contract import ENV_WORK, AttemptStatus, TaskOrder, WorkOrder
+from serverless_score.runner.contract import (
+    ENV_WORK,
+    AttemptStatus,
+    TaskOrder,
+    WorkOrder,
+)
 
 
 @dataclass
@@ -94,15 +103,21 @@ def run_worker(model: Path, csv: Path, out_dir: Path, tasks: int = 1,
                  # the checkout's package, whatever the venv has installed
                  "PYTHONPATH": str(common.REPO_DIR),
                  **(env or {}), ENV_WORK: work.to_json()}
+    log = out_dir / "worker.log"
     start = time.perf_counter()
-    proc = subprocess.Popen([common.python_exe(), "-m", "serverless_score.runner"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=child_env)
-    peak = _PeakWatch(proc.pid)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with log.open("wb") as out:
+        # cwd: not a checkout, whose package would come before PYTHONPATH's for ``-m``
+        proc = subprocess.Popen([common.python_exe(), "-m", "serverless_score.runner"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=child_env, cwd=out_dir)
+        peak = _PeakWatch(proc.pid)
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     peak.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        common.log(f"worker exit {proc.returncode}: "
+                   + " | ".join(log.read_text(errors="replace").splitlines()[-5:]))
     results = [AttemptStatus.from_json(Path(o.status).read_bytes()).result
                for o in work.orders if Path(o.status).exists()]
     done = [r for r in results if r is not None]
