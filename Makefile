@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-dev
 
-.PHONY: setup r-setup azurite docker demo test lint bench bench-memory bench-r bench-aci chaos clean
+.PHONY: setup r-setup azurite docker demo test lint bench bench-r bench-aci chaos clean
 
 ## setup: create .venv and install the package with its test tools, and R (idempotent)
 setup: $(STAMP) r-setup
@@ -54,11 +54,6 @@ bench: setup
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_healing.py
 
-## bench-memory: peak memory of one worker over a 10 GB CSV (written to bench/.data, then deleted)
-bench-memory: setup
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/bench_memory.py
-
 ## bench-r: R randomForest and glm, the tool vs a bare Rscript (fread/predict/fwrite); see bench/RESULTS.md
 bench-r: setup
 	$(BIN)/python bench/bench_r.py
@@ -77,3 +72,9 @@ chaos: setup azurite
 
 clean:
 	rm -rf examples/*/out examples/*/data examples/*/model
+
+.PHONY: bench-memory
+## bench-memory: peak memory of one worker over a 10 GB CSV (written to bench/.data, then deleted)
+bench-memory: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_memory.py
