@@ -79,6 +79,8 @@ class _PeakWatch:
 
 
 def work_order(model: Path, csv: Path, out_dir: Path, tasks: int) -> WorkOrder:
+    # absolute: the worker runs in out_dir
+    model, csv, out_dir = model.resolve(), csv.resolve(), out_dir.resolve()
     size = csv.stat().st_size
     layout = JobLayout(str(out_dir / "scores.csv"))
     cuts = [size * i // tasks for i in range(tasks + 1)]
