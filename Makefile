@@ -85,3 +85,9 @@ chaos: setup azurite
 
 clean:
 	rm -rf examples/*/out examples/*/data examples/*/model
+
+.PHONY: bench-memory
+## bench-memory: peak memory of one worker over a 10 GB CSV (written to bench/.data, then deleted)
+bench-memory: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_memory.py

@@ -175,7 +175,7 @@ def test_jsonl_skips_a_cut_record_and_a_text_value(trained_model: Any) -> None:
     guard = RowGuard(
         scorer=PythonScorer(model_path=str(trained_model.path), scorer="predict",
                             predict_method="auto", id_columns=["id"]),
-        parse=lambda d: read_batch(d, "jsonl", b"", ["id"]), skip=True, header=b"",
+        parse=lambda d, _: read_batch(d, "jsonl", b"", ["id"]), skip=True, header=b"",
         csv_format=False, id_columns=["id"], encoding="utf-8", errors=errors, task_id="t00001",
         begin=lambda: 1000)
     scores = guard.score_batch(Batch(memoryview(data), 40, start=1000), first=100)

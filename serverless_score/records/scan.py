@@ -486,8 +486,10 @@ class RangeReader:
             if cut is not None:
                 yield self._emit(bounds, cut, pos)
                 # Re-read the short tail with the next block rather than prepend it to that
-                # block: joining would copy every block once more.
+                # block: joining would copy every block once more. Nothing here holds the
+                # block while the next one is read (one block in memory, not two).
                 pos += cut
+                del bounds
                 data = b""
                 block = self._block
             elif len(data) > MAX_RECORD_BYTES:

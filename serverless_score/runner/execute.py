@@ -168,7 +168,8 @@ def _guard(work: WorkOrder, order: TaskOrder, scorer: Any, errors: ErrorLog, hea
     fmt = work.format or "csv"
     return RowGuard(
         scorer=scorer, skip=work.on_error == "skip", header=header, csv_format=fmt == "csv",
-        parse=lambda data: read_batch(data, fmt, header, work.id_columns, work.encoding),
+        parse=lambda data, records: read_batch(data, fmt, header, work.id_columns,
+                                               work.encoding, records),
         id_columns=work.id_columns, encoding=work.encoding, errors=errors,
         task_id=order.task.id, begin=lambda: seen.begin)
 
@@ -204,7 +205,10 @@ def _score_range(work: WorkOrder, order: TaskOrder, f: BinaryIO, writer: PartWri
             scores = guard.score_batch(batch, first)
             if scores is not None:
                 writer.write_frame(scores)
+            del scores
         first += batch.records
+        # Let go of the batch before the next one is read: a worker holds one at a time.
+        del batch
     reader = source.reader
     return reader.records, reader.begin, reader.end_offset
 

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ScoreError
+from .csv_arrow import UTF8, read_csv_batch
 
 SCORE_PREFIX = "proba_"
 
@@ -157,30 +158,43 @@ def _as_frame(result: Any, rows: int) -> Any:
 
 
 def read_batch(data: bytes | memoryview, fmt: str, header: bytes, id_columns: list[str],
-               encoding: str = "utf-8") -> Any:
+               encoding: str = "utf-8", records: int | None = None) -> Any:
     """Parse whole records of csv/jsonl into a DataFrame; id columns kept as text so they are
-    carried to the output exactly as they were."""
+    carried to the output exactly as they were. ``records``: how many the batch holds, when
+    known (Arrow's frame is taken only when it has that many rows)."""
     import pandas as pd
 
+    if fmt == "csv" and encoding.lower() in UTF8:
+        frame = read_csv_batch(data, header, id_columns, records)
+        if frame is not None:
+            return frame
     if fmt == "csv":
-        # pandas 2's default float parser is not correctly rounded; pandas 3's is (and deprecates
-        # the option), so ask for round-trip parsing only where it is needed.
-        exact = {"float_precision": "round_trip"} if pd.__version__.startswith("2.") else {}
-        frame = pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
-                            keep_default_na=False, na_values=[""], encoding=encoding, **exact)
-        if not isinstance(frame.index, pd.RangeIndex):
-            # pandas reads a first record with one field more than the header as "the first
-            # column is the index" and shifts every column of the batch: refuse it instead
-            raise ValueError("a record has more fields than the header")
-        for column in id_columns:
-            # na_values=[""] makes an empty feature missing; an empty id is an id: with
-            # keep_default_na=False "" is the only thing read as missing, so "" restores it exactly
-            if column in frame.columns and frame[column].hasnans:
-                frame[column] = frame[column].fillna("")
-        return frame
+        return pandas_csv(data, header, id_columns, encoding)
     frame = pd.read_json(io.BytesIO(data), lines=True, precise_float=True, dtype=False,
                          encoding=encoding)
     for column in id_columns:
         if column in frame.columns:
             frame[column] = frame[column].astype(str)
+    return frame
+
+
+def pandas_csv(data: bytes | memoryview, header: bytes, id_columns: list[str],
+               encoding: str = "utf-8") -> Any:
+    """pandas' reading of a CSV batch: the contract that ``csv_arrow`` reproduces."""
+    import pandas as pd
+
+    # pandas 2's default float parser is not correctly rounded; pandas 3's is (and deprecates
+    # the option), so ask for round-trip parsing only where it is needed.
+    exact = {"float_precision": "round_trip"} if pd.__version__.startswith("2.") else {}
+    frame = pd.read_csv(io.BytesIO(header + data), dtype={c: str for c in id_columns},
+                        keep_default_na=False, na_values=[""], encoding=encoding, **exact)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas reads a first record with one field more than the header as "the first
+        # column is the index" and shifts every column of the batch: refuse it instead
+        raise ValueError("a record has more fields than the header")
+    for column in id_columns:
+        # na_values=[""] makes an empty feature missing; an empty id is an id: with
+        # keep_default_na=False "" is the only thing read as missing, so "" restores it exactly
+        if column in frame.columns and frame[column].hasnans:
+            frame[column] = frame[column].fillna("")
     return frame

@@ -68,7 +68,7 @@ class ErrorLog:
 class RowGuard:
     """Scores a task's batches; when a batch fails, finds its bad records (see the module)."""
 
-    def __init__(self, *, scorer: Any, parse: Callable[[bytes | memoryview], Any], skip: bool,
+    def __init__(self, *, scorer: Any, parse: Callable[[bytes | memoryview, int], Any], skip: bool,
                  header: bytes, csv_format: bool, id_columns: Sequence[str], encoding: str,
                  errors: ErrorLog, task_id: str, begin: Callable[[], int | None]) -> None:
         self.scorer = scorer
@@ -114,7 +114,7 @@ class RowGuard:
         return [c for c in self.scorer.model_columns(frame) if c not in self.id_columns]
 
     def _parse(self, data: bytes | memoryview, records: int) -> Any:
-        frame = self.parse(data)
+        frame = self.parse(data, records)
         if len(frame) != records:
             raise ScoreError(f"parsing found {len(frame)} rows in {records} records")
         return frame
