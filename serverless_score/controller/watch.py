@@ -441,11 +441,11 @@ class Scheduler:
     def _peek_status(self, offer: Offer) -> AttemptStatus | None:
         """The attempt's status if its worker wrote one (a claim's group still runs)."""
         try:
-            self.store.read_bytes(offer.ticket.order.status)
+            data = self.store.read_bytes(offer.ticket.order.status)
         except FileNotFoundError:
             return None
         assert offer.group is not None
-        return self._read_status(offer.task, offer.attempt, offer.group, None)
+        return self._read_status(offer.task, offer.attempt, offer.group, None, data)
 
     def _settle(self, offer: Offer, status: AttemptStatus, backlog: Backlog,
                 results: dict[str, TaskResult]) -> None:
@@ -599,12 +599,15 @@ class Scheduler:
             else:
                 self._retry_or_fail(task, status, backlog)
 
-    def _read_status(self, task: Task, attempt: int, group: str,
-                     state: GroupState | None) -> AttemptStatus:
-        """How the attempt ended, from the status its runner stored; a status that is not this
-        group's own for this attempt (torn, or a zombie's) does not count."""
+    def _read_status(self, task: Task, attempt: int, group: str, state: GroupState | None,
+                     data: bytes | None = None) -> AttemptStatus:
+        """How the attempt ended, from the status its runner stored (``data``, when already
+        read); a status that is not this group's own for this attempt (torn, or a zombie's)
+        does not count."""
         try:
-            status = AttemptStatus.from_json(self.store.read_bytes(self.layout.status(task.id, attempt)))
+            if data is None:
+                data = self.store.read_bytes(self.layout.status(task.id, attempt))
+            status = AttemptStatus.from_json(data)
         except FileNotFoundError:
             return self._record_lost(lost_attempt(task.id, attempt, group, state))
         except (ValueError, TypeError, KeyError) as err:

@@ -18,9 +18,11 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..storage import StoreConfig
     from .capture import OutputCapture
-    from .contract import WorkOrder
+    from .contract import TaskOrder, WorkOrder
 
 # contract.ENV_WORK and ENV_GROUP, not imported from there: an R worker starts R before it pays
 # for any import it can put off.
@@ -119,6 +121,21 @@ def _keep_freed_memory() -> None:
         pass  # not glibc (musl, ...): its default behaviour is fine, only slower
 
 
+def _orders(work: WorkOrder, config: StoreConfig,
+            group: str) -> Iterator[tuple[TaskOrder, StoreConfig]]:
+    """The attempts to run, each with the store access it runs with: the ones the order lists,
+    or, for a group that pulls its work, each ticket it claims until the queue is done."""
+    if work.queue is None:
+        yield from ((order, config) for order in work.orders)
+        return
+    from .contract import QueueOrder
+    from .pull import TicketQueue
+
+    queue = TicketQueue(QueueOrder(**work.queue), group, config)
+    for ticket in queue.claims():
+        yield ticket.order, queue.current
+
+
 def main(argv: list[str] | None = None) -> int:
     if os.environ.get("SERVERLESS_SCORE_ROLE") == "controller":
         # A Logic App's container: run the whole job here (templates/contract.py).
@@ -148,30 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         def fail(*_: object) -> Any:
             raise problem
 
-        if work.queue is not None:  # fail the one attempt it claims: the controller decides
-            from .contract import QueueOrder
-            from .pull import TicketQueue
-
-            queue = TicketQueue(QueueOrder(**work.queue), group, config)
-            for ticket in queue.claims():
-                run_attempt(work, ticket.order, queue.current, group=group, capture=_CAPTURE,
-                            run=fail)
-                break
-        for order in work.orders:
-            run_attempt(work, order, config, group=group, capture=_CAPTURE, run=fail)
+        for order, access in _orders(work, config, group):
+            run_attempt(work, order, access, group=group, capture=_CAPTURE, run=fail)
+            if work.queue is not None:
+                break  # a pulling group fails the one attempt it claimed: the controller decides
         return 1
     failed = 0
-    if work.queue is not None:  # a pulling group: claim tickets until the queue is done
-        from .contract import QueueOrder
-        from .pull import TicketQueue
-
-        queue = TicketQueue(QueueOrder(**work.queue), group, config)
-        for ticket in queue.claims():
-            if not run_attempt(work, ticket.order, queue.current, group=group, capture=_CAPTURE):
-                failed += 1
-        return 1 if failed else 0
-    for order in work.orders:
-        if not run_attempt(work, order, config, group=group, capture=_CAPTURE):
+    for order, access in _orders(work, config, group):
+        if not run_attempt(work, order, access, group=group, capture=_CAPTURE):
             failed += 1
     return 1 if failed else 0
 

@@ -100,21 +100,13 @@ def wants_outcome(group: Any) -> bool:
 def billed_span(group: Any) -> tuple[float, float] | None:
     """ACI bills from the start of the image pull until the group stops: (the first event's
     time (Pulling) or the container's start, the latest container finish), epoch seconds."""
-    starts, finishes = [], []
-    for c in group.containers or []:
-        view = c.instance_view
-        if view is None:
-            continue
-        starts += [e.first_timestamp for e in view.events or [] if e.first_timestamp]
-        for st in (view.current_state, view.previous_state):
-            if st is not None and st.start_time:
-                starts.append(st.start_time)
-            if st is not None and st.finish_time:
-                finishes.append(st.finish_time)
-    if not starts or not finishes:
+    begin = billing_start(group)
+    finishes = [st.finish_time for c in group.containers or [] if c.instance_view is not None
+                for st in (c.instance_view.current_state, c.instance_view.previous_state)
+                if st is not None and st.finish_time]
+    if begin is None or not finishes:
         return None
-    begin, end = min(starts).timestamp(), max(finishes).timestamp()
-    return begin, max(begin, end)
+    return begin, max(begin, max(finishes).timestamp())
 
 
 def _phase(name: str, group: Any, outcome: CreateOutcome | None) -> GroupState:
