@@ -64,7 +64,7 @@ def test_delete_many_deletes_exactly_those_named_gone_or_not(store_and_root) -> 
     names = [f"{root}/many/p{i:03d}" for i in range(40)]
     for name in names:
         store.write_bytes(name, name.encode())
-    doomed = names[::2] + [f"{root}/many/never-written"]
+    doomed = [*names[::2], f"{root}/many/never-written"]
     store.delete_many(doomed)
     assert list(store.list(f"{root}/many")) == names[1::2]
     store.delete_many(doomed)  # all gone already: fine
