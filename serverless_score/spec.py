@@ -402,7 +402,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Relative paths in a job file are relative to the job file, not to the caller's cwd."""
     for key in _PATH_KEYS:
         value = raw.get(key)
-        if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
+        if (isinstance(value, str) and "://" not in value and not os.path.isabs(value)
+                and not value.startswith(("models:/", "runs:/"))):  # MLflow URIs, not paths
             raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
     model = raw.get("model")
     if isinstance(model, str) and model.startswith("pins://"):
