@@ -151,7 +151,8 @@ class Job:
         self.layout = JobLayout(spec.output)
         self.store = get_store(spec.output, self.store_config)
         self.backend = backend or get_backend(
-            spec.backend, spec=spec, state_dir=self.layout.local_state_dir(cache_root()))
+            spec.backend, spec=self._spec_for_backend(),
+            state_dir=self.layout.local_state_dir(cache_root()))
         self.progress: Progress = progress or _Quiet()
         self.poll_interval = poll_interval
         self._scheduler: Scheduler | None = None
@@ -231,13 +232,13 @@ class Job:
         if done is not None:
             return done
         model = model_info(self.spec.model, self.store_config)
-        if model is not None and self.source is not None:
-            model = self._model_for_workers(model)
-            access = replace(access, model=model.uri)
         self.stage = "resuming"
         launches = LaunchBook(self.store, self.layout)
         self._delete_orphans(plan, launches)
         state = load_state(self.store, self.layout, plan)
+        if model is not None and self.source is not None:  # into the work folder load_state kept
+            model = self._model_for_workers(model)
+            access = replace(access, model=model.uri)
         # Attempt numbers go past every attempt ever launched (even one whose create answer was
         # lost): one (job, task, attempt) never names two groups.
         previous_attempts = dict(state.attempts)
@@ -416,6 +417,20 @@ class Job:
             predict_args=dict(spec.predict_args), on_unknown_level=spec.on_unknown_level,
             on_error=spec.on_error, encoding=spec.encoding,
         )
+
+    def _spec_for_backend(self) -> JobSpec:
+        """The job as a backend whose containers cannot see this machine (aci) is built from: a
+        resolved model in this machine's cache is named by the blob it is copied to before any
+        group is created (``_model_for_workers``: the same content-addressed name)."""
+        spec = self.spec
+        if self.source is None or spec.backend != "aci" or not spec.model or not is_local(spec.model):
+            return spec
+        from ..model_push import model_uri
+        from ..runner.models import file_sha256
+
+        path = Path(spec.model)
+        return spec.model_copy(update={"model": model_uri(f"{self.layout.work}/model", path,
+                                                          file_sha256(str(path)))})
 
     def _model_for_workers(self, model: ModelInfo) -> ModelInfo:
         """A resolved model in this machine's cache, for workers that cannot see this machine

@@ -200,11 +200,11 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None,
                         max_parallel=spec.max_parallel)
         if not tasks:
             raise InputError(f"input: {spec.input!r} holds no data to score")
-        check_columns(spec, files, config)
-        if source is not None:
+        if source is not None:  # a vetiver model's prototype names its columns: checked first
             from ..sources.needs import check_prototype
 
             check_prototype(spec, source, files, config)
+        check_columns(spec, files, config)
     return Plan(
         job_id=_job_id(spec, files, tasks, config, source),
         spec=spec,

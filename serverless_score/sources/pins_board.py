@@ -61,7 +61,7 @@ def pin_versions(board: str, name: str, config: StoreConfig | None) -> list[str]
     for uri in store.list(prefix.rstrip("/")):
         tail = uri[len(prefix):] if uri.startswith(prefix) else ""
         version, _, leaf = tail.partition("/")
-        if leaf == META:
+        if leaf == META and not version.startswith("."):  # a writer's staging folder
             versions.add(version)
     return sorted(versions)
 
