@@ -405,6 +405,12 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if (isinstance(value, str) and "://" not in value and not os.path.isabs(value)
                 and not value.startswith(("models:/", "runs:/"))):  # MLflow URIs, not paths
             raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
+    mlflow = raw.get("mlflow")
+    tracking = mlflow.get("tracking_uri") if isinstance(mlflow, dict) else None
+    if isinstance(tracking, str) and tracking.startswith("sqlite:///") and not tracking.startswith(
+            "sqlite:////"):  # sqlite:///mlflow.db is relative: to the job file, like paths
+        db = str((base / tracking.removeprefix("sqlite:///")).resolve())
+        raw["mlflow"] = {**mlflow, "tracking_uri": f"sqlite:///{db}"}
     model = raw.get("model")
     if isinstance(model, str) and model.startswith("pins://"):
         board = model.removeprefix("pins://")  # a folder board is relative to the job file too
