@@ -4,6 +4,7 @@ Pure but for ``model_stamp``, one ``info`` call on the model."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import InputError
@@ -43,8 +44,7 @@ def describe_changes(manifest: dict[str, Any], plan: Plan, model_now: dict[str, 
     if old_spec.get("model") != new_spec.get("model"):
         changes.append(f"the model changed ({_show(old_spec.get('model'))} -> {_show(new_spec.get('model'))})")
     elif plan.source is not None:
-        if old_source is None or plan.source.stamp()[2:] != [old_source.get("version"), sorted(
-                (k, v) for k, v in old_source.items() if k not in ("uri", "kind", "version"))]:
+        if old_source != json.loads(json.dumps(plan.source.to_dict())):  # as the manifest has it
             was = old_source.get("version") if old_source else "unknown"
             changes.append(f"{plan.source.uri} now resolves to version {plan.source.version} "
                            f"(the output was scored with version {was})")
