@@ -406,7 +406,8 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
                 and not value.startswith(("models:/", "runs:/"))):  # MLflow URIs, not paths
             raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
     mlflow = raw.get("mlflow")
-    tracking = mlflow.get("tracking_uri") if isinstance(mlflow, dict) else None
+    mlflow = mlflow if isinstance(mlflow, dict) else {}
+    tracking = mlflow.get("tracking_uri")
     if isinstance(tracking, str) and tracking.startswith("sqlite:///") and not tracking.startswith(
             "sqlite:////"):  # sqlite:///mlflow.db is relative: to the job file, like paths
         db = str((base / tracking.removeprefix("sqlite:///")).resolve())
