@@ -107,9 +107,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 def _job(job_dir: Path, make_job: Any, registry: Registry, model: str, **keys: Any) -> Path:
-    keys.setdefault("mlflow", {"tracking_uri": registry.uri})
-    return make_job(job_dir, name="mlscore", model=model, input=registry.input,
-                    output=job_dir / "out" / "scores.csv", id_columns=["id"], chunks=1, **keys)
+    keys = {"mlflow": {"tracking_uri": registry.uri}, "name": "mlscore", "model": model,
+            "input": registry.input, "output": job_dir / "out" / "scores.csv",
+            "id_columns": ["id"], "chunks": 1, **keys}
+    return make_job(job_dir, **keys)
 
 
 def _env(job_dir: Path) -> dict[str, str]:
@@ -304,3 +305,32 @@ def test_a_model_registered_through_mlflow_server_over_http(job_dir, make_job, r
                   env={**_env(job_dir), "MLFLOW_TRACKING_URI": mlflow_server}))
     assert out["model"]["source"]["version"] == "1"
     assert np.array_equal(_scores(job_dir / "out" / "scores.csv")["prediction"].to_numpy(), expected)
+
+
+@pytest.mark.azurite
+@pytest.mark.aci
+def test_on_aci_the_version_is_copied_to_the_jobs_blob_folder(job_dir, make_job, registry,
+                                                              aci_env, azurite, container,
+                                                              cli) -> None:
+    """Containers on Azure cannot reach a registry on this machine: the controller copies the
+    resolved file into the job's work folder, and the workers score exactly it."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    service = azurite.service()
+    service.get_blob_client(container, "in/input.csv").upload_blob(registry.input.read_bytes())
+    job = _job(job_dir, make_job, registry, "models:/churn/2", backend="aci",
+               image="myreg.azurecr.io/serverless-score-python:test",
+               input=f"az://{container}/in/input.csv", output=f"az://{container}/out/scores.csv")
+    out = _ok(cli("run", job, "--json", "-q", timeout=240))
+    sha = out["model"]["sha256"]
+    assert out["model"]["uri"] == f"az://{container}/out/scores.csv.work/model/{sha[:16]}/model.pkl"
+    blob = service.get_blob_client(container, f"out/scores.csv.work/model/{sha[:16]}/model.pkl")
+    assert hashlib.sha256(blob.download_blob().readall()).hexdigest() == sha
+    assert out["model"]["source"]["version"] == "2"
+    data = service.get_blob_client(container, "out/scores.csv").download_blob().readall()
+    scores = pd.read_csv(io.BytesIO(data)).sort_values("id").reset_index(drop=True)
+    assert np.allclose(scores[["proba_0", "proba_1"]].to_numpy(),
+                       _expected("models:/churn/2", registry), rtol=0, atol=1e-12)
