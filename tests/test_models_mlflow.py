@@ -334,3 +334,23 @@ def test_on_aci_the_version_is_copied_to_the_jobs_blob_folder(job_dir, make_job,
     scores = pd.read_csv(io.BytesIO(data)).sort_values("id").reset_index(drop=True)
     assert np.allclose(scores[["proba_0", "proba_1"]].to_numpy(),
                        _expected("models:/churn/2", registry), rtol=0, atol=1e-12)
+
+
+def test_a_generic_pyfunc_needs_mlflow_in_the_image(job_dir, make_job, registry,
+                                                    monkeypatch) -> None:
+    """The built-in images have no mlflow: a pyfunc model on docker/aci is refused at plan,
+    unless the job names an image (then it is the user's to vouch for)."""
+    from serverless_score.errors import InputError
+    from serverless_score.planning import make_plan
+    from serverless_score.spec import load_spec
+
+    monkeypatch.setenv("SERVERLESS_SCORE_CACHE", str(job_dir / "cache"))
+    uri = f"runs:/{registry.gen_run}/model"
+    spec = load_spec(_job(job_dir, make_job, registry, uri, backend="docker"))
+    with pytest.raises(InputError) as err:
+        make_plan(spec)
+    assert ("needs the Python package(s) mlflow, which the built-in scoring image (backend = "
+            "'docker') does not have; nothing was created") in str(err.value)
+    named = load_spec(_job(job_dir, make_job, registry, uri, backend="docker",
+                           image="mine/scoring-with-mlflow:1"))
+    assert make_plan(named).source.needs == ("mlflow",)  # type: ignore[union-attr]
