@@ -101,8 +101,7 @@ def resolve_spec(spec: JobSpec, config: StoreConfig) -> Resolved:
     update: dict[str, Any] = {"model": source.artifact}
     if source.predict_method and spec.predict_method == "auto":
         update["predict_method"] = source.predict_method
-    resolved = spec.model_copy(update=update)
-    resolved._sas = spec.sas_tokens  # model_copy keeps private attributes, but say so
+    resolved = spec.model_copy(update=update)  # keeps the SAS tokens (a private attribute)
     from .needs import check_needs
 
     check_needs(resolved, source)
