@@ -57,8 +57,9 @@ class ModelSource:
         """``models:/churn@champion -> version 3 (run 5f2c...)`` for plans and status."""
         if self.kind == "mlflow":
             run = self.details.get("run_id")
-            what = (f"version {self.version}" if self.details.get("name") else "run")
-            return f"{self.uri} -> {what}" + (f" (run {run})" if run else "")
+            if not self.details.get("name"):  # runs:/RUN/PATH: the run is the version
+                return f"{self.uri} -> run {run}"
+            return f"{self.uri} -> version {self.version}" + (f" (run {run})" if run else "")
         return f"{self.uri} -> version {self.version} (pin hash {self.details.get('pin_hash')})"
 
 
