@@ -70,7 +70,9 @@ def describe_record(record: dict[str, Any] | None) -> str | None:
         return None
     source = record["source"]
     text = f"{source.get('uri')} -> version {source.get('version')}"
-    if source.get("kind") == "mlflow" and source.get("run_id"):
+    if source.get("kind") == "mlflow" and not source.get("name"):  # runs:/: the run is the version
+        text = f"{source.get('uri')} -> run {source.get('run_id')}"
+    elif source.get("kind") == "mlflow" and source.get("run_id"):
         text += f" (run {source['run_id']})"
     if source.get("kind") == "pins" and source.get("pin_hash"):
         text += f" (pin hash {source['pin_hash']})"
