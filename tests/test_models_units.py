@@ -71,7 +71,10 @@ def test_the_job_id_follows_the_resolved_version_not_the_cache_path(tmp_path: Pa
 def test_the_model_line_of_status_and_run() -> None:
     record = {"uri": "/c/model.pkl", "sha256": "ab" * 32,
               "source": {"uri": "models:/churn@champion", "kind": "mlflow", "version": "3",
-                         "run_id": "5f2c"}}
+                         "name": "churn", "run_id": "5f2c"}}
     assert describe_record(record) == ("models:/churn@champion -> version 3 (run 5f2c), "
                                        "sha256 abababababababab...")
+    run = {"uri": "/c/x.tar", "source": {"uri": "runs:/5f2c/model", "kind": "mlflow",
+                                         "version": "5f2c", "run_id": "5f2c"}}
+    assert describe_record(run) == "runs:/5f2c/model -> run 5f2c"
     assert describe_record({"uri": "/c/model.joblib", "sha256": "ab" * 32}) is None
