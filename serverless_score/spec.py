@@ -136,6 +136,15 @@ class AzureSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+class MlflowSettings(BaseModel):
+    """The ``[mlflow]`` table: where ``models:/`` and ``runs:/`` model URIs are resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Default: MLFLOW_TRACKING_URI. The registry is the tracking server's own.
+    tracking_uri: str | None = None
+
+
 class JobSpec(BaseModel):
     """A validated scoring job. Paths are resolved against the job file's directory."""
 
@@ -180,6 +189,7 @@ class JobSpec(BaseModel):
     overwrite: bool = False
     resources: Resources = Field(default_factory=Resources)
     azure: AzureSettings = Field(default_factory=AzureSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     # SAS tokens taken off the URLs of model/input/output (by container URI): kept out of the
     # fields, so plans, logs, manifests and job ids never hold them (see spec_from_dict).
     _sas: dict[str, Secret] = PrivateAttr(default_factory=dict)
@@ -392,8 +402,21 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Relative paths in a job file are relative to the job file, not to the caller's cwd."""
     for key in _PATH_KEYS:
         value = raw.get(key)
-        if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
+        if (isinstance(value, str) and "://" not in value and not os.path.isabs(value)
+                and not value.startswith(("models:/", "runs:/"))):  # MLflow URIs, not paths
             raw[key] = str((base / os.path.expanduser(value)).resolve()) if value else value
+    mlflow = raw.get("mlflow")
+    mlflow = mlflow if isinstance(mlflow, dict) else {}
+    tracking = mlflow.get("tracking_uri")
+    if isinstance(tracking, str) and tracking.startswith("sqlite:///") and not tracking.startswith(
+            "sqlite:////"):  # sqlite:///mlflow.db is relative: to the job file, like paths
+        db = str((base / tracking.removeprefix("sqlite:///")).resolve())
+        raw["mlflow"] = {**mlflow, "tracking_uri": f"sqlite:///{db}"}
+    model = raw.get("model")
+    if isinstance(model, str) and model.startswith("pins://"):
+        board = model.removeprefix("pins://")  # a folder board is relative to the job file too
+        if "://" not in board and not os.path.isabs(board):
+            raw["model"] = "pins://" + str((base / os.path.expanduser(board)).resolve())
     azure = raw.get("azure")
     if isinstance(azure, dict):
         prices = azure.get("price_file")

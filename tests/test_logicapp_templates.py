@@ -156,6 +156,8 @@ GOOD = {"name": "churn", "model": "az://models/model.joblib", "input": "az://dat
     ({"azure": {"identity": "scoring-id"}}, "user-assigned managed identity"),
     ({"scorer": "score.py"}, "file on this machine"),
     ({"chunks": 0}, "chunks"),  # the job is validated as `run` would
+    ({"model": "models:/churn@champion"}, "no MLflow client"),
+    ({"model": "pins:///srv/boards/churn"}, "folder board of this machine"),
 ])
 def test_render_refuses_what_cannot_run_from_a_logic_app(change: dict[str, Any], message: str) -> None:
     raw = {**GOOD, **change}

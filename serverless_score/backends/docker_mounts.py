@@ -21,7 +21,8 @@ class Bind:
 
 
 def _local(uri: str | None) -> str | None:
-    if not uri or ("://" in uri and not uri.startswith("file://")):
+    if not uri or ("://" in uri and not uri.startswith("file://")) or uri.startswith(
+            ("models:/", "runs:/")):  # an MLflow URI as written (status, cleanup): no file
         return None
     return os.path.abspath(uri.removeprefix("file://"))
 

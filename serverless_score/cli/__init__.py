@@ -116,11 +116,12 @@ def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debug
             planned = plan_estimate(plan)
             err_console.print(estimate_lines(planned.estimate, planned.pricing.describe(), []),
                               highlight=False, markup=False)
+        # The plan's spec and model source: a registry URI is resolved once, by the plan shown.
         if quiet:
-            result = run_job(spec)
+            result = run_job(plan.spec, source=plan.source)
         else:
             with RichProgress(err_console, len(plan.tasks), spec.name) as progress:
-                result = run_job(spec, progress=progress)
+                result = run_job(plan.spec, progress=progress, source=plan.source)
     except ScoreError as err:
         raise _fail(err, as_json=as_json, debug=debug, job_id=job_id, spec=spec,
                     tasks=tasks) from None
@@ -158,6 +159,8 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "estimate": cost.estimate.to_dict(), "max_cost": planned.spec.max_cost,
             "pricing": cost.pricing.describe(),
             "price_tables": list(cost.pricing.table.sources),
+            "model": planned.spec.model,
+            "model_source": planned.source.to_dict() if planned.source is not None else None,
         }))
         return
     console = Console()

@@ -16,6 +16,7 @@ from ..controller.cleanup import cleanup as delete_orphans
 from ..controller.inspect import JobLocation, JobStatus, job_status, locate, task_id_of, task_logs
 from ..errors import ScoreError, SpecError
 from ..planning import output_format
+from ..sources import describe_record
 from ..spec import JobSpec, parse_override, spec_from_dict
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
@@ -99,6 +100,8 @@ def _print_status(result: JobStatus) -> None:
     if result.manifest:
         console.print(f"output:   {escape(result.output)}\nmanifest: {escape(result.manifest)}",
                       highlight=False)
+    if (model := describe_record(result.model)) is not None:
+        console.print(f"model:    {escape(model)}", highlight=False)
     if result.usage:
         usage = result.usage
         cost = usage.get("cost")

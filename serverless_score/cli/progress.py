@@ -13,6 +13,7 @@ from ..planning import Plan, chunks_note
 from ..planning.cost import Estimate
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult
+from ..sources import describe_record
 from ..units import format_size, plural
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ def plan_summary(plan: Plan) -> str:
              else plural(spec.shards or 0, "shard"))
     line = (f"{total} -> {plural(len(plan.tasks), 'task')}, up to {spec.max_parallel} in parallel "
             f"on the {spec.backend} backend; output {spec.output} ({plan.output_format})")
+    if plan.source is not None:
+        line += f"\nmodel:    {plan.source.describe()}"
     note = chunks_note(plan)
     return f"{line}\nnote:     {note}" if note else line
 
@@ -124,6 +127,8 @@ def summary(result: JobResult) -> str:
         f"  scores:   {result.output}",
         f"  manifest: {result.manifest}",
     ]
+    if (model := describe_record(result.model)) is not None:
+        lines.append(f"  model:    {escape(model)}")
     if result.rows_failed:
         lines.insert(1, f"  [yellow]{result.rows_failed:,} rows failed[/] and were left out: "
                         f"{result.errors}")

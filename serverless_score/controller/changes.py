@@ -4,6 +4,7 @@ Pure but for ``model_stamp``, one ``info`` call on the model."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import InputError
@@ -11,7 +12,8 @@ from ..planning import Plan
 from ..storage import StoreConfig, get_store
 
 # Keys that do not change a job's output (nor its id, planning/_job_id): not worth naming.
-_NOT_DECISIVE = {"max_parallel", "retries", "timeout", "overwrite", "backend", "resources"}
+_NOT_DECISIVE = {"max_parallel", "retries", "timeout", "overwrite", "backend", "resources",
+                 "mlflow"}
 _CHUNKING = ("chunks", "chunk_size")
 
 
@@ -34,12 +36,18 @@ def describe_changes(manifest: dict[str, Any], plan: Plan, model_now: dict[str, 
     """What differs between the job that wrote ``manifest`` and this one, one phrase each:
     the model, the input (files added, removed or changed), the chunking, any other key."""
     old_spec: dict[str, Any] = manifest.get("spec") or {}
-    new_spec = plan.spec.model_dump(mode="json")
+    new_spec = plan.spec_as_written()
     changes: list[str] = []
 
     old_model = manifest.get("model") or {}
+    old_source = old_model.get("source") if isinstance(old_model.get("source"), dict) else None
     if old_spec.get("model") != new_spec.get("model"):
         changes.append(f"the model changed ({_show(old_spec.get('model'))} -> {_show(new_spec.get('model'))})")
+    elif plan.source is not None:
+        if old_source != json.loads(json.dumps(plan.source.to_dict())):  # as the manifest has it
+            was = old_source.get("version") if old_source else "unknown"
+            changes.append(f"{plan.source.uri} now resolves to version {plan.source.version} "
+                           f"(the output was scored with version {was})")
     elif model_now and old_model and (old_model.get("size"), old_model.get("version")) != (
             model_now.get("size"), model_now.get("version")):
         changes.append(f"the model file {new_spec.get('model')!r} changed since (size or "

@@ -117,6 +117,9 @@ class JobStatus:
     usage: dict[str, Any] | None = None
     # The live controller holding the job's lease (host, pid, since), or None: none is running.
     controller: dict[str, Any] | None = None
+    # What the job scores with: the manifest's model record once it succeeded (file, sha256,
+    # and for a registry or pins URI its source), else the resolved source job.json keeps.
+    model: dict[str, Any] | None = None
 
     @property
     def done(self) -> int:
@@ -136,7 +139,8 @@ class JobStatus:
                 "tasks_total": len(self.tasks), "tasks_done": self.done, "rows": self.rows,
                 "rows_failed": self.rows_failed,
                 "live_groups": self.live_groups, "usage": self.usage,
-                "controller": self.controller, "tasks": [t.to_dict() for t in self.tasks]}
+                "controller": self.controller, "model": self.model,
+                "tasks": [t.to_dict() for t in self.tasks]}
 
 
 def _stored(loc: JobLocation) -> dict[str, dict[int, set[str]]]:
@@ -269,8 +273,16 @@ def job_status(loc: JobLocation, backend: Backend | None) -> JobStatus:
         backend=loc.spec.backend if loc.spec else str(loc.job.get("backend", "local")),
         tasks=statuses, live_groups=[g.name for g in live],
         manifest=loc.layout.manifest if manifest else None, usage=manifest.get("usage"),
-        controller=controller,
+        controller=controller, model=_model_of(manifest, loc.job),
     )
+
+
+def _model_of(manifest: dict[str, Any], job: dict[str, Any]) -> dict[str, Any] | None:
+    model = manifest.get("model")
+    if isinstance(model, dict):
+        return model
+    source = job.get("model_source")
+    return {"source": source} if isinstance(source, dict) else None
 
 
 def _controller(loc: JobLocation) -> dict[str, Any] | None:

@@ -27,8 +27,9 @@ from ..planning import Plan, create_output_folder, make_plan
 from ..planning.partition import chain_repairs
 from ..planning.tasks import Task
 from ..runner.contract import TaskResult, WorkOrder
+from ..sources import ModelSource, is_source_uri, resolve_spec
 from ..spec import JobSpec
-from ..storage import ComposeResult, StoreConfig, get_store
+from ..storage import ComposeResult, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
 from ..storage.lease import Lease, get_lease
 from ..units import plural
@@ -112,6 +113,9 @@ class JobResult:
     # on_error = "skip": rows left out of the output, and the file that lists them (else None).
     rows_failed: int = 0
     errors: str | None = None
+    # What was scored with: the URI as written, the version it resolved to (registry or pins
+    # models), the file and its sha256 (None for a job without a model).
+    model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,13 +138,21 @@ _INTERRUPTED = {
 
 class Job:
     def __init__(self, spec: JobSpec, *, progress: Progress | None = None,
-                 backend: Backend | None = None, poll_interval: float = 0.2) -> None:
-        self.spec = spec
-        self.layout = JobLayout(spec.output)
+                 backend: Backend | None = None, poll_interval: float = 0.2,
+                 source: ModelSource | None = None) -> None:
         self.store_config = StoreConfig.from_spec(spec)
+        if source is None and is_source_uri(spec.model):
+            # Resolved once, before the backend exists: it (Docker's binds) and every later
+            # step see the concrete file, never the registry again.
+            resolved = resolve_spec(spec, self.store_config)
+            spec, source = resolved.spec, resolved.source
+        self.spec = spec
+        self.source = source
+        self.layout = JobLayout(spec.output)
         self.store = get_store(spec.output, self.store_config)
         self.backend = backend or get_backend(
-            spec.backend, spec=spec, state_dir=self.layout.local_state_dir(cache_root()))
+            spec.backend, spec=self._spec_for_backend(),
+            state_dir=self.layout.local_state_dir(cache_root()))
         self.progress: Progress = progress or _Quiet()
         self.poll_interval = poll_interval
         self._scheduler: Scheduler | None = None
@@ -208,7 +220,7 @@ class Job:
     def _run(self) -> JobResult:
         started = time.monotonic()
         timings: dict[str, float] = {}
-        plan = self.plan = make_plan(self.spec, self.store_config)
+        plan = self.plan = make_plan(self.spec, self.store_config, source=self.source)
         pricing = Pricing.for_spec(self.spec)
         estimate = estimate_job(plan, self.backend, pricing)
         check_max_cost(self.spec, estimate, pricing)  # before anything is created
@@ -224,6 +236,9 @@ class Job:
         launches = LaunchBook(self.store, self.layout)
         self._delete_orphans(plan, launches)
         state = load_state(self.store, self.layout, plan)
+        if model is not None and self.source is not None:  # into the work folder load_state kept
+            model = self._model_for_workers(model)
+            access = replace(access, model=model.uri)
         # Attempt numbers go past every attempt ever launched (even one whose create answer was
         # lost): one (job, task, attempt) never names two groups.
         previous_attempts = dict(state.attempts)
@@ -296,6 +311,7 @@ class Job:
             usage=scheduler.usage.summary(billed=pricing.billed, price=pricing.price,
                                           estimate=estimate),
             rows_failed=sum(r.rows_failed for r in results.values()), errors=errors,
+            model=self._model_record(model),
         )
         self._task_seconds = scheduler.usage.task_seconds()
         self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
@@ -351,7 +367,7 @@ class Job:
                 rows_out=totals.get("records_out", 0), output=self.spec.output,
                 manifest=self.layout.manifest, work_dir=self.layout.work, attempts=0,
                 rows_failed=totals.get("rows_failed", 0),
-                errors=manifest.get("output", {}).get("errors"),
+                errors=manifest.get("output", {}).get("errors"), model=manifest.get("model"),
             )
         job = self._read_json(self.layout.job_file)
         if job.get("job_id") == plan.job_id and not manifest:
@@ -400,6 +416,47 @@ class Job:
             predict_args=dict(spec.predict_args), on_unknown_level=spec.on_unknown_level,
             on_error=spec.on_error, encoding=spec.encoding,
         )
+
+    def _spec_for_backend(self) -> JobSpec:
+        """The job as a backend whose containers cannot see this machine (aci) is built from: a
+        resolved model in this machine's cache is named by the blob it is copied to before any
+        group is created (``_model_for_workers``: the same content-addressed name)."""
+        spec = self.spec
+        if self.source is None or spec.backend != "aci" or not spec.model or not is_local(spec.model):
+            return spec
+        from ..model_push import model_uri
+        from ..runner.models import file_sha256
+
+        path = Path(spec.model)
+        return spec.model_copy(update={"model": model_uri(f"{self.layout.work}/model", path,
+                                                          file_sha256(str(path)))})
+
+    def _model_for_workers(self, model: ModelInfo) -> ModelInfo:
+        """A resolved model in this machine's cache, for workers that cannot see this machine
+        (containers on Azure): copied once into the job's work folder under its content hash
+        (``models push``: written only if absent, an existing copy's sha256 checked), so the
+        workers read it with the same per-task access as the job's other blobs."""
+        if (getattr(self.backend, "sees_local_files", True) or not is_local(model.uri)
+                or is_local(self.layout.work)):
+            return model
+        from ..model_push import push_model
+
+        pushed = push_model(Path(model.uri), f"{self.layout.work}/model", self.store_config)
+        if pushed.sha256 != model.sha256:
+            raise ScoreError(f"model: the copy of {model.uri} changed while it was uploaded",
+                             hint="Run the job again.")
+        self.spec = self.spec.model_copy(update={"model": pushed.uri})
+        return replace(model, uri=pushed.uri, version=pushed.version)
+
+    def _model_record(self, model: ModelInfo | None) -> dict[str, Any] | None:
+        """The manifest's and ``--json``'s ``model``: the file scored and its sha256, and for a
+        registry or pins URI what it was as written and what it resolved to."""
+        if model is None:
+            return None
+        record = model.to_dict()
+        if self.source is not None:
+            record["source"] = self.source.to_dict()
+        return record
 
     def _scorer_for_workers(self) -> str:
         """The scorer script as the workers can reach it. A backend whose workers cannot see
@@ -460,9 +517,9 @@ class Job:
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": platform.node(),
             "backend": self.spec.backend,
-            "spec": self.spec.model_dump(mode="json"),
+            "spec": plan.spec_as_written(),
             "inputs": [{"path": f.path, "size": f.size, "version": f.version} for f in plan.files],
-            "model": model.to_dict() if model is not None else None,
+            "model": self._model_record(model),
             # sha256 is null when the parts were composed server-side (never read here): the
             # output is then header + parts in task order, each part checked by its part_sha256.
             "output": {"path": self.spec.output, "format": plan.output_format,
@@ -483,9 +540,12 @@ class Job:
                        self._task_seconds)
 
 
-def run_job(spec: JobSpec, *, progress: Progress | None = None) -> JobResult:
-    """Run a job to completion (the Python API of ``serverless-score run``)."""
-    with Job(spec, progress=progress) as job:
+def run_job(spec: JobSpec, *, progress: Progress | None = None,
+            source: ModelSource | None = None) -> JobResult:
+    """Run a job to completion (the Python API of ``serverless-score run``). ``source``: the
+    job's model URI as a plan resolved it (``spec`` then names the resolved file), so that the
+    job scores with exactly the version the plan showed."""
+    with Job(spec, progress=progress, source=source) as job:
         return job.run()
 
 

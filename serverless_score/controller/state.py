@@ -47,7 +47,9 @@ def load_state(store: Store, layout: JobLayout, plan: Plan) -> ResumeState:
         # back when it is read, and some (predict_args = {} outside R) are refused if given.
         store.write_bytes(layout.job_file, json.dumps(
             {"job_id": plan.job_id, "name": plan.spec.name, "backend": plan.spec.backend,
-             "spec": plan.spec.model_dump(mode="json", exclude_defaults=True),
+             "spec": plan.spec_as_written(exclude_defaults=True),
+             # A registry or pins URI and the version it resolved to (`status` shows it).
+             "model_source": plan.source.to_dict() if plan.source is not None else None,
              "tasks": [t.to_dict() for t in plan.tasks]}).encode())
     results: dict[str, TaskResult] = {}
     attempts: dict[str, int] = {}

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InputError
 from ..storage import StoreConfig, get_store, is_local
@@ -23,6 +23,8 @@ from .partition import plan_byte_tasks, plan_rowgroup_tasks, plan_shards
 from .tasks import InputFile, Shard, Task
 
 if TYPE_CHECKING:
+    from ..sources import ModelSource
+
     # Annotations only: every worker imports planning.tasks (the contract's Task), and the spec
     # would bring pydantic and the model classes' build (~0.1 s of each worker's start).
     from ..spec import JobSpec
@@ -40,6 +42,17 @@ class Plan:
     tasks: tuple[Task, ...]
     files: tuple[InputFile, ...]
     output_format: OutputFormat
+    # The registry or pins URI the job named, when it named one: ``spec.model`` is then the
+    # concrete file it resolved to (see serverless_score/sources).
+    source: ModelSource | None = None
+
+    def spec_as_written(self, **dump: Any) -> dict[str, Any]:
+        """The spec as the manifest and job.json record it: the model as the job named it
+        (a registry or pins URI, not the cache path it resolved to)."""
+        data = self.spec.model_dump(mode="json", **dump)
+        if self.source is not None:
+            data["model"] = self.source.uri
+        return data
 
     @property
     def total_bytes(self) -> int:
@@ -77,17 +90,23 @@ def _check_model(spec: JobSpec, config: StoreConfig) -> None:
 
 
 def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
-            config: StoreConfig | None = None) -> str:
+            config: StoreConfig | None = None, source: ModelSource | None = None) -> str:
     decisive = spec.model_dump(
         exclude={"max_parallel", "retries", "timeout", "straggler_factor", "overwrite", "backend",
                  "resources",
                  # budgets: raising one resumes the job that stopped on it
-                 "max_failed_rows", "max_failed_fraction"}
+                 "max_failed_rows", "max_failed_fraction",
+                 # where a registry is: what it resolved to is in the model's stamp
+                 "mlflow"}
     )
+    if source is not None:
+        # The URI as written and the version it resolved to, not the cache path of its file:
+        # a newer version behind the same URI is another job, another machine the same one.
+        decisive["model"] = source.uri
     payload = {
         "spec": decisive,
         "input": fingerprint(files),
-        "model": _file_stamp(spec.model, config),
+        "model": source.stamp() if source is not None else _file_stamp(spec.model, config),
         "scorer": _file_stamp(spec.scorer) if spec.scorer not in ("predict",) and spec.runtime != "command" else spec.scorer,
         "tasks": [(t.path, t.start, t.end) for t in tasks] if files else len(tasks),
     }
@@ -153,9 +172,19 @@ def create_output_folder(output: str) -> None:
                          hint="Choose an output in a folder you may write to.") from None
 
 
-def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
-    """List the input and split it into tasks (see ``partition`` for the rules)."""
+def make_plan(spec: JobSpec, config: StoreConfig | None = None,
+              source: ModelSource | None = None) -> Plan:
+    """List the input and split it into tasks (see ``partition`` for the rules). A registry or
+    pins model URI is resolved first, unless the caller resolved it already (``source``, with
+    ``spec`` naming the file it resolved to): once per job."""
     config = config if config is not None else StoreConfig.from_spec(spec)
+    from ..sources import is_source_uri
+
+    if source is None and is_source_uri(spec.model):
+        from ..sources import resolve_spec
+
+        resolved = resolve_spec(spec, config)
+        spec, source = resolved.spec, resolved.source
     _check_model(spec, config)
     check_output_location(spec.output)
     if spec.scorer != "predict" and spec.runtime != "command" and not os.path.isfile(spec.scorer):
@@ -171,11 +200,16 @@ def make_plan(spec: JobSpec, config: StoreConfig | None = None) -> Plan:
                         max_parallel=spec.max_parallel)
         if not tasks:
             raise InputError(f"input: {spec.input!r} holds no data to score")
+        if source is not None:  # a vetiver model's prototype names its columns: checked first
+            from ..sources.needs import check_prototype
+
+            check_prototype(spec, source, files, config)
         check_columns(spec, files, config)
     return Plan(
-        job_id=_job_id(spec, files, tasks, config),
+        job_id=_job_id(spec, files, tasks, config, source),
         spec=spec,
         tasks=tuple(tasks),
         files=tuple(files),
         output_format=output_format(spec),
+        source=source,
     )

@@ -41,6 +41,10 @@ def load_model(path: str, script: str | None) -> Any:
     try:
         if module is not None and callable(getattr(module, "load_model", None)):
             return module.load_model(path)
+        from .model_formats import is_special, load_special
+
+        if is_special(path):  # an MLflow model's skops file or packed pyfunc folder
+            return load_special(path)
         import joblib
 
         return joblib.load(path)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..spec import apply_overrides, spec_from_dict
+from ..storage.uris import is_blob_uri
 from .arm import FREQUENCIES, parameters_file, template
 from .workflow import Trigger
 
@@ -58,6 +59,17 @@ def _check_job(raw: dict[str, Any], source: str) -> None:
         raise SpecError(f"{source}: a URL carries a SAS token; templates hold no secrets",
                         hint="Drop the ?sv=... part: the workflow's managed identity reads and "
                              "writes the blobs (README: Logic App templates).")
+    model = raw.get("model")
+    if isinstance(model, str) and model.startswith(("models:/", "runs:/")):
+        raise SpecError(f"{source}: model = {model!r}: a Logic App's controller runs in the "
+                        "built-in image, which has no MLflow client",
+                        hint="Resolve the version first (serverless-score plan shows the file) "
+                             "and push that file to blob storage, or pin it on an az:// board.")
+    if isinstance(model, str) and model.startswith("pins://") and not is_blob_uri(
+            model.removeprefix("pins://")):
+        raise SpecError(f"{source}: model = {model!r} is a pin on a folder board of this "
+                        "machine; a job run by a Logic App reads blob storage",
+                        hint="Pin it on an Azure Blob board: model = \"pins://az://container/board/NAME\".")
     for key in ("model", "input", "output"):
         value = raw.get(key)
         if isinstance(value, str) and "://" not in value:

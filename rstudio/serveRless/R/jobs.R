@@ -10,11 +10,14 @@
 #'   "aci").
 #' @param wait TRUE to wait for the end (progress streams to the console), FALSE to return a job
 #'   handle at once (see [submit_job()]).
-#' @param ... Job keys to override, e.g. `chunks = 8, max_parallel = 4` (`--set key=value`).
+#' @param ... Job keys to override, e.g. `chunks = 8, max_parallel = 4` (`--set key=value`);
+#'   `model = "pins://FOLDER/NAME"` (or `@VERSION`) scores a pinned model (see [push_model()]).
 #' @param quiet TRUE to not echo progress.
 #' @return A list of class `serverless_score_result`: `status`, `rows_in`, `rows_out`, `output`,
 #'   `manifest`, `timings`, `job_id`, `rows_failed` and `errors` (with `on_error = "skip"`: how
-#'   many rows were left out, and the errors file listing them), ... On failure an error of class
+#'   many rows were left out, and the errors file listing them), `model` (the file scored, its
+#'   sha256 and, for a pins:// or MLflow model, `source`: the URI and the version it resolved
+#'   to), ... On failure an error of class
 #'   `serverless_score_job_error` whose message has the failing task and the end of its log.
 #' @export
 score_job <- function(job = "score.toml", backend = NULL, wait = TRUE, ..., quiet = FALSE) {

@@ -127,11 +127,16 @@ ids_as_text <- function(scores, ids) {
 #' @param uri Where to store it: a local path, `az://CONTAINER/PATH` or an `https://` blob URL.
 #'   The model is stored at exactly `uri` (atomically; other content there is replaced, and a job
 #'   still running on the old model then fails on its checksum). For versioned, never-replaced
-#'   models run `serverless-score models push FILE URI` instead.
-#' @return `uri`, invisibly, with attributes `bytes` and `sha256`. On failure an error whose
-#'   message has the CLI's reason and its hint (what to do).
+#'   models run `serverless-score models push FILE URI` instead, or give
+#'   `pins://FOLDER/NAME`: a new version of pin `NAME` on the folder board `FOLDER`, in the
+#'   layout R's and Python's `pins` packages read and write (the `pins` package is not needed).
+#' @return `uri`, invisibly, with attributes `bytes` and `sha256`; for a pin, the URI of the
+#'   version written (`pins://FOLDER/NAME@VERSION`) with attributes `bytes`, `version` and
+#'   `pin_hash`. On failure an error whose message has the CLI's reason and its hint (what to
+#'   do).
 #' @export
 push_model <- function(model, uri) {
+  if (startsWith(uri, "pins://")) return(invisible(push_pin(model, uri)))
   file <- tempfile(fileext = ".rds")
   on.exit(unlink(file), add = TRUE)
   saveRDS(model, file)
@@ -142,4 +147,59 @@ push_model <- function(model, uri) {
                                   cli_problem(out))))
   }
   invisible(structure(stored$uri, bytes = stored$size, sha256 = stored$sha256))
+}
+
+# A new version of a pin on a folder board: BOARD/NAME/VERSION/{NAME.rds, data.txt}, the layout
+# (api_version 1) pins writes. VERSION is "<UTC time>-<first 5 of the hash>", as pins names them,
+# so the newest sorts last. The version is written in a hidden folder beside it and renamed into
+# place, data.txt last: a reader never sees half a version.
+push_pin <- function(model, uri) {
+  target <- sub("^pins://", "", uri)
+  name <- basename(target)
+  board <- dirname(target)
+  if (grepl("://", board) || !nzchar(board) || board == ".") {
+    stop(serveRless_error(sprintf(paste0(
+      "push_model: '%s': pins:// writes to a folder board (pins://FOLDER/NAME); for an Azure ",
+      "board, pin with the pins package or push to az:// with push_model()"), uri)))
+  }
+  if (!grepl("^[A-Za-z0-9._-]+$", name) || startsWith(name, ".")) {
+    stop(serveRless_error(sprintf(paste0(
+      "push_model: '%s': a pin name is letters, digits, '.', '_' and '-' (no version: ",
+      "push_model() makes one)"), name)))
+  }
+  dir.create(board, recursive = TRUE, showWarnings = FALSE)  # a new board is a new folder
+  board <- normalizePath(board, mustWork = FALSE)
+  file <- tempfile(fileext = ".rds")
+  on.exit(unlink(file), add = TRUE)
+  saveRDS(model, file)
+  hash <- substr(unname(tools::md5sum(file)), 1, 16)
+  created <- format(Sys.time(), "%Y%m%dT%H%M%SZ", tz = "UTC")
+  version <- paste0(created, "-", substr(hash, 1, 5))
+  dest <- file.path(board, name, version)
+  bytes <- file.size(file)
+  if (!dir.exists(dest)) {
+    staging <- file.path(board, name, paste0(".", version, "-", Sys.getpid()))
+    dir.create(staging, recursive = TRUE, showWarnings = FALSE)
+    on.exit(unlink(staging, recursive = TRUE), add = TRUE)
+    if (!file.copy(file, file.path(staging, paste0(name, ".rds")))) {
+      stop(serveRless_error(sprintf("push_model: cannot write in the board folder '%s'", board)))
+    }
+    writeLines(c(
+      sprintf("file: %s.rds", name),
+      sprintf("file_size: %.0f", bytes),
+      sprintf("pin_hash: %s", hash),
+      "type: rds",
+      sprintf("title: '%s: a pinned %s'", name, gsub("'", "''", class(model)[1])),
+      "description: ~",
+      "tags: ~",
+      "urls: ~",
+      sprintf("created: %s", created),
+      "api_version: 1.0",
+      "user: {}"), file.path(staging, "data.txt"))
+    if (!file.rename(staging, dest) && !dir.exists(dest)) {
+      stop(serveRless_error(sprintf("push_model: cannot create the pin version '%s'", dest)))
+    }
+  }
+  structure(sprintf("pins://%s/%s@%s", board, name, version), bytes = bytes, version = version,
+            pin_hash = hash)
 }
