@@ -13,7 +13,7 @@ from ..planning import Plan
 from ..planning.cost import Estimate, RegionPrice, estimate
 from ..planning.partition import expected_shares
 from ..planning.tasks import Task
-from ..pricing import UNBILLED, PriceTable, job_region, load_prices
+from ..pricing import UNBILLED, PriceTable, job_region, load_prices, region_price
 from ..spec import JobSpec
 from ..units import plural
 
@@ -29,25 +29,37 @@ class Pricing:
     region: str
     region_assumed: bool  # no [azure] location: the table's default region was used
     table: PriceTable
+    priority: str = "Regular"
+    alt_price: RegionPrice | None = None  # the other priority's price, for plan
 
     @classmethod
     def for_spec(cls, spec: JobSpec) -> Pricing:
         table = load_prices(spec.azure.price_file)
         region, assumed = job_region(spec.azure.location, table)
         billed = spec.backend not in UNBILLED
-        return cls(billed, table.price(region) if billed else None, region, assumed, table)
+        # Spot is an ACI priority: other backends run what they run.
+        priority = spec.azure.priority if spec.backend == "aci" else "Regular"
+        if not billed:
+            return cls(False, None, region, assumed, table, priority)
+        other = "Regular" if priority == "Spot" else "Spot"
+        currency = spec.azure.currency
+        return cls(True, region_price(table, region, priority=priority, currency=currency),
+                   region, assumed, table, priority,
+                   region_price(table, region, priority=other, currency=currency))
 
     def describe(self) -> str:
         if not self.billed:
             return "runs on this machine: no charge"
         if self.price is None:
-            return (f"no price for region {self.region!r} in the price table "
-                    f"({', '.join(self.table.sources)})")
+            what = "Spot price" if self.priority == "Spot" else "price"
+            return (f"no {what} for region {self.region!r} from the Retail Prices API or the "
+                    f"price table ({', '.join(self.table.sources)})")
         p = self.price
         where = f"{p.region}{' (assumed: no [azure] location)' if self.region_assumed else ''}"
         check = "" if p.verified else ", UNVERIFIED"
-        return (f"{where}: {p.vcpu_second:g} {p.currency}/vCPU-s + {p.gb_second:g} {p.currency}/GB-s, "
-                f"as of {p.as_of}{check} ({p.source})")
+        note = f"; {p.note}" if p.note else ""
+        return (f"{where}, {p.priority}: {p.vcpu_second:g} {p.currency}/vCPU-s + "
+                f"{p.gb_second:g} {p.currency}/GB-s, as of {p.as_of}{check} ({p.source}{note})")
 
 
 def tasks_per_group(plan: Plan, backend: Backend | None) -> tuple[int, str]:
@@ -89,6 +101,7 @@ def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = 
         cpu=spec.resources.cpu, memory_gb=spec.resources.memory_gb,
         assumptions=pricing.table.assumptions(spec.backend), billed=pricing.billed,
         price=pricing.price, packing=_pulling(packing, shares, spec.max_parallel),
+        alt_price=pricing.alt_price,
     )
 
 
