@@ -42,6 +42,9 @@ class GroupState:
     # False when running the task again cannot help until the user changes something (an image
     # that cannot be pulled): the task fails at once instead of spending its retries.
     retryable: bool = True
+    # A Spot group Azure evicted (its capacity reclaimed): its tasks run again in a new group
+    # without spending their retries; the manifest counts evictions.
+    evicted: bool = False
 
 
 @dataclass(frozen=True)

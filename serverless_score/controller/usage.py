@@ -32,7 +32,7 @@ class GroupUsage:
     created_at: float  # epoch seconds, when the controller asked for the group
     seconds: float | None = None
     finished_at: float | None = None
-    outcome: str = "running"  # succeeded | failed | timed-out | stopped
+    outcome: str = "running"  # succeeded | failed | evicted | timed-out | stopped
     measured_by: str = "controller"
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +102,7 @@ class UsageMeter:
             "estimate": ({"cost": estimate.cost, "container_seconds": round(estimate.container_seconds, 1),
                           "vcpu_seconds": round(estimate.vcpu_seconds, 1)}
                          if estimate is not None else None),
+            "evictions": sum(1 for g in done if g.outcome == "evicted"),
             "per_group": [g.to_dict() for g in done],
         }
 

@@ -124,8 +124,17 @@ def _phase(name: str, group: Any, outcome: CreateOutcome | None) -> GroupState:
     if "unhealthy" in (provisioning, state):
         return GroupState(name, Phase.FAILED, None,
                           "is Unhealthy (Azure reports the container group as not working)")
+    spot = (getattr(group, "priority", None) or "").lower() == "spot"
     for c in containers:
         view_c = c.instance_view
+        if view_c is not None and (view_c.restart_count or 0) > 0 and spot:
+            # ACI's Spot contract: "If an eviction occurs, the container groups hosting the
+            # customer workloads are automatically restarted" (Spot containers overview). Under
+            # restart policy Never, a Spot group's restart is read as that eviction.
+            return GroupState(
+                name, Phase.FAILED, view_c.previous_state.exit_code if view_c.previous_state
+                else None, "was evicted: Azure reclaimed its Spot capacity and restarted it "
+                "(its tasks run again in a new group)", evicted=True)
         if view_c is not None and (view_c.restart_count or 0) > 0:
             prev = view_c.previous_state
             how = _describe_exit(prev.exit_code, prev.detail_status) if prev else "stopped"
