@@ -45,6 +45,7 @@ class GroupState:
     # A Spot group Azure evicted (its capacity reclaimed): its tasks run again in a new group
     # without spending their retries; the manifest counts evictions.
     evicted: bool = False
+    pull_seconds: float | None = None  # the image pull, where the backend reports it (ACI)
 
 
 @dataclass(frozen=True)

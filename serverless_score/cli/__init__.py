@@ -158,6 +158,9 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "estimate": cost.estimate.to_dict(), "max_cost": planned.spec.max_cost,
             "pricing": cost.pricing.describe(),
             "price_tables": list(cost.pricing.table.sources),
+            "calibration": cost.estimate.calibration,
+            "calibrated_from": (cost.calibration.run.to_dict() if cost.calibration is not None
+                                and cost.calibration.run is not None else None),
         }))
         return
     console = Console()

@@ -15,7 +15,9 @@ from ..planning.partition import expected_shares
 from ..planning.tasks import Task
 from ..pricing import UNBILLED, PriceTable, job_region, load_prices, region_price
 from ..spec import JobSpec
+from ..storage.config import StoreConfig
 from ..units import plural
+from .calibration import Calibration, RunKey, calibrate, model_key, read_history
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +93,43 @@ def _packing_of(name: str, pending: int, parallel: int) -> Any:
     return packing(pending, parallel) if packing is not None else None
 
 
-def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = None) -> Estimate:
+def run_key(spec: JobSpec, model_sha256: str | None) -> RunKey:
+    """What makes an earlier run comparable to this job (controller/calibration.py)."""
+    image = "" if spec.backend == "local" else (spec.image or f"built-in {spec.runtime} image")
+    return RunKey(spec.runtime, model_key(spec.runtime, model_sha256, spec.scorer), image,
+                  spec.backend)
+
+
+def model_sha256(spec: JobSpec, store_config: StoreConfig | None = None) -> str | None:
+    """The model's sha256 for the calibration's lookup; None when it cannot be had here."""
+    from .model_info import model_info
+
+    try:
+        info = model_info(spec.model, store_config)
+    except (ScoreError, OSError) as err:
+        log.debug("no model checksum for the estimate: %s", err)
+        return None
+    return info.sha256 if info is not None else None
+
+
+def calibration_for(spec: JobSpec, pricing: Pricing, model_sha: str | None) -> Calibration:
+    return calibrate(run_key(spec, model_sha), pricing.table.assumptions(spec.backend),
+                     read_history())
+
+
+def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = None,
+                 calibration: Calibration | None = None) -> Estimate:
     spec = plan.spec
     pricing = pricing or Pricing.for_spec(spec)
+    calibration = calibration or calibration_for(spec, pricing, None)
     per, packing = tasks_per_group(plan, backend)
     shares = expected_shares(plan.tasks, per, spec.max_parallel)
     return estimate(
         shares, backend=spec.backend, max_parallel=spec.max_parallel,
         cpu=spec.resources.cpu, memory_gb=spec.resources.memory_gb,
-        assumptions=pricing.table.assumptions(spec.backend), billed=pricing.billed,
+        assumptions=calibration.assumptions, billed=pricing.billed,
         price=pricing.price, packing=_pulling(packing, shares, spec.max_parallel),
-        alt_price=pricing.alt_price,
+        alt_price=pricing.alt_price, calibration=calibration.describe(),
     )
 
 
@@ -154,6 +182,7 @@ class PlanEstimate:
     estimate: Estimate
     pricing: Pricing
     groups: list[list[Task]]
+    calibration: Calibration | None = None
 
 
 def plan_estimate(plan: Plan) -> PlanEstimate:
@@ -164,6 +193,7 @@ def plan_estimate(plan: Plan) -> PlanEstimate:
     spec = plan.spec
     backend = safe_backend(spec, JobLayout(spec.output).local_state_dir(cache_root()))
     pricing = Pricing.for_spec(spec)
+    calibration = calibration_for(spec, pricing, model_sha256(spec, StoreConfig.from_spec(spec)))
     per, _ = tasks_per_group(plan, backend)
-    return PlanEstimate(estimate_job(plan, backend, pricing), pricing,
-                        expected_shares(plan.tasks, per, spec.max_parallel))
+    return PlanEstimate(estimate_job(plan, backend, pricing, calibration), pricing,
+                        expected_shares(plan.tasks, per, spec.max_parallel), calibration)

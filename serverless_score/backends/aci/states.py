@@ -64,6 +64,9 @@ def group_state(name: str, group: Any, outcome: CreateOutcome | None = None) -> 
     when it was billed from and to (``started_at``/``finished_at``) when the instance view has
     the times. ``outcome``: the create operation's error, for a failed provisioning."""
     state = _phase(name, group, outcome)
+    pulled = pull_seconds(group)
+    if pulled is not None:
+        state = replace(state, pull_seconds=pulled)
     if state.phase.finished:
         span = billed_span(group)
         if span is not None:
@@ -87,6 +90,22 @@ def billing_start(group: Any) -> float | None:
             if st is not None and st.start_time:
                 starts.append(st.start_time)
     return min(starts).timestamp() if starts else None
+
+
+def pull_seconds(group: Any) -> float | None:
+    """How long the image pull took: the first ``Pulling`` event to the last ``Pulled``."""
+    began, done = [], []
+    for c in group.containers or []:
+        view = c.instance_view
+        for e in (view.events or []) if view is not None else []:
+            name = (e.name or "").lower()
+            if name == "pulling" and e.first_timestamp:
+                began.append(e.first_timestamp)
+            elif name == "pulled" and (e.last_timestamp or e.first_timestamp):
+                done.append(e.last_timestamp or e.first_timestamp)
+    if not began or not done:
+        return None
+    return max(0.0, (max(done) - min(began)).total_seconds())
 
 
 def wants_outcome(group: Any) -> bool:
