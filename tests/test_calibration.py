@@ -140,3 +140,25 @@ def test_a_job_run_twice_is_estimated_from_its_first_run(job_dir, make_job, cli)
         measured["bytes_per_scoring_second"] / 1e6, rel=1e-3)
     status = cli("status", job)
     assert "estimated:" in status.stdout and "actual / estimate" in status.stdout
+
+
+@pytest.mark.slow
+def test_plan_sample_scores_the_first_records_here_and_estimates_from_them(job_dir, make_job,
+                                                                           cli) -> None:
+    write_rows(job_dir / "data.csv", 400)
+    job = make_job(job_dir, name="sampled", input="data.csv", output="out/a.txt",
+                   runtime="command", scorer=f"sleep 0.4; {SCORE}", chunks=4, max_parallel=2)
+    planned = cli("plan", job, "--json", "--sample", "50")
+    assert planned.code == 0, planned
+    text = planned.json["calibration"]
+    assert text.startswith("calibration: sampled: the first 50 records")
+    head = b"".join((job_dir / "data.csv").read_bytes().splitlines(keepends=True)[1:51])
+    speed = planned.json["estimate"]["assumptions"]["throughput_mb_per_s"] * 1e6
+    # the sample's bytes over at least the 0.4 s its one task slept
+    assert 0 < speed <= (len(head) + len("k,v\n")) / 0.4
+    assert not (job_dir / "out").exists()  # nothing of the job itself was made
+    assert not (Path(os.environ["SERVERLESS_SCORE_HISTORY"]) / "runs.jsonl").exists()
+    sharded = make_job(job_dir, "shards.toml", name="sh", runtime="command", scorer="cat",
+                       shards=2, output="out/s.txt")
+    refused = cli("plan", sharded, "--sample", "5")
+    assert refused.code == 2 and "this job has none (shards)" in refused.flat_stderr

@@ -180,6 +180,8 @@ class Calibration:
     run: Measured | None = None
 
     def describe(self) -> str:
+        if self.source.startswith("sampled"):
+            return f"calibration: {self.source}"
         if self.run is None:
             return ("calibration: none yet (no earlier run of this model, runtime and backend, "
                     "nor of this runtime and image): the price table's assumptions")

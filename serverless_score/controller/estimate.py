@@ -185,8 +185,9 @@ class PlanEstimate:
     calibration: Calibration | None = None
 
 
-def plan_estimate(plan: Plan) -> PlanEstimate:
-    """The estimate ``plan`` prints (``run`` makes the same one inside the job)."""
+def plan_estimate(plan: Plan, sample: int | None = None) -> PlanEstimate:
+    """The estimate ``plan`` prints (``run`` makes the same one inside the job); ``sample``:
+    first score that many records locally and estimate from their throughput."""
     from ..layout import JobLayout
     from ..storage.config import cache_root
 
@@ -194,6 +195,10 @@ def plan_estimate(plan: Plan) -> PlanEstimate:
     backend = safe_backend(spec, JobLayout(spec.output).local_state_dir(cache_root()))
     pricing = Pricing.for_spec(spec)
     calibration = calibration_for(spec, pricing, model_sha256(spec, StoreConfig.from_spec(spec)))
+    if sample:
+        from .sample import sample_calibration
+
+        calibration = sample_calibration(plan, sample, calibration)
     per, _ = tasks_per_group(plan, backend)
     return PlanEstimate(estimate_job(plan, backend, pricing, calibration), pricing,
                         expected_shares(plan.tasks, per, spec.max_parallel), calibration)
