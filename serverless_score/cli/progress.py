@@ -169,7 +169,7 @@ def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
         f"expected: {est.vcpu_seconds:,.0f} core-seconds, {est.gb_seconds:,.0f} GB-seconds, "
         f"~{format_seconds(est.wall_seconds)} wall time",
         f"          {cost}",
-        f"assuming: {a.throughput_mb_per_s:g} MB/s per group, {a.startup_seconds:g}s start-up per "
+        f"assuming: {a.throughput_mb_per_s:.3g} MB/s per group, {a.startup_seconds:.3g}s start-up per "
         f"group on {est.backend}, {a.shard_seconds:g}s per shard; retries not counted"
         + calibrated,
     ]

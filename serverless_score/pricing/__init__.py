@@ -163,7 +163,10 @@ def region_price(table: PriceTable, region: str, *, priority: str = "Regular",
     if shipped is None:
         return None
     age = _age_days(shipped.as_of)
-    why = f"the Retail Prices API could not be read ({problem})" if problem else ""
+    if problem.startswith(retail.URL_ENV):
+        why = f"the Retail Prices API was not asked ({problem})"
+    else:
+        why = f"the Retail Prices API could not be read ({problem})" if problem else ""
     wrong_currency = (f"; in {shipped.currency}, not {currency.upper()}"
                       if shipped.currency.upper() != currency.upper() else "")
     return replace(shipped, note=(f"{why}: price table as of {shipped.as_of}"
