@@ -9,8 +9,9 @@ beside the container-seconds B used. The figure is actual / estimate for run B.
 Jobs: the bench models (`forest`, `logistic`, bench/common.py) on two halves of the scoring data
 on the local backend; the Python and R examples (`python-churn`, `r-glm`) on two halves of their
 prepared data on the local backend; the bench models through the ACI emulator (tests/
-aci_emulator, each container a local runner process; Azurite as Blob Storage). Docker is not
-run here (it needs an engine and the built images: `make docker`).
+aci_emulator, each container a local runner process; Azurite as Blob Storage); the bench models
+and python-churn on Docker when an engine answers at DOCKER_HOST with the built-in image (`make
+docker` builds it; skipped otherwise).
 
 Usage: ``python bench/bench_cost.py [--rows 400000] [--skip-aci] [--json FILE]``.
 """
@@ -89,27 +90,40 @@ def _bench_models(rows: int) -> dict[str, tuple[Path, list[Path]]]:
     return {name: (model_path(name), halves) for name in ("forest", "logistic")}
 
 
-def _local_model_job(tmp: Path, name: str, model: Path, halves: list[Path]) -> Callable[[str], Any]:
+def _local_model_job(tmp: Path, name: str, model: Path, halves: list[Path],
+                     backend: str = "local") -> Callable[[str], Any]:
     def run(which: str) -> dict[str, Any]:
         data = halves[0] if which == "a" else halves[1]
         return _run(None, {
             "name": f"cost-{name}", "model": str(model), "input": str(data),
-            "output": str(tmp / f"{name}-{which}.csv"), "id_columns": ["id"], "chunks": 4,
-            "max_parallel": 2, "retries": 0, "timeout": "10m", "backend": "local"})
+            "output": str(tmp / f"{backend}-{name}-{which}.csv"), "id_columns": ["id"],
+            "chunks": 4, "max_parallel": 2, "retries": 0, "timeout": "10m",
+            "backend": backend})
     return run
 
 
-def _example(tmp: Path, name: str, prepare: list[str], data: str) -> Callable[[str], Any]:
+def _example(tmp: Path, name: str, prepare: list[str], data: str) -> Callable[[str, str], Any]:
     folder = tmp / name
     shutil.copytree(REPO / "examples" / name, folder)
     subprocess.run(prepare, cwd=folder, check=True, capture_output=True, timeout=900)
     halves = split_csv(folder / data, 2)
 
-    def run(which: str) -> dict[str, Any]:
+    def run(which: str, backend: str = "local") -> dict[str, Any]:
         return _run(folder / "job.toml", {
-            "input": str(halves[0] if which == "a" else halves[1]),
-            "output": str(folder / "out" / f"{which}.csv"), "retries": 0})
+            "input": str(halves[0] if which == "a" else halves[1]), "backend": backend,
+            "output": str(folder / "out" / f"{backend}-{which}.csv"), "retries": 0})
     return run
+
+
+def _docker_answers() -> bool:
+    """An engine at DOCKER_HOST with the built-in Python image (`make docker` builds it)."""
+    if not os.environ.get("DOCKER_HOST") or not shutil.which("docker"):
+        return False
+    from serverless_score.images import default_tag
+
+    done = subprocess.run(["docker", "image", "inspect", default_tag("python")],
+                          capture_output=True, timeout=30)
+    return done.returncode == 0
 
 
 def _aci_jobs(stack: ExitStack, tmp: Path, models: dict[str, tuple[Path, list[Path]]],
@@ -156,6 +170,7 @@ def main() -> None:
     parser.add_argument("--example-rows", type=int, default=200_000)
     parser.add_argument("--skip-aci", action="store_true")
     parser.add_argument("--skip-r", action="store_true")
+    parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--json", type=Path, default=DATA_DIR / "cost.json")
     args = parser.parse_args()
     os.environ["SERVERLESS_SCORE_RETAIL_PRICES_URL"] = "off"  # the shipped table: offline here
@@ -167,12 +182,19 @@ def main() -> None:
         jobs: list[tuple[str, Callable[[str], Any]]] = [
             (f"local {name}", _local_model_job(tmp, name, model, halves))
             for name, (model, halves) in models.items()]
-        jobs.append(("local python-churn", _example(
+        churn = _example(
             tmp, "python-churn", [sys.executable, "prepare.py", "--rows", str(args.example_rows)],
-            "data/customers.csv")))
+            "data/customers.csv")
+        jobs.append(("local python-churn", churn))
         if not args.skip_r and shutil.which("Rscript"):
             jobs.append(("local r-glm", _example(
                 tmp, "r-glm", ["Rscript", "prepare.R", str(args.example_rows)], "data/loans.csv")))
+        if not args.skip_docker and _docker_answers():
+            jobs += [(f"docker {name}", _local_model_job(tmp, name, model, halves, "docker"))
+                     for name, (model, halves) in models.items()]
+            jobs.append(("docker python-churn", lambda w: churn(w, "docker")))
+        else:
+            log("docker: no engine at DOCKER_HOST with the built-in image; skipped")
         if not args.skip_aci:
             jobs += _aci_jobs(stack, tmp, models)
         for i, (label, run) in enumerate(jobs):
