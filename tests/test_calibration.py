@@ -162,3 +162,18 @@ def test_plan_sample_scores_the_first_records_here_and_estimates_from_them(job_d
                        shards=2, output="out/s.txt")
     refused = cli("plan", sharded, "--sample", "5")
     assert refused.code == 2 and "this job has none (shards)" in refused.flat_stderr
+
+
+@pytest.mark.azurite
+def test_plan_never_downloads_a_remote_model_to_look_up_its_calibration(
+        job_dir, make_job, cli, blob_env, azurite, container) -> None:
+    blobs = azurite.service()
+    blobs.get_blob_client(container, "m/model.joblib").upload_blob(b"x" * 100_000)
+    blobs.get_blob_client(container, "in/d.csv").upload_blob(b"a,b\n1,2\n")
+    job = make_job(job_dir, name="remote", model=f"az://{container}/m/model.joblib",
+                   input=f"az://{container}/in/d.csv", output=str(job_dir / "out.csv"))
+    planned = cli("plan", job, "--json")
+    assert planned.code == 0, planned
+    assert "none yet" in planned.json["calibration"]
+    cache = Path(blob_env["SERVERLESS_SCORE_CACHE"])
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
