@@ -67,7 +67,7 @@ def group_state(name: str, group: Any, outcome: CreateOutcome | None = None) -> 
     pulled = pull_seconds(group)
     if pulled is not None:
         state = replace(state, pull_seconds=pulled)
-    if state.phase.finished:
+    if state.phase.finished and not state.evicted:  # an evicted group runs on, restarted
         span = billed_span(group)
         if span is not None:
             return replace(state, started_at=span[0], finished_at=span[1])
