@@ -132,7 +132,8 @@ def _aci_jobs(stack: ExitStack, tmp: Path, models: dict[str, tuple[Path, list[Pa
     from azurite import running
 
     azurite = stack.enter_context(running("3.37", tmp / "azurite"))
-    emu = stack.enter_context(AciEmulator(work_dir=tmp / "emu"))
+    # East US: the region the shipped price table has (offline here), so B has a cost too
+    emu = stack.enter_context(AciEmulator(work_dir=tmp / "emu", location="eastus"))
     emu.set_rate_limits(creates=[], deletes=[])
     stack.enter_context(emu.environ())
     os.environ.update(azurite.env())
