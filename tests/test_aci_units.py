@@ -295,6 +295,15 @@ def test_a_spot_job_puts_priority_spot_on_its_groups() -> None:
     assert spot["properties"]["priority"] == "Spot"
 
 
+@pytest.mark.parametrize(("cpu", "threads"), [(2.0, "2"), (1.0, "1"), (0.5, "1"), (3.5, "3")])
+def test_thread_pools_are_sized_to_the_group_not_the_host(cpu: float, threads: str) -> None:
+    body = build_group(_spec(cpu=cpu), _settings()).serialize()
+    (container,) = body["properties"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["properties"]["environmentVariables"]}
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        assert env[name] == threads, name
+
+
 def test_no_identity_means_no_registry_credential_and_long_tags_are_cut() -> None:
     labels = {"job": "job", "tasks": "t" * 300, "expires": "x"}
     body = build_group(_spec(labels=labels), _settings(identity=None)).serialize()

@@ -59,6 +59,19 @@ def test_write_read_size_info_exists_list_delete(store_and_root) -> None:
     assert store.exists(f"{root}/ab.txt")  # a sibling sharing the prefix's first letters stays
 
 
+def test_delete_many_deletes_exactly_those_named_gone_or_not(store_and_root) -> None:
+    store, root = store_and_root
+    names = [f"{root}/many/p{i:03d}" for i in range(40)]
+    for name in names:
+        store.write_bytes(name, name.encode())
+    doomed = [*names[::2], f"{root}/many/never-written"]
+    store.delete_many(doomed)
+    assert list(store.list(f"{root}/many")) == names[1::2]
+    store.delete_many(doomed)  # all gone already: fine
+    store.delete_many([])
+    assert list(store.list(f"{root}/many")) == names[1::2]
+
+
 def test_atomic_writes_appear_only_complete(store_and_root) -> None:
     store, root = store_and_root
     uri = f"{root}/part"

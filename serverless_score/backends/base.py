@@ -6,6 +6,7 @@ it as containers. The controller's loop (``controller/watch.py``) is the same fo
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -75,6 +76,14 @@ class GroupSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     # Secrets (SAS URLs) for the worker's environment: ACI secure values, never logged or shown.
     secure_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def thread_caps(self) -> dict[str, str]:
+        """Thread pools sized to the group's cpu, not the host's: in a 1-vCPU container OpenBLAS,
+        OpenMP (R's data.table, ranger) and Arrow otherwise start a thread per host core and
+        the threads fight over the one they have."""
+        threads = str(max(1, math.floor(self.cpu)))
+        return {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads}
 
 
 class Backend(Protocol):

@@ -166,10 +166,8 @@ class DockerBackend:
         for bind in self.binds:
             if not bind.read_only:  # the work dir: the controller writes there anyway
                 os.makedirs(bind.path, exist_ok=True)
-        threads = str(max(1, math.floor(group.cpu)))
         env = {**self._machine_credentials(group), **group.env, **group.secure_env,
-               "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-               "MKL_NUM_THREADS": threads, "SERVERLESS_SCORE_CACHE": "/tmp/serverless-score"}
+               **group.thread_caps(), "SERVERLESS_SCORE_CACHE": "/tmp/serverless-score"}
         if self.user is not None:
             env["HOME"] = "/tmp"  # the caller's uid has no home in the image
         memory = int(group.memory_gb * 1024**3)

@@ -51,10 +51,8 @@ class LocalBackend:
 
     def begin_create_group(self, group: GroupSpec) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
-        threads = str(max(1, math.floor(group.cpu)))
         labels = {LABEL_JOB: group.job_id, **group.labels}
-        env = {**os.environ, **group.env, **group.secure_env, "OMP_NUM_THREADS": threads,
-               "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        env = {**os.environ, **group.env, **group.secure_env, **group.thread_caps(),
                ENV_LABELS: json.dumps(labels)}
         with open(self.log_path(group.name), "wb") as log:
             proc = subprocess.Popen(

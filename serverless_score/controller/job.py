@@ -351,10 +351,9 @@ class Job:
         and the tickets of every run; the logs, claims and statuses stay, for ``logs`` and the
         record."""
         self.store.delete_prefix(self.layout.queues_dir)
-        for uri in list(self.store.list(self.layout.tasks_dir)):
-            parsed = attempt_file(uri)
-            if parsed is not None and parsed[2] == PART:
-                self.store.delete(self.layout.part(parsed[0], parsed[1]))
+        parts = (attempt_file(uri) for uri in self.store.list(self.layout.tasks_dir))
+        self.store.delete_many([self.layout.part(p[0], p[1]) for p in parts
+                                if p is not None and p[2] == PART])
 
     def _already_done(self, plan: Plan) -> JobResult | None:
         """An output of this very job is already there: nothing to do (idempotent reruns).

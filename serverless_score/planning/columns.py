@@ -47,6 +47,13 @@ def model_features(spec: JobSpec) -> Sequence[str] | None:
     """The feature names a local scikit-learn-style model was fitted with (None: unknown)."""
     if spec.runtime != "python" or spec.scorer != "predict" or not spec.model or not is_local(spec.model):
         return None
+    from ..runner.pickled import feature_names
+
+    # Read off the pickle without importing scikit-learn (0.1 s instead of 1.5 s before any
+    # worker starts); a model whose names only its own code knows is loaded for real.
+    names = feature_names(spec.model)
+    if names is not None:
+        return names
     try:
         import joblib
 

@@ -64,10 +64,20 @@ class PythonScorer:
     def __init__(self, *, model_path: str | None, scorer: str, predict_method: str,
                  id_columns: list[str]) -> None:
         self.script = None if scorer == "predict" else scorer
-        self.model = load_model(model_path, self.script) if model_path else None
+        self.model = None
+        if model_path:
+            self.model = self._native(model_path, predict_method) or load_model(model_path, self.script)
         self.module = load_user_script(self.script) if self.script else None
         self.predict_method = predict_method
         self.id_columns = id_columns
+
+    def _native(self, model_path: str, predict_method: str) -> Any:
+        """A numpy scorer for a model scikit-learn need not be imported for (runner/native_linear)."""
+        if self.script is not None:
+            return None  # a user's score() may use anything of the model
+        from .native_linear import native_model
+
+        return native_model(model_path, predict_method, lambda: load_model(model_path, None))
 
     # -- tables -------------------------------------------------------------------------------
     def score_frame(self, frame: Any) -> Any:

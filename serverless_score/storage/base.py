@@ -7,7 +7,7 @@ so callers never import an SDK. Writes are atomic: nothing is visible at a URI u
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -59,6 +59,11 @@ class Store(Protocol):
 
     def delete(self, uri: str) -> None:
         """Delete; succeeds if already gone."""
+        ...
+
+    def delete_many(self, uris: Iterable[str]) -> None:
+        """Delete each of ``uris`` (gone already is fine); remote stores send the requests
+        side by side, so a job of 100,000 parts is not 100,000 round trips in a row."""
         ...
 
     def delete_prefix(self, uri: str) -> None: ...

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -92,6 +92,10 @@ class LocalStore:
     def delete(self, uri: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_path(uri))
+
+    def delete_many(self, uris: Iterable[str]) -> None:
+        for uri in uris:
+            self.delete(uri)
 
     def delete_prefix(self, uri: str) -> None:
         shutil.rmtree(_path(uri), ignore_errors=True)

@@ -28,7 +28,7 @@ TAG_VALUE_MAX = 256  # ARM: tag values hold at most 256 characters
 
 
 def build_group(group: GroupSpec, settings: AciSettings) -> ContainerGroup:
-    plain = dict(group.env)
+    plain = {**group.thread_caps(), **group.env}
     if settings.identity:  # the runner's blob credential asks for this identity's tokens
         plain[ENV_WORKER_IDENTITY] = settings.identity
     env = [EnvironmentVariable(name=k, value=v) for k, v in sorted(plain.items())]

@@ -12,7 +12,8 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +31,7 @@ from .clients import Clients
 from .errors import translated
 
 WRITE_BLOCK_BYTES = 4 * MiB
+DELETE_THREADS = 16  # deletes in flight at once (each is one small request)
 
 
 def _if_missing(overwrite: bool) -> dict[str, Any]:
@@ -153,9 +155,20 @@ class BlobStore:
         with contextlib.suppress(NotFoundError), translated(uri, "deleting it"):
             self.clients.blob(uri).delete_blob()
 
+    def delete_many(self, uris: Iterable[str]) -> None:
+        # Side by side, not in a Blob Batch: Azurite (what the tests run against) does not
+        # answer batch requests, and an untestable path is not one to ship.
+        uris = list(uris)
+        if len(uris) <= 1:
+            for blob_uri in uris:
+                self.delete(blob_uri)
+            return
+        with ThreadPoolExecutor(min(DELETE_THREADS, len(uris))) as pool:
+            for _ in pool.map(self.delete, uris):
+                pass  # re-raises the first failure
+
     def delete_prefix(self, uri: str) -> None:
-        for blob_uri in list(self.list(uri)):
-            self.delete(blob_uri)
+        self.delete_many(self.list(uri))
 
     def compose(self, uri: str, parts: Sequence[str], *, header: bytes = b"",
                 overwrite: bool = True, sizes: Sequence[int] | None = None,
