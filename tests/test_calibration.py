@@ -60,6 +60,9 @@ def test_a_run_measures_throughput_start_up_overhead_and_retries() -> None:
     assert data["bytes_per_container_second"] == pytest.approx(40 * 10**6 / 30, rel=1e-3)
     assert data["rows_per_container_second"] == pytest.approx(1000 / 30, rel=1e-3)
     assert Measured.from_dict(json.loads(json.dumps(data))) == m
+    assert m.load_average is not None and m.load_average >= 0  # the machine's, at the finish
+    older = {k: v for k, v in data.items() if k != "load_average"}  # a line of an older version
+    assert Measured.from_dict(older).load_average is None
 
 
 def test_a_run_reestimated_with_its_own_calibration_gives_its_container_seconds() -> None:

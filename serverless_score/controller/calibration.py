@@ -66,6 +66,9 @@ class Measured:
     pull_seconds: float | None  # mean image pull per group, where the backend reports it
     retries: int  # attempts beyond the first, summed over tasks
     evictions: int
+    # This machine's 1-minute load average when the job finished: a run on a busy machine is
+    # slower, and the next estimate inherits it (the history says so).
+    load_average: float | None = None
 
     @property
     def bytes_per_scoring_second(self) -> float | None:
@@ -93,7 +96,8 @@ class Measured:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Measured:
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "key"}
+        fields = {k: data[k] for k in cls.__dataclass_fields__
+                  if k != "key" and (k in data or k != "load_average")}
         return cls(key=RunKey(**data["key"]), **fields)
 
     def assumptions(self, fallback: Assumptions) -> Assumptions:
@@ -132,7 +136,15 @@ def measure(*, key: RunKey, job_id: str, name: str, task_sizes: Sequence[tuple[i
         scoring_seconds=float(sum(task_seconds)),
         startup_seconds=round(sum(startups) / len(startups), 3) if startups else None,
         pull_seconds=round(sum(pulls) / len(pulls), 3) if pulls else None,
-        retries=max(0, attempts - len(task_sizes)), evictions=int(usage.get("evictions") or 0))
+        retries=max(0, attempts - len(task_sizes)), evictions=int(usage.get("evictions") or 0),
+        load_average=_load())
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 # -- the history ----------------------------------------------------------------------------------
@@ -188,8 +200,9 @@ class Calibration:
         r = self.run
         return (f"calibration: {self.source}: job {r.name!r} of {r.finished_at[:10]} "
                 f"({r.input_bytes / MB:,.1f} MB, {r.groups} group(s), "
-                f"{r.container_seconds:,.1f} container-s; "
-                f"{self.assumptions.throughput_mb_per_s:.3g} MB/s scoring, "
+                f"{r.container_seconds:,.1f} container-s"
+                + (f", load {r.load_average:g}" if r.load_average is not None else "")
+                + f"; {self.assumptions.throughput_mb_per_s:.3g} MB/s scoring, "
                 f"{self.assumptions.startup_seconds:.3g}s per group)")
 
 
