@@ -107,6 +107,12 @@ class AzureSettings(BaseModel):
     # A TOML price table (README: Cost) for plan's estimate, max_cost and the manifest's cost;
     # relative to the job file. Default: SERVERLESS_SCORE_PRICES, else the table shipped inside.
     price_file: str | None = None
+    # The currency of the estimate and of the manifest's cost, as the Azure Retail Prices API
+    # names it (USD, EUR, GBP...); the shipped table is in USD.
+    currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
+    # "Spot": container groups on ACI's evictable capacity at the Spot price; an eviction
+    # retries the group's tasks (README: Cost).
+    priority: Literal["Regular", "Spot"] = "Regular"
 
     @field_validator("storage_account")
     @classmethod

@@ -31,6 +31,18 @@ FEATURES = ["a", "b", "c"]
 GROUP_ENV = b"SERVERLESS_SCORE_GROUP="
 
 
+@pytest.fixture(autouse=True)
+def _no_price_api_and_own_history(tmp_path_factory: pytest.TempPathFactory,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test asks the internet for prices (tests that want the Retail Prices API point
+    SERVERLESS_SCORE_RETAIL_PRICES_URL at a local server), and none reads or writes the user's
+    price cache or run history: both live in a folder of the test's own."""
+    home = tmp_path_factory.mktemp("user-cache")
+    monkeypatch.setenv("SERVERLESS_SCORE_RETAIL_PRICES_URL", "off")
+    monkeypatch.setenv("SERVERLESS_SCORE_PRICE_CACHE", str(home / "prices"))
+    monkeypatch.setenv("SERVERLESS_SCORE_HISTORY", str(home / "history"))
+
+
 @pytest.fixture
 def cli() -> Callable[..., CliResult]:
     return run_cli

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from retail_api import RetailApi, recorded_items, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.aci]
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,3 +268,47 @@ def test_csv_field_spanning_many_tasks_through_aci(job_dir, make_job, aci_env, a
     lines = _blob(azurite, container, "out/long.csv").decode().splitlines()
     assert unquote(lines[1:]) == expected_csv(data)
     assert aci_emulator.group_names() == []
+
+
+def test_a_spot_eviction_reruns_its_tasks_without_spending_retries(
+        job_dir, make_job, aci_env, aci_emulator, azurite, container, procs,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[azure] priority = "Spot"`: the groups are PUT as Spot; one evicted mid-task (the
+    emulator kills and restarts it, as ACI documents) is deleted and its task runs again in a
+    new group, with retries = 0: the job succeeds, and its manifest counts the eviction and
+    prices the run at the Spot price the (local) Retail Prices API gave."""
+    scorer = 'echo "working on $TASK_ID" >&2; sleep 4; cat'
+    job = _command_job(make_job, job_dir, azurite, container, scorer, retries=0,
+                       timeout="2m", chunks=2, azure={"priority": "Spot"})
+    with serve(RetailApi(recorded_items())) as api:
+        monkeypatch.setenv("SERVERLESS_SCORE_RETAIL_PRICES_URL", api.url)
+        controller = procs.start("run", job, "--json", "-q")
+        _run_and_evict(controller, aci_emulator, procs)
+        out, err = controller.communicate(timeout=120)
+    assert controller.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "succeeded" and result["rows_out"] == 40
+    assert result["usage"]["evictions"] == 1
+    manifest = json.loads(_blob(azurite, container, "out/rows.txt.manifest.json"))
+    assert manifest["usage"]["evictions"] == 1
+    outcomes = {g["name"]: g["outcome"] for g in manifest["usage"]["per_group"]}
+    assert list(outcomes.values()).count("evicted") == 1
+    price = manifest["usage"]["price"]
+    assert price["priority"] == "Spot" and price["vcpu_second"] == pytest.approx(0.015 / 3600)
+    assert manifest["usage"]["cost"] > 0
+    assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
+
+
+def _run_and_evict(controller: Any, aci_emulator: Any, procs: Any) -> None:
+
+    def running_group() -> str | None:
+        for name in aci_emulator.group_names():
+            c = aci_emulator.group(name).containers[0]
+            if c.current.get("state") == "Running":
+                return name
+        return None
+
+    victim = procs.wait_for(running_group, timeout=60)
+    assert victim, "no Spot group ever ran"
+    assert aci_emulator.group(victim).body["properties"]["priority"] == "Spot"
+    aci_emulator.evict(victim)

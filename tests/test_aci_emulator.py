@@ -920,3 +920,53 @@ def test_standalone_emulator_with_remote_fault_control(tmp_path: Path) -> None:
             except OSError:
                 continue
     assert leftovers == []
+
+
+# -- Spot ------------------------------------------------------------------------------------------
+def test_a_spot_group_is_evicted_and_restarted_by_the_platform(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    cg = group(emu, container(command=sh("echo run; sleep 30")))
+    cg.priority = "Spot"
+    created = create(emu, client, "spotty", cg)
+    assert created.priority == "Spot"  # echoed back as PUT
+    wait_for(lambda: client.container_groups.get(emu.resource_group, "spotty").containers[0]
+             .instance_view.current_state.state == "Running", 10)
+    emu.evict("spotty")
+    view = wait_for(lambda: (v := client.container_groups.get(emu.resource_group, "spotty")
+                             .containers[0].instance_view).restart_count == 1
+                    and v.current_state.state == "Running" and v, 10)
+    assert view, "the evicted container was not restarted"
+    assert view.previous_state.state == "Terminated"
+    assert "Killing" in [e.name for e in view.events]
+    assert [e.count for e in view.events if e.name == "Started"] == [2]
+    client.container_groups.begin_delete(emu.resource_group, "spotty", **FAST).result()
+
+
+def test_only_spot_groups_can_be_evicted_and_priority_is_validated(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    create(emu, client, "regular", group(emu, container(command=sh("sleep 30"))))
+    with pytest.raises(ValueError, match="not a Spot group"):
+        emu.evict("regular")
+    bad = group(emu)
+    bad.priority = "Cheap"
+    with pytest.raises(HttpResponseError) as info:
+        create(emu, client, "cheap", bad)
+    assert info.value.error is not None and info.value.error.code == "PriorityNotSpecified"
+    public = group(emu)
+    public.priority = "Spot"
+    public.ip_address = m.IpAddress(type="Public", ports=[m.Port(port=80)])
+    with pytest.raises(HttpResponseError) as info:
+        create(emu, client, "public", public)
+    assert info.value.error.code == "SpotPriorityContainerGroupNotSupportedForInboundConnectivity"
+
+
+def test_spot_cores_count_against_their_own_quota(aci_emulator: Any) -> None:
+    emu, client = aci_emulator, aci_emulator.client()
+    emu.set_quota(standard_cores=1)
+    create(emu, client, "regular1", group(emu, container(command=sh("sleep 30"))))
+    spot = group(emu, container(command=sh("sleep 30")))
+    spot.priority = "Spot"
+    create(emu, client, "spot1", spot)  # the Standard cores are used up, the Spot ones are not
+    usage = {u.name.value: u.current_value
+             for u in client.location.list_usage(emu.location)}
+    assert usage["StandardCores"] == 1 and usage["StandardSpotCores"] == 1

@@ -111,6 +111,29 @@ def test_restart_under_never_is_a_failure_with_the_previous_exit() -> None:
     assert "restarted 2 times" in state.detail and "memory" in state.detail
 
 
+def test_a_restarted_spot_group_was_evicted_and_costs_no_retry() -> None:
+    evicted = _group("Succeeded", "Running", {"state": "Running"},
+                     previous={"state": "Terminated", "exitCode": 137}, restarts=1)
+    evicted.priority = "Spot"
+    state = group_state("g", evicted)
+    assert state.phase is Phase.FAILED and state.evicted and state.retryable
+    assert "evicted" in state.detail
+    regular = group_state("g", _group("Succeeded", "Running", {"state": "Running"},
+                                      previous={"state": "Terminated", "exitCode": 137},
+                                      restarts=1))
+    assert not regular.evicted and "restarted 1 time" in regular.detail
+
+
+def test_the_pull_time_is_read_from_the_pulling_and_pulled_events() -> None:
+    pulling = {**_ev("Pulling", 'pulling image "x"'), "firstTimestamp": "2026-12-01T10:00:00Z",
+               "lastTimestamp": "2026-12-01T10:00:00Z"}
+    pulled = {**_ev("Pulled", 'Successfully pulled image "x"'),
+              "firstTimestamp": "2026-12-01T10:00:42Z", "lastTimestamp": "2026-12-01T10:00:42Z"}
+    state = group_state("g", _group("Succeeded", "Running", {"state": "Running"},
+                                    events=[pulling, pulled]))
+    assert state.pull_seconds == 42.0
+
+
 _FAILED_PULL = _ev("Failed", 'Failed to pull image "x": rpc error: code = DeadlineExceeded desc = '
                    "context deadline exceeded", "Warning")
 _BACKOFF = _ev("BackOff", 'Back-off pulling image "x"', "Warning")
@@ -264,6 +287,12 @@ def test_group_body_has_never_tags_resources_and_secrets_only_as_secure_values()
     assert env["SERVERLESS_SCORE_WORKER_IDENTITY"]["value"] == IDENTITY  # the runner's blob identity
     assert body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {IDENTITY: {}}}
     assert props["imageRegistryCredentials"] == [{"server": "myreg.azurecr.io", "identity": IDENTITY}]
+
+
+def test_a_spot_job_puts_priority_spot_on_its_groups() -> None:
+    assert build_group(_spec(), _settings()).serialize()["properties"]["priority"] == "Regular"
+    spot = build_group(_spec(), _settings(priority="Spot")).serialize()
+    assert spot["properties"]["priority"] == "Spot"
 
 
 @pytest.mark.parametrize(("cpu", "threads"), [(2.0, "2"), (1.0, "1"), (0.5, "1"), (3.5, "3")])

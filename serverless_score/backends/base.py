@@ -43,6 +43,10 @@ class GroupState:
     # False when running the task again cannot help until the user changes something (an image
     # that cannot be pulled): the task fails at once instead of spending its retries.
     retryable: bool = True
+    # A Spot group Azure evicted (its capacity reclaimed): its tasks run again in a new group
+    # without spending their retries; the manifest counts evictions.
+    evicted: bool = False
+    pull_seconds: float | None = None  # the image pull, where the backend reports it (ACI)
 
 
 @dataclass(frozen=True)

@@ -140,12 +140,15 @@ def _report(result: JobResult, as_json: bool) -> None:
 
 
 @app.command()
-def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: DebugOpt = False,
+         sample: Annotated[int | None, typer.Option(
+             "--sample", min=1, help="First score this many records on this machine and "
+                                     "estimate from their throughput.")] = None) -> None:
     """Show the tasks a job would run, without running anything."""
     _debug_logging(debug)
     try:
         planned = plan_job(_load(job, set_))
-        cost = plan_estimate(planned)
+        cost = plan_estimate(planned, sample)
     except ScoreError as err:
         raise _fail(err, as_json=as_json, debug=debug) from None
     if as_json:
@@ -161,6 +164,9 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
             "price_tables": list(cost.pricing.table.sources),
             "model": planned.spec.model,
             "model_source": planned.source.to_dict() if planned.source is not None else None,
+            "calibration": cost.estimate.calibration,
+            "calibrated_from": (cost.calibration.run.to_dict() if cost.calibration is not None
+                                and cost.calibration.run is not None else None),
         }))
         return
     console = Console()

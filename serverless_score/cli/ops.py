@@ -109,6 +109,17 @@ def _print_status(result: JobStatus) -> None:
                       f"{usage.get('vcpu_seconds', 0):,.1f} vCPU-s; cost "
                       f"{'unknown' if cost is None else f'{cost:.4f}'} {usage.get('currency', '')}",
                       highlight=False)
+        est = usage.get("estimate")
+        if isinstance(est, dict):
+            ratio = (est.get("actual_over_estimate") or {}).get("container_seconds")
+            est_cost = est.get("cost")
+            console.print(f"estimated: {est.get('container_seconds', 0):,.1f} container-seconds; "
+                          f"cost {'unknown' if est_cost is None else f'{est_cost:.4f}'} "
+                          f"{usage.get('currency', '')}"
+                          + (f" (actual / estimate: {ratio:.2f})" if ratio else ""),
+                          highlight=False)
+        if usage.get("evictions"):
+            console.print(f"evicted:  {plural(usage['evictions'], 'Spot group')}", highlight=False)
 
 
 def logs(

@@ -158,14 +158,25 @@ def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
     if max_cost is not None and est.cost is not None:
         verdict = "within" if est.cost <= max_cost else "ABOVE (run refuses to start)"
         cost += f"; {verdict} max_cost = {max_cost:g}"
+    if est.billed and est.alt_price is not None and est.alt_cost is not None:
+        ap = est.alt_price
+        cost += (f"\n          at {ap.priority} priority: {est.alt_cost:.4f} {ap.currency} "
+                 f"({ap.vcpu_second:g}/vCPU-s + {ap.gb_second:g}/GB-s)"
+                 + ("; Spot groups can be evicted, and an eviction reruns their tasks"
+                    if ap.priority == "Spot" else ""))
+    elif est.billed and est.price is not None:
+        other = "Regular" if est.price.priority == "Spot" else "Spot"
+        cost += f"\n          at {other} priority: no price for {est.price.region}"
+    calibrated = f"\n          ({est.calibration})" if est.calibration else ""
     lines = [
         f"groups:   {est.groups:,} ({est.packing}); {est.cpu:g} vCPU and {est.memory_gb:g} GB each, "
         f"up to {est.max_parallel} at once",
         f"expected: {est.vcpu_seconds:,.0f} core-seconds, {est.gb_seconds:,.0f} GB-seconds, "
         f"~{format_seconds(est.wall_seconds)} wall time",
         f"          {cost}",
-        f"assuming: {a.throughput_mb_per_s:g} MB/s per group, {a.startup_seconds:g}s start-up per "
-        f"group on {est.backend}, {a.shard_seconds:g}s per shard; retries not counted",
+        f"assuming: {a.throughput_mb_per_s:.3g} MB/s per group, {a.startup_seconds:.3g}s start-up per "
+        f"group on {est.backend}, {a.shard_seconds:g}s per shard; retries not counted"
+        + calibrated,
     ]
     if len(groups) <= 12:
         for i, group in enumerate(groups):

@@ -13,9 +13,11 @@ from ..planning import Plan
 from ..planning.cost import Estimate, RegionPrice, estimate
 from ..planning.partition import expected_shares
 from ..planning.tasks import Task
-from ..pricing import UNBILLED, PriceTable, job_region, load_prices
+from ..pricing import UNBILLED, PriceTable, job_region, load_prices, region_price
 from ..spec import JobSpec
+from ..storage.config import StoreConfig
 from ..units import plural
+from .calibration import Calibration, RunKey, calibrate, model_key, read_history
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +31,37 @@ class Pricing:
     region: str
     region_assumed: bool  # no [azure] location: the table's default region was used
     table: PriceTable
+    priority: str = "Regular"
+    alt_price: RegionPrice | None = None  # the other priority's price, for plan
 
     @classmethod
     def for_spec(cls, spec: JobSpec) -> Pricing:
         table = load_prices(spec.azure.price_file)
         region, assumed = job_region(spec.azure.location, table)
         billed = spec.backend not in UNBILLED
-        return cls(billed, table.price(region) if billed else None, region, assumed, table)
+        # Spot is an ACI priority: other backends run what they run.
+        priority = spec.azure.priority if spec.backend == "aci" else "Regular"
+        if not billed:
+            return cls(False, None, region, assumed, table, priority)
+        other = "Regular" if priority == "Spot" else "Spot"
+        currency = spec.azure.currency
+        return cls(True, region_price(table, region, priority=priority, currency=currency),
+                   region, assumed, table, priority,
+                   region_price(table, region, priority=other, currency=currency))
 
     def describe(self) -> str:
         if not self.billed:
             return "runs on this machine: no charge"
         if self.price is None:
-            return (f"no price for region {self.region!r} in the price table "
-                    f"({', '.join(self.table.sources)})")
+            what = "Spot price" if self.priority == "Spot" else "price"
+            return (f"no {what} for region {self.region!r} from the Retail Prices API or the "
+                    f"price table ({', '.join(self.table.sources)})")
         p = self.price
         where = f"{p.region}{' (assumed: no [azure] location)' if self.region_assumed else ''}"
         check = "" if p.verified else ", UNVERIFIED"
-        return (f"{where}: {p.vcpu_second:g} {p.currency}/vCPU-s + {p.gb_second:g} {p.currency}/GB-s, "
-                f"as of {p.as_of}{check} ({p.source})")
+        note = f"; {p.note}" if p.note else ""
+        return (f"{where}, {p.priority}: {p.vcpu_second:g} {p.currency}/vCPU-s + "
+                f"{p.gb_second:g} {p.currency}/GB-s, as of {p.as_of}{check} ({p.source}{note})")
 
 
 def tasks_per_group(plan: Plan, backend: Backend | None) -> tuple[int, str]:
@@ -79,16 +93,52 @@ def _packing_of(name: str, pending: int, parallel: int) -> Any:
     return packing(pending, parallel) if packing is not None else None
 
 
-def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = None) -> Estimate:
+def run_key(spec: JobSpec, model_sha256: str | None) -> RunKey:
+    """What makes an earlier run comparable to this job (controller/calibration.py)."""
+    image = "" if spec.backend == "local" else (spec.image or f"built-in {spec.runtime} image")
+    return RunKey(spec.runtime, model_key(spec.runtime, model_sha256, spec.scorer), image,
+                  spec.backend)
+
+
+def model_sha256(spec: JobSpec, store_config: StoreConfig | None = None, *,
+                 download: bool = True) -> str | None:
+    """The model's sha256 for the calibration's lookup; None when it cannot be had here. Without
+    ``download`` (``plan``), a remote model is never fetched for it: only the checksum ``models
+    push`` stored with it is used, else None (the estimate then takes the nearest run)."""
+    from ..storage import get_store
+    from ..storage.uris import is_blob_uri
+    from .model_info import model_info
+
+    if spec.model is None:
+        return None
+    try:
+        if not download and is_blob_uri(spec.model):
+            return get_store(spec.model, store_config).info(spec.model).sha256 or None
+        info = model_info(spec.model, store_config)
+    except (ScoreError, OSError) as err:
+        log.debug("no model checksum for the estimate: %s", err)
+        return None
+    return info.sha256 if info is not None else None
+
+
+def calibration_for(spec: JobSpec, pricing: Pricing, model_sha: str | None) -> Calibration:
+    return calibrate(run_key(spec, model_sha), pricing.table.assumptions(spec.backend),
+                     read_history())
+
+
+def estimate_job(plan: Plan, backend: Backend | None, pricing: Pricing | None = None,
+                 calibration: Calibration | None = None) -> Estimate:
     spec = plan.spec
     pricing = pricing or Pricing.for_spec(spec)
+    calibration = calibration or calibration_for(spec, pricing, None)
     per, packing = tasks_per_group(plan, backend)
     shares = expected_shares(plan.tasks, per, spec.max_parallel)
     return estimate(
         shares, backend=spec.backend, max_parallel=spec.max_parallel,
         cpu=spec.resources.cpu, memory_gb=spec.resources.memory_gb,
-        assumptions=pricing.table.assumptions(spec.backend), billed=pricing.billed,
+        assumptions=calibration.assumptions, billed=pricing.billed,
         price=pricing.price, packing=_pulling(packing, shares, spec.max_parallel),
+        alt_price=pricing.alt_price, calibration=calibration.describe(),
     )
 
 
@@ -141,16 +191,24 @@ class PlanEstimate:
     estimate: Estimate
     pricing: Pricing
     groups: list[list[Task]]
+    calibration: Calibration | None = None
 
 
-def plan_estimate(plan: Plan) -> PlanEstimate:
-    """The estimate ``plan`` prints (``run`` makes the same one inside the job)."""
+def plan_estimate(plan: Plan, sample: int | None = None) -> PlanEstimate:
+    """The estimate ``plan`` prints (``run`` makes the same one inside the job); ``sample``:
+    first score that many records locally and estimate from their throughput."""
     from ..layout import JobLayout
     from ..storage.config import cache_root
 
     spec = plan.spec
     backend = safe_backend(spec, JobLayout(spec.output).local_state_dir(cache_root()))
     pricing = Pricing.for_spec(spec)
+    calibration = calibration_for(
+        spec, pricing, model_sha256(spec, StoreConfig.from_spec(spec), download=False))
+    if sample:
+        from .sample import sample_calibration
+
+        calibration = sample_calibration(plan, sample, calibration)
     per, _ = tasks_per_group(plan, backend)
-    return PlanEstimate(estimate_job(plan, backend, pricing), pricing,
-                        expected_shares(plan.tasks, per, spec.max_parallel))
+    return PlanEstimate(estimate_job(plan, backend, pricing, calibration), pricing,
+                        expected_shares(plan.tasks, per, spec.max_parallel), calibration)

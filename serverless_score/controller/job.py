@@ -35,9 +35,17 @@ from ..storage.lease import Lease, get_lease
 from ..units import plural
 from .access import WorkerAccess
 from .bad_rows import Budget, budget_error, read_errors, write_errors
+from .calibration import Measured, measure, remember
 from .changes import model_stamp, refusal
 from .empty_output import empty_output
-from .estimate import Pricing, check_max_cost, estimate_job
+from .estimate import (
+    Pricing,
+    calibration_for,
+    check_max_cost,
+    estimate_job,
+    model_sha256,
+    run_key,
+)
 from .launches import LaunchBook, attempts_launched, unended
 from .manifest import write_manifest
 from .merge import merge, merge_plan
@@ -159,6 +167,7 @@ class Job:
         self.plan: Plan | None = None
         self._replace_output = spec.overwrite  # may the merge replace an existing output?
         self._task_seconds: dict[str, float] = {}  # this run's container seconds per task
+        self._measured: Measured | None = None  # what this run measured (calibration.py)
         self.stage = "planning"  # what an interrupt would cut short (see _INTERRUPTED)
         self._lease: Lease | None = None  # held from planning until the job ends
 
@@ -222,7 +231,9 @@ class Job:
         timings: dict[str, float] = {}
         plan = self.plan = make_plan(self.spec, self.store_config, source=self.source)
         pricing = Pricing.for_spec(self.spec)
-        estimate = estimate_job(plan, self.backend, pricing)
+        calibration = calibration_for(self.spec, pricing,
+                                      model_sha256(self.spec, self.store_config))
+        estimate = estimate_job(plan, self.backend, pricing, calibration)
         check_max_cost(self.spec, estimate, pricing)  # before anything is created
         access = WorkerAccess.decide(self.spec, self.store_config)
         timings["plan_s"] = round(time.monotonic() - started, 3)
@@ -314,8 +325,17 @@ class Job:
             model=self._model_record(model),
         )
         self._task_seconds = scheduler.usage.task_seconds()
+        ran = [t for t in tasks.values() if t.id not in state.results]  # not reused
+        self._measured = measure(
+            key=run_key(self.spec, model.sha256 if model else None), job_id=plan.job_id,
+            name=self.spec.name, task_sizes=[(t.size, t.kind == "shard") for t in ran],
+            rows=_rows_of(results, ran), task_seconds=[results[t.id].seconds for t in ran],
+            usage=job_result.usage or {},
+            attempts=sum(attempts_by_task.get(t.id, 1) for t in ran))
         self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
                              model, access)
+        if self._measured is not None:
+            remember(self._measured)  # after the manifest: only a job that succeeded teaches
         self._delete_parts()
         return job_result
 
@@ -534,10 +554,17 @@ class Job:
                        "repaired_boundaries": result.repaired_boundaries},
             "timings": result.timings,
             "usage": result.usage,
+            # What this run measured, for later estimates (controller/calibration.py).
+            "calibration": self._measured.to_dict() if self._measured is not None else None,
         }
         # Per-task details go to the task lines beside it (controller/manifest.py).
         write_manifest(self.store, self.layout, manifest, list(tasks.values()), results, attempts,
                        self._task_seconds)
+
+
+def _rows_of(results: dict[str, TaskResult], ran: list[Task]) -> int | None:
+    counts = [results[t.id].records_in for t in ran]
+    return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
 
 
 def run_job(spec: JobSpec, *, progress: Progress | None = None,

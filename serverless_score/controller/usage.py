@@ -32,14 +32,20 @@ class GroupUsage:
     created_at: float  # epoch seconds, when the controller asked for the group
     seconds: float | None = None
     finished_at: float | None = None
-    outcome: str = "running"  # succeeded | failed | timed-out | stopped
+    outcome: str = "running"  # succeeded | failed | evicted | timed-out | stopped
     measured_by: str = "controller"
+    # Create to its first task taken (seen by the controller while the group ran), and the
+    # image pull where the backend reports it (ACI's Pulling/Pulled events).
+    startup_seconds: float | None = None
+    pull_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["created_at"] = _iso(self.created_at)
         data["finished_at"] = _iso(self.finished_at) if self.finished_at is not None else None
-        data["seconds"] = round(self.seconds, 3) if self.seconds is not None else None
+        for key in ("seconds", "startup_seconds", "pull_seconds"):
+            if data[key] is not None:
+                data[key] = round(data[key], 3)
         return data
 
 
@@ -52,16 +58,19 @@ class UsageMeter:
     clock: Callable[[], float] = time.monotonic
     groups: dict[str, GroupUsage] = field(default_factory=dict)
     _started: dict[str, float] = field(default_factory=dict)
+    _created: dict[str, float] = field(default_factory=dict)  # clock at create, kept
 
     def created(self, name: str, task_ids: Sequence[str], attempts: dict[str, int], cpu: float,
                 memory_gb: float) -> None:
-        self._started[name] = self.clock()
+        self._started[name] = self._created[name] = self.clock()
         self.groups[name] = GroupUsage(name, list(task_ids), dict(attempts), cpu, memory_gb,
                                        created_at=self.wall())
 
     def claimed(self, name: str, task_id: str, attempt: int) -> None:
         """A pulling group took an attempt of a task: its seconds are shared by its tasks."""
         usage = self.groups.get(name)
+        if usage is not None and usage.seconds is None and usage.startup_seconds is None:
+            usage.startup_seconds = self.clock() - self._created.get(name, self.clock())
         if usage is not None and usage.attempts.get(task_id) != attempt:
             if task_id not in usage.tasks:
                 usage.tasks.append(task_id)
@@ -74,6 +83,7 @@ class UsageMeter:
         usage.outcome = outcome
         usage.finished_at = self.wall()
         usage.seconds = max(0.0, self.clock() - self._started.pop(name, self.clock()))
+        usage.pull_seconds = getattr(state, "pull_seconds", None)
         started = getattr(state, "started_at", None)
         ended = getattr(state, "finished_at", None)
         if started is not None and ended is not None and ended >= started:
@@ -99,9 +109,8 @@ class UsageMeter:
             "currency": price.currency if price is not None else "USD",
             "billed": billed,
             "price": price.to_dict() if price is not None and billed else None,
-            "estimate": ({"cost": estimate.cost, "container_seconds": round(estimate.container_seconds, 1),
-                          "vcpu_seconds": round(estimate.vcpu_seconds, 1)}
-                         if estimate is not None else None),
+            "estimate": _versus(estimate, seconds, cost) if estimate is not None else None,
+            "evictions": sum(1 for g in done if g.outcome == "evicted"),
             "per_group": [g.to_dict() for g in done],
         }
 
@@ -116,3 +125,19 @@ class UsageMeter:
             for task in group.tasks:
                 per[task] = per.get(task, 0.0) + share
         return per
+
+
+def _versus(estimate: Estimate, seconds: float, cost: float | None) -> dict[str, Any]:
+    """The estimate made before the run beside what the run used: actual / estimate."""
+    def ratio(actual: float | None, expected: float | None) -> float | None:
+        if actual is None or not expected:
+            return None
+        return round(actual / expected, 3)
+
+    return {"cost": round(estimate.cost, 6) if estimate.cost is not None else None,
+            "container_seconds": round(estimate.container_seconds, 1),
+            "vcpu_seconds": round(estimate.vcpu_seconds, 1),
+            "calibration": estimate.calibration,
+            "actual_over_estimate": {
+                "container_seconds": ratio(seconds, estimate.container_seconds),
+                "cost": ratio(cost, estimate.cost)}}

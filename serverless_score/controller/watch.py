@@ -177,6 +177,7 @@ class Scheduler:
         self._waiting: list[tuple[Task, AttemptStatus]] = []  # failed, not yet re-queued
         self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
         self.copied: set[str] = set()  # stragglers given a second attempt beside the first
+        self.evicted: set[str] = set()  # Spot groups Azure evicted: their tasks cost no retry
         self.usage = UsageMeter()  # container seconds per group, for the manifest
         self._book: TicketBook | None = None
         self._run_token = f"{int(time.time())}-{secrets.token_hex(3)}"
@@ -333,6 +334,9 @@ class Scheduler:
         if group is None:
             return
         ended = stopped or (state.phase.value if state is not None else "failed")
+        if state is not None and state.evicted:
+            ended = "evicted"
+            self.evicted.add(name)
         if stopped is None:  # seen finished: it stopped using its resources then
             self.usage.finished(name, state, ended)
         group_log = self.backend.get_logs(name)
@@ -357,7 +361,8 @@ class Scheduler:
             self._settle(offer, self._read_status(offer.task, offer.attempt, name, state),
                          backlog, results)
         failed = state is not None and state.phase is Phase.FAILED
-        if group.claimed == 0 and not claimed and (failed or stopped == "timed-out"):
+        if (group.claimed == 0 and not claimed and (failed or stopped == "timed-out")
+                and name not in self.evicted):  # an eviction is no failure to start
             self._start_failed(name, state, backlog)
 
     def _start_failed(self, name: str, state: GroupState | None, backlog: Backlog) -> None:
@@ -657,6 +662,11 @@ class Scheduler:
 
     def _retry_or_fail(self, task: Task, status: AttemptStatus, backlog: Backlog) -> None:
         record = self.records[task.id]
+        if status.group in self.evicted and not status.succeeded:
+            # Its group was evicted (Spot): run it again at once, spending none of its retries.
+            self.progress.task_retry(task, status.attempt, status.reason)
+            backlog.append((self.clock(), task, False))
+            return
         record.reasons.append(status.reason)
         retries_used = len(record.reasons) - 1
         if status.retryable and retries_used < self.retries:

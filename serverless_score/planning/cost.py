@@ -35,6 +35,8 @@ class RegionPrice:
     as_of: str
     source: str
     verified: bool = False
+    priority: str = "Regular"  # "Spot": ACI's Spot meters (evictable groups)
+    note: str = ""  # e.g. why a cached or shipped figure was used, and how old it is
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,13 +72,19 @@ class Estimate:
     price: RegionPrice | None
     assumptions: Assumptions
     packing: str = ""  # how tasks were packed into groups, in words
+    # The same groups at the other priority's price (Spot when the job runs Regular, and the
+    # other way round), so plan shows both; None when that price is unknown.
+    alt_price: RegionPrice | None = None
+    alt_cost: float | None = None
+    calibration: str = ""  # where the throughput and start-up came from, in words
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("container_seconds", "vcpu_seconds", "gb_seconds", "wall_seconds"):
             data[key] = round(data[key], 1)
-        if self.cost is not None:
-            data["cost"] = round(self.cost, 4)
+        for key in ("cost", "alt_cost"):
+            if data[key] is not None:
+                data[key] = round(data[key], 4)
         return data
 
 
@@ -107,7 +115,8 @@ def cost_of(vcpu_seconds: float, gb_seconds: float, price: RegionPrice) -> float
 
 def estimate(groups: Sequence[Sequence[Task]], *, backend: str, max_parallel: int, cpu: float,
              memory_gb: float, assumptions: Assumptions, billed: bool,
-             price: RegionPrice | None, packing: str = "") -> Estimate:
+             price: RegionPrice | None, packing: str = "", alt_price: RegionPrice | None = None,
+             calibration: str = "") -> Estimate:
     """The estimate of running ``groups`` (tasks already packed, as the scheduler packs them)."""
     seconds = group_seconds(groups, assumptions)
     total = sum(seconds)
@@ -116,10 +125,12 @@ def estimate(groups: Sequence[Sequence[Task]], *, backend: str, max_parallel: in
         cost: float | None = 0.0
     else:
         cost = cost_of(vcpu_s, gb_s, price) if price is not None else None
+    alt_cost = cost_of(vcpu_s, gb_s, alt_price) if billed and alt_price is not None else None
     return Estimate(
         backend=backend, tasks=sum(len(g) for g in groups), groups=len(groups),
         tasks_per_group=max((len(g) for g in groups), default=0), max_parallel=max_parallel,
         cpu=cpu, memory_gb=memory_gb, container_seconds=total, vcpu_seconds=vcpu_s,
         gb_seconds=gb_s, wall_seconds=wall_seconds(seconds, max_parallel), billed=billed,
         cost=cost, price=price if billed else None, assumptions=assumptions, packing=packing,
+        alt_price=alt_price if billed else None, alt_cost=alt_cost, calibration=calibration,
     )

@@ -419,6 +419,17 @@ class AciEmulator:
         with self.engine.lock:
             self.group(name).provisioning = "Unhealthy"
 
+    def evict(self, name: str) -> None:
+        """Azure reclaims Spot group ``name``'s capacity. What ACI documents for Spot containers
+        ("If an eviction occurs, the container groups hosting the customer workloads are
+        automatically restarted without requiring any action from the customer"): its running
+        containers are killed and restarted, so ``restartCount`` grows and ``previousState``
+        holds the killed run. Only a group PUT with ``priority: Spot`` can be evicted."""
+        group = self.group(name)
+        if str(group.body.get("properties", {}).get("priority") or "Regular") != "Spot":
+            raise ValueError(f"group {name!r} is not a Spot group: only Spot groups are evicted")
+        self.engine.evict(group)
+
     @property
     def chaos(self) -> Chaos:
         """Lost answers, slow answers and the journal of every group a PUT made (chaos.py)."""
@@ -447,7 +458,7 @@ class AciEmulator:
     # Fault methods a process without this object can call over HTTP (``POST /_emulator/NAME``).
     REMOTE = ("throttle", "fail_requests", "set_quota", "set_rate_limits", "inaccessible_image",
               "restart_container", "fail_provisioning", "flaky_pull", "slow_provisioning", "hang",
-              "unhealthy", "clear_faults", "add_image", "reset_calls", "drop_answers",
+              "unhealthy", "evict", "clear_faults", "add_image", "reset_calls", "drop_answers",
               "slow_requests")
 
     def _control(self, method: str, name: str, kwargs: dict[str, Any]) -> Any:

@@ -393,6 +393,15 @@ class Engine:
             if c.handle is not None:
                 c.handle.finished()
 
+    def evict(self, group: Group) -> None:
+        """A Spot eviction: every running container is killed and, whatever the restart policy,
+        restarted (``restartCount`` + 1, ``previousState`` the killed run)."""
+        with self.lock:
+            for c in group.containers:
+                if c.handle is not None and c.handle.running():
+                    c.restarts_left += 1
+        self.kill(group)
+
     def stop(self, group: Group) -> None:
         with self.lock:
             group.stopped = True

@@ -351,6 +351,22 @@ class ArmApi:
                 if not isinstance(var, dict) or not var.get("name"):
                     return error(400, "InvalidEnvironmentVariable",
                                  f"An environment variable of container '{cname}' has no name.")
+        # Spot: the codes and messages of Microsoft's "Error codes for Spot container creation
+        # in Azure Container Instances".
+        priority = body["properties"].get("priority")
+        if priority is not None and priority not in ("Regular", "Spot"):
+            return error(400, "PriorityNotSpecified",
+                         f"The 'Priority' must be one of 'Regular,Spot' for container group "
+                         f"'{name}'.")
+        if priority == "Spot":
+            if body["properties"].get("ipAddress"):
+                return error(400, "SpotPriorityContainerGroupNotSupportedForInboundConnectivity",
+                             "Spot Priority is not supported for container groups with inbound "
+                             "connectivity.")
+            sku = body["properties"].get("sku") or "Standard"
+            if sku != "Standard":
+                return error(400, "SpotPriorityContainerGroupNotSupportedInSku",
+                             f"Spot Priority Container Group is not supported in '{sku}' Sku.")
         tags = body.get("tags") or {}
         if not isinstance(tags, dict) or len(tags) > 50:
             return error(400, "InvalidTagCount", "A resource can have at most 50 tags.")
@@ -361,9 +377,11 @@ class ArmApi:
                              f"than 256 characters.")
         return None
 
-    def _quota_error(self, location: str, name: str, cores: float) -> Response | None:
+    def _quota_error(self, location: str, name: str, cores: float,
+                     spot: bool = False) -> Response | None:
         used = self.usage(location)
-        for quota, requested in (("ContainerGroups", 1.0), ("StandardCores", cores)):
+        cores_quota = "StandardSpotCores" if spot else "StandardCores"  # Spot has its own pool
+        for quota, requested in (("ContainerGroups", 1.0), (cores_quota, cores)):
             limit = self.limits.quota.get(quota)
             if limit is not None and used.get(quota, 0.0) + requested > limit:
                 return error(self.limits.quota_status, "ContainerGroupQuotaReached",
@@ -431,7 +449,9 @@ class ArmApi:
         with self.engine.lock:
             old = self.engine.groups.get(key)
             if old is None:
-                refused = self._quota_error(location, name, group.cores) or \
+                refused = self._quota_error(
+                    location, name, group.cores,
+                    spot=props.get("priority") == "Spot") or \
                     self._create_rate_error()
                 if refused is not None:
                     return refused

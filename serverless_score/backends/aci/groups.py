@@ -58,4 +58,5 @@ def build_group(group: GroupSpec, settings: AciSettings) -> ContainerGroup:
         tags={k: v[:TAG_VALUE_MAX] for k, v in group.labels.items()},
         identity=identity,
         image_registry_credentials=credentials,
+        priority=settings.priority,  # "Spot": ACI restarts an evicted group (states.py)
     )

@@ -55,6 +55,7 @@ class AciSettings:
     max_parallel: int = 1
     cpu: float = 1.0
     memory_gb: float = 1.5
+    priority: str = "Regular"  # "Spot": evictable groups at the Spot price
     job_problem: SpecError | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -108,7 +109,7 @@ class AciSettings:
             registry=values["registry"], creates_per_minute=azure.creates_per_minute,
             create_rate=azure.create_rate, delete_rate=azure.delete_rate,
             max_parallel=spec.max_parallel, cpu=resources.cpu,
-            memory_gb=resources.memory_gb, job_problem=problem,
+            memory_gb=resources.memory_gb, priority=azure.priority, job_problem=problem,
         )
 
     def check_job(self) -> None:

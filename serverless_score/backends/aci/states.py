@@ -64,7 +64,10 @@ def group_state(name: str, group: Any, outcome: CreateOutcome | None = None) -> 
     when it was billed from and to (``started_at``/``finished_at``) when the instance view has
     the times. ``outcome``: the create operation's error, for a failed provisioning."""
     state = _phase(name, group, outcome)
-    if state.phase.finished:
+    pulled = pull_seconds(group)
+    if pulled is not None:
+        state = replace(state, pull_seconds=pulled)
+    if state.phase.finished and not state.evicted:  # an evicted group runs on, restarted
         span = billed_span(group)
         if span is not None:
             return replace(state, started_at=span[0], finished_at=span[1])
@@ -87,6 +90,22 @@ def billing_start(group: Any) -> float | None:
             if st is not None and st.start_time:
                 starts.append(st.start_time)
     return min(starts).timestamp() if starts else None
+
+
+def pull_seconds(group: Any) -> float | None:
+    """How long the image pull took: the first ``Pulling`` event to the last ``Pulled``."""
+    began, done = [], []
+    for c in group.containers or []:
+        view = c.instance_view
+        for e in (view.events or []) if view is not None else []:
+            name = (e.name or "").lower()
+            if name == "pulling" and e.first_timestamp:
+                began.append(e.first_timestamp)
+            elif name == "pulled" and (e.last_timestamp or e.first_timestamp):
+                done.append(e.last_timestamp or e.first_timestamp)
+    if not began or not done:
+        return None
+    return max(0.0, (max(done) - min(began)).total_seconds())
 
 
 def wants_outcome(group: Any) -> bool:
@@ -124,8 +143,17 @@ def _phase(name: str, group: Any, outcome: CreateOutcome | None) -> GroupState:
     if "unhealthy" in (provisioning, state):
         return GroupState(name, Phase.FAILED, None,
                           "is Unhealthy (Azure reports the container group as not working)")
+    spot = (getattr(group, "priority", None) or "").lower() == "spot"
     for c in containers:
         view_c = c.instance_view
+        if view_c is not None and (view_c.restart_count or 0) > 0 and spot:
+            # ACI's Spot contract: "If an eviction occurs, the container groups hosting the
+            # customer workloads are automatically restarted" (Spot containers overview). Under
+            # restart policy Never, a Spot group's restart is read as that eviction.
+            return GroupState(
+                name, Phase.FAILED, view_c.previous_state.exit_code if view_c.previous_state
+                else None, "was evicted: Azure reclaimed its Spot capacity and restarted it "
+                "(its tasks run again in a new group)", evicted=True)
         if view_c is not None and (view_c.restart_count or 0) > 0:
             prev = view_c.previous_state
             how = _describe_exit(prev.exit_code, prev.detail_status) if prev else "stopped"
