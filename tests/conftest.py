@@ -277,7 +277,9 @@ def docker_engine() -> Iterator[Any]:
     from dockerhelp import ensure_engine
 
     before = os.environ.get("DOCKER_HOST")
-    engine = ensure_engine()
+    # the engine the image builds started (one ensure-docker.sh at a time), else a new start
+    engine = _IMAGE_BUILDS["engine"].result() if _IMAGE_BUILDS else ensure_engine()
+    os.environ["DOCKER_HOST"] = engine.host
     yield engine
     engine.client.close()
     if before is None:
@@ -286,20 +288,43 @@ def docker_engine() -> Iterator[Any]:
         os.environ["DOCKER_HOST"] = before
 
 
+# The scoring images' builds, started as soon as the session knows a test will need them (a
+# fresh machine spends minutes building them): they run while the tests before the first
+# docker test do, instead of holding that test's setup.
+_IMAGE_BUILDS: dict[str, Any] = {}
+
+
+def _start_image_builds() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dockerhelp import build_image, engine_copy, ensure_engine
+
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="image-build")
+    engine = _IMAGE_BUILDS["engine"] = pool.submit(ensure_engine)
+
+    def build(runtime: str, **kwargs: Any) -> Any:
+        # One client per thread: a DockerClient's HTTP session is not meant to be shared.
+        return build_image(engine_copy(engine.result()), runtime, **kwargs)
+
+    _IMAGE_BUILDS["python"] = pool.submit(build, "python")
+    _IMAGE_BUILDS["r"] = pool.submit(build, "r", r_packages=("randomForest",))
+    pool.shutdown(wait=False)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("scoring_images" in getattr(item, "fixturenames", ()) for item in session.items):
+        _start_image_builds()
+
+
 @pytest.fixture(scope="session")
 def scoring_images(docker_engine: Any) -> dict[str, Any]:
     """The Python image and the R image with randomForest (the forest example), FROM
-    local/bookworm under their built-in tags, built side by side (each build waits on apt and pip
-    downloads as much as on the CPU); reused when built from the same inputs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from dockerhelp import build_image, engine_copy
-
-    # One client per thread: a DockerClient's HTTP session is not meant to be shared by threads.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        python = pool.submit(build_image, engine_copy(docker_engine), "python")
-        r = pool.submit(build_image, engine_copy(docker_engine), "r", r_packages=("randomForest",))
-        return {"python": python.result(), "r": r.result()}
+    local/bookworm under their built-in tags, built side by side from the start of the session
+    (each build waits on apt and pip as much as on the CPU); reused when built from the same
+    inputs."""
+    if not _IMAGE_BUILDS:  # e.g. a test that asks for the fixture at run time
+        _start_image_builds()
+    return {"python": _IMAGE_BUILDS["python"].result(), "r": _IMAGE_BUILDS["r"].result()}
 
 
 @pytest.fixture(scope="session")
