@@ -83,15 +83,18 @@ def test_a_script_without_score_is_named(r_models: RModels, r_job, job_dir: Path
 
 
 def test_a_task_after_a_failed_one_is_scored_by_the_same_r(r_models: RModels, r_job, job_dir: Path) -> None:
-    # The first task fails inside R; R skips to the task's end and scores the next task.
+    # The first task fails inside R; R skips to the task's end and scores the next task. With
+    # a retry left the job goes on (with none it fails at once, and may stop the worker before
+    # it took the next task): the one worker takes t00001, then t00000's second attempt.
     (job_dir / "score.R").write_text(
         "score <- function(model, data) {\n"
-        "  if (Sys.getenv('TASK_ID') == 't00000') stop('bad batch')\n"
+        "  if (Sys.getenv('TASK_ID') == 't00000' && Sys.getenv('ATTEMPT') == '1') stop('bad batch')\n"
         "  predict(model, newdata = data)\n"
         "}\n"
     )
-    result = r_job(model=r_models.model("lm"), input=r_models.data, scorer="score.R")
-    assert result.code == 1
+    result = r_job(model=r_models.model("lm"), input=r_models.data, scorer="score.R", retries=1)
+    assert result.code == 0, result
+    assert result.json["retried_tasks"] == ["t00000"]
     tasks = job_dir / "out/scores.csv.work/tasks"
     failed = AttemptStatus.from_json((tasks / "t00000/attempt-1/status.json").read_bytes())
     assert failed.outcome is Outcome.FAILED
@@ -99,6 +102,8 @@ def test_a_task_after_a_failed_one_is_scored_by_the_same_r(r_models: RModels, r_
     scored = AttemptStatus.from_json((tasks / "t00001/attempt-1/status.json").read_bytes())
     assert scored.result is not None and scored.group == failed.group  # the same worker, the same R
     assert scored.result.records_in == scored.result.records_out == 1500
+    again = AttemptStatus.from_json((tasks / "t00000/attempt-2/status.json").read_bytes())
+    assert again.result is not None and again.group == failed.group
     group_log = (job_dir / "out/scores.csv.work/groups" / f"{failed.group}.log").read_text()
     assert group_log.count("model lm loaded") == 1
 
