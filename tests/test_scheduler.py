@@ -5,6 +5,7 @@ only the groups are scripted, and they write what a worker writes (part, then st
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ class _Group:
     seq: int
     current: tuple[TaskOrder, Outcome, float] | None = None
     idle_since: float | None = None
+    tried_urgent: set[int] = field(default_factory=set)
     ended: bool = False
     phase: Phase = Phase.RUNNING
     detail: str = ""
@@ -130,7 +132,8 @@ class ScriptedBackend:
                     group.ended = True
                     return
                 continue
-            data = self._read(group.queue.ticket(group.seq))
+            urgent = self._urgent(group)  # a straggler's second attempt, before the next
+            data = urgent if urgent is not None else self._read(group.queue.ticket(group.seq))
             if data is None:
                 now = self.clock()
                 group.idle_since = now if group.idle_since is None else group.idle_since
@@ -140,7 +143,8 @@ class ScriptedBackend:
                 return
             group.idle_since = None
             ticket = Ticket.from_json(data)
-            group.seq += 1
+            if urgent is None:
+                group.seq += 1
             try:
                 with self.store.open_atomic(ticket.claim, overwrite=False) as out:
                     out.write(Claim(name, ticket.seq, "").to_json())
@@ -149,6 +153,18 @@ class ScriptedBackend:
             order = ticket.order
             self.ran.append((name, order.task.id, order.attempt))
             group.current = (order, self.script(order.task.id, order.attempt), self.clock())
+
+    def _urgent(self, group: _Group) -> bytes | None:
+        """The first ticket the queue's head names urgent that this group has not tried (the
+        runner takes those before its own next ticket)."""
+        head = self._read(group.queue.head)
+        for seq in json.loads(head).get("urgent") or [] if head is not None else []:
+            if seq not in group.tried_urgent:
+                group.tried_urgent.add(seq)
+                data = self._read(group.queue.ticket(seq))
+                if data is not None:
+                    return data
+        return None
 
     def get_states(self, names: Sequence[str]) -> dict[str, GroupState]:
         states = {}
@@ -352,6 +368,34 @@ def test_a_straggler_gets_a_second_attempt_and_the_first_to_finish_wins(rig) -> 
     assert {r.outcome for r in launches.all()} >= {"superseded"}
     assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
     assert events.done.count("t00003") == 1
+
+
+def test_a_losing_attempt_that_already_ended_does_not_stop_its_group(rig) -> None:
+    """Both attempts of a straggler end between two looks of the controller, and the loser's
+    group has already taken its next task: the controller settles the winner and must not stop
+    that group (it would cut the next task short and run it twice)."""
+    clock: list[FakeClock] = []
+    ends: dict[str, float] = {}
+
+    def script(task: str, attempt: int) -> Outcome:
+        if task != "t00003":
+            return Outcome(seconds=2.0)
+        now = clock[0]()
+        if attempt == 1:
+            ends[task] = now + 10.0
+            return Outcome(seconds=10.0)
+        return Outcome(seconds=max(0.5, ends[task] - now))  # ends when attempt 1 does
+
+    scheduler, backend, _, launches = rig(script, max_parallel=3, timeout=1000)
+    clock.append(scheduler.clock)
+    results = scheduler.run(shard_tasks(30), {})
+    assert sorted(results) == [f"t{i:05d}" for i in range(30)]
+    assert scheduler.copied == {"t00003"}
+    ran = _ended_attempts(backend)
+    assert ran.pop("t00003") == [1, 2]
+    assert all(attempts == [1] for attempts in ran.values()), ran  # nobody else ran twice
+    assert "superseded" not in {r.outcome for r in launches.all()}
+    assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
 
 
 def test_without_second_attempts_a_straggler_holds_the_job(rig) -> None:

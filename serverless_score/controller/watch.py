@@ -486,7 +486,9 @@ class Scheduler:
         assert book is not None
         if offer.group is None and book.withdraw(offer, self.clock()):
             return
-        if offer.group in self._running:
+        # Stop the group only while it still runs the losing attempt: one that already wrote
+        # its status (both finished between two looks) has moved on to other tasks.
+        if offer.group in self._running and self._peek_status(offer) is None:
             why = GroupState(offer.group, Phase.FAILED, None,
                              f"was stopped: attempt {winner} of {offer.task.id} finished first")
             self._end_group(offer.group, why, backlog, results, stopped="superseded")
