@@ -53,7 +53,7 @@ def _attempts(azurite: Any, container: str, prefix: str) -> dict[str, set[int]]:
 
 
 @pytest.mark.parametrize("tasks", [
-    300,
+    160,
     # the size: minutes on 2 cores (each task is a few store requests through the
     # SDK, on Azurite), so it runs under `make test-scale`
     pytest.param(1000, marks=pytest.mark.scale),
