@@ -53,7 +53,9 @@ def write_data(path: Path, rows: int) -> None:
             f.write(f"r{i},{i % 7},{i % 11 / 3:.3f},{i % 13},{(i * 7) % 17 / 5:.3f}\n")
 
 
-def run_job(folder: Path, name: str, *, slow: str | None, factor: float, chunks: int) -> float:
+def run_job(folder: Path, name: str, *, slow: str | None, factor: float,
+            chunks: int) -> tuple[float, bool]:
+    """(wall seconds, whether the slowed task got a second attempt)."""
     out = folder / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
     job = folder / f"{name}.toml"
@@ -71,9 +73,11 @@ def run_job(folder: Path, name: str, *, slow: str | None, factor: float, chunks:
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    if slow and factor > 0 and result["retried_tasks"] != [slow]:
-        raise SystemExit(f"{name}: expected a second attempt of {slow}: {result['retried_tasks']}")
-    return wall
+    if set(result["retried_tasks"]) - {slow}:
+        raise SystemExit(f"{name}: only {slow} may be run twice: {result['retried_tasks']}")
+    # A slowed attempt shorter than the straggler rule's floor (3x the median task, at least
+    # 2 s) is no straggler: pulling alone absorbs it, and no second attempt is made.
+    return wall, slow in result["retried_tasks"]
 
 
 def main() -> None:
@@ -93,17 +97,21 @@ def main() -> None:
                      ("slowed", early, 3.0), ("slowed-no-second", early, 0.0),
                      ("slowed-last", late, 3.0), ("slowed-last-no-second", late, 0.0)]
         walls: dict[str, list[float]] = {name: [] for name, _, _ in scenarios}
+        seconds: dict[str, int] = {name: 0 for name, _, _ in scenarios}
         for _ in range(args.repeat):  # alternated, so drift on a shared machine hits all alike
             for name, which, factor in scenarios:
-                walls[name].append(run_job(folder, name, slow=which, factor=factor,
-                                           chunks=args.chunks))
+                wall, second = run_job(folder, name, slow=which, factor=factor,
+                                       chunks=args.chunks)
+                walls[name].append(wall)
+                seconds[name] += second
         clean = statistics.median(walls["clean"])
         print(f"{args.rows:,} rows, {args.chunks} chunks, 2 workers; attempt 1 of {early} "
               f"(slowed) or {late} (slowed-last) made 10x slower; median of {args.repeat}")
-        print(f"{'scenario':<20} {'wall s':>8} {'x clean':>8}")
+        print(f"{'scenario':<22} {'wall s':>8} {'x clean':>8} {'2nd attempts':>13}")
         for name, _, _ in scenarios:
             wall = statistics.median(walls[name])
-            print(f"{name:<20} {wall:8.2f} {wall / clean:8.2f}")
+            print(f"{name:<22} {wall:8.2f} {wall / clean:8.2f} "
+                  f"{seconds[name]:>6}/{args.repeat}")
         for name in ("slowed", "slowed-last"):
             ratio = statistics.median(walls[name]) / clean
             print(f"target: {name} <= 1.30x clean: {'met' if ratio <= 1.3 else 'NOT met'} "
