@@ -203,7 +203,7 @@ def _write_result(store, order: TaskOrder, group: str, outcome: Outcome) -> None
     result = TaskResult(order.task.id, order.attempt, 1, 1, outcome.begin, outcome.end,
                         order.task.pinned_begin, "id,score",
                         ["id", "score"], order.part, hashlib.sha256(part).hexdigest(), len(part),
-                        0.1)
+                        outcome.seconds)
     status = AttemptStatus(order.task.id, order.attempt, group, Ended.SUCCEEDED, result=result)
     store.write_bytes(order.status, status.to_json().encode())
 
@@ -382,20 +382,35 @@ def test_a_losing_attempt_that_already_ended_does_not_stop_its_group(rig) -> Non
             return Outcome(seconds=2.0)
         now = clock[0]()
         if attempt == 1:
-            ends[task] = now + 10.0
-            return Outcome(seconds=10.0)
+            ends[task] = now + 32.0
+            return Outcome(seconds=32.0)
         return Outcome(seconds=max(0.5, ends[task] - now))  # ends when attempt 1 does
 
+    # 60 tasks of 2 s on 3 groups: attempt 1 of t00003 has run longer than the queue left
+    # would keep the other two groups busy at about 30 s, so its copy starts while tickets
+    # still wait, and both attempts end at 34 s with tickets left to move on to.
     scheduler, backend, _, launches = rig(script, max_parallel=3, timeout=1000)
     clock.append(scheduler.clock)
-    results = scheduler.run(shard_tasks(30), {})
-    assert sorted(results) == [f"t{i:05d}" for i in range(30)]
+    results = scheduler.run(shard_tasks(60), {})
+    assert sorted(results) == [f"t{i:05d}" for i in range(60)]
     assert scheduler.copied == {"t00003"}
     ran = _ended_attempts(backend)
     assert ran.pop("t00003") == [1, 2]
     assert all(attempts == [1] for attempts in ran.values()), ran  # nobody else ran twice
     assert "superseded" not in {r.outcome for r in launches.all()}
     assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
+
+
+def test_no_second_attempt_while_the_queue_would_outlast_the_straggler(rig) -> None:
+    """A task 4x slower than the others early in a long queue: pulling absorbs it (the other
+    groups take the queue around it), and a copy would only take one of them away."""
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        seconds=8.0 if (task, attempt) == ("t00003", 1) else 2.0)
+    scheduler, backend, _, _ = rig(script, max_parallel=3, timeout=1000)
+    results = scheduler.run(shard_tasks(30), {})
+    assert sorted(results) == [f"t{i:05d}" for i in range(30)]
+    assert scheduler.copied == set()
+    assert _ended_attempts(backend)["t00003"] == [1]
 
 
 def test_without_second_attempts_a_straggler_holds_the_job(rig) -> None:

@@ -495,9 +495,10 @@ class Scheduler:
         book.end(offer)
 
     def _second_attempts(self, backlog: Backlog, results: dict[str, TaskResult]) -> None:
-        """Stragglers: a task running ``straggler_factor`` x the median task time gets a second
-        attempt, marked urgent in the queue's head so the next group to finish a task takes it
-        before its own next ticket. At most one per task, and fewer at once than the fleet has
+        """Stragglers: a task running ``straggler_factor`` x the median task time, and longer
+        than the tickets still waiting would keep the other groups busy, gets a second attempt,
+        marked urgent in the queue's head so the next group to finish a task takes it before
+        its own next ticket. At most one per task, and fewer at once than the fleet has
         groups (the rest keep to the queue). The first attempt to finish wins; output is the
         same: both attempts score the same records."""
         book = self._book
@@ -511,11 +512,17 @@ class Scheduler:
             return
         median = statistics.median(self._durations)
         threshold = max(self.straggler_factor * median, MIN_STRAGGLER_SECONDS)
+        # While tickets wait, the other groups have work: a straggler is copied only once
+        # that work would not keep them busy for as long as it has already run (with nothing
+        # else to go on, about as long as it still will). Copied earlier, the second attempt
+        # takes a group from the queue that pulling alone would have emptied around it.
+        waiting = sum(1 for o in book.unclaimed() if not o.copy) + len(backlog)
+        queued_seconds = waiting * median / max(1, self.fleet - 1)
         now = self.clock()
         for offer in sorted(book.running(), key=lambda o: o.claimed_at or now):
             task = offer.task
             age = now - (offer.claimed_at or now)
-            if room <= 0 or age <= threshold:
+            if room <= 0 or age <= threshold or age <= queued_seconds:
                 break
             if task.id in self.copied or task.id in results or offer.copy:
                 continue
