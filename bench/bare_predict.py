@@ -10,6 +10,7 @@ the tool, so interpreter start-up and imports count for both.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import joblib
 import pandas as pd
@@ -17,9 +18,8 @@ import pandas as pd
 ID_COLUMN = "id"
 
 
-def score(model_file: str, input_csv: str, output_csv: str) -> int:
-    frame = pd.read_csv(input_csv)
-    model = joblib.load(model_file)
+def scores(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """``id`` and one probability column per class, for every row of ``frame``."""
     # Same feature selection rule as the tool: the model's own names when it has them,
     # otherwise every non-id column.
     names = getattr(model, "feature_names_in_", None)
@@ -27,6 +27,12 @@ def score(model_file: str, input_csv: str, output_csv: str) -> int:
     proba = model.predict_proba(features)
     out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in model.classes_])
     out.insert(0, ID_COLUMN, frame[ID_COLUMN].to_numpy())
+    return out
+
+
+def score(model_file: str, input_csv: str, output_csv: str) -> int:
+    frame = pd.read_csv(input_csv)
+    out = scores(joblib.load(model_file), frame)
     out.to_csv(output_csv, index=False)
     return len(out)
 

@@ -17,8 +17,6 @@ import shutil
 import sys
 from multiprocessing import Pool
 
-ID_COLUMN = "id"
-
 
 def ranges(path: str, parts: int) -> tuple[bytes, list[tuple[int, int]]]:
     """The header and ``parts`` byte ranges of whole lines after it."""
@@ -38,17 +36,12 @@ def score_range(job: tuple[str, str, bytes, int, int, str, bool]) -> int:
     model_file, input_csv, header, start, end, part, with_header = job
     import joblib
     import pandas as pd
+    from bare_predict import scores  # the baseline's own scoring, per range
 
     with open(input_csv, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    frame = pd.read_csv(io.BytesIO(header + data))
-    model = joblib.load(model_file)
-    names = getattr(model, "feature_names_in_", None)
-    features = frame[list(names)] if names is not None else frame.drop(columns=[ID_COLUMN])
-    proba = model.predict_proba(features)
-    out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in model.classes_])
-    out.insert(0, ID_COLUMN, frame[ID_COLUMN].to_numpy())
+    out = scores(joblib.load(model_file), pd.read_csv(io.BytesIO(header + data)))
     out.to_csv(part, index=False, header=with_header)
     return len(out)
 
