@@ -20,22 +20,11 @@ from typing import Any
 
 import pytest
 from azurite import free_port
+from modelrows import FEATURES, frame, training_set
 from polling import wait_for
 
 pytestmark = [pytest.mark.slow]
 mlflow = pytest.importorskip("mlflow")  # the dev extra installs it
-FEATURES = ["x1", "x2", "x3"]
-
-
-def _frame(rows: int, seed: int) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({"id": [f"r{i:04d}" for i in range(rows)],
-                         "x1": rng.normal(0, 1, rows).round(3),
-                         "x2": rng.integers(0, 10, rows).astype(float),
-                         "x3": rng.uniform(-2, 2, rows).round(2)})
 
 
 # A generic pyfunc (no sklearn flavour), logged as "model from code": the file travels with
@@ -68,10 +57,9 @@ def _register(tracking_uri: str, artifacts: str, code: Path) -> str:
     from mlflow import MlflowClient
     from sklearn.linear_model import LogisticRegression
 
-    train = _frame(300, seed=1)
-    label = ((train.x1 + 0.2 * train.x2 - 0.5 * train.x3) > 0.9).astype(int)
-    v1 = LogisticRegression(max_iter=500).fit(train[FEATURES], label)
-    v2 = LogisticRegression(max_iter=500, C=0.05).fit(train[FEATURES], label)
+    features, label = training_set()
+    v1 = LogisticRegression(max_iter=500).fit(features, label)
+    v2 = LogisticRegression(max_iter=500, C=0.05).fit(features, label)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.create_experiment(f"e{time.monotonic_ns()}", artifact_location=artifacts)
     # pip_requirements given: MLflow would otherwise infer them by loading the model in a
@@ -100,7 +88,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri()
     gen_run = _register(uri, str(root / "artifacts"), root / "doubler.py")
-    rows = _frame(120, seed=7)
+    rows = frame(120, seed=7)
     rows.to_csv(root / "input.csv", index=False)
     yield Registry(uri, root, gen_run, rows, root / "input.csv")
     mlflow.set_tracking_uri(previous)

@@ -15,31 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelrows import FEATURES, frame, training_set
 
 pytestmark = [pytest.mark.slow]
 pins = pytest.importorskip("pins")  # the dev extra installs it
-FEATURES = ["x1", "x2", "x3"]
 IMAGE = "myreg.azurecr.io/serverless-score-python:test"  # the ACI emulator runs the runner for it
-
-
-def _frame(rows: int, seed: int) -> Any:
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({"id": [f"r{i:04d}" for i in range(rows)],
-                         "x1": rng.normal(0, 1, rows).round(3),
-                         "x2": rng.integers(0, 10, rows).astype(float),
-                         "x3": rng.uniform(-2, 2, rows).round(2)})
 
 
 def _models() -> tuple[Any, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    train = _frame(300, seed=1)
-    label = ((train.x1 + 0.2 * train.x2 - 0.5 * train.x3) > 0.9).astype(int)
-    return (LogisticRegression(max_iter=500).fit(train[FEATURES], label),
-            LogisticRegression(max_iter=500, C=0.01).fit(train[FEATURES], label))
+    features, label = training_set()
+    return (LogisticRegression(max_iter=500).fit(features, label),
+            LogisticRegression(max_iter=500, C=0.01).fit(features, label))
 
 
 @dataclass(frozen=True)
@@ -63,8 +51,8 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Board:
     folder.pin_write(new, "churn", type="joblib")
     versions = list(folder.pin_versions("churn")["version"])
     vetiver.vetiver_pin_write(folder, vetiver.VetiverModel(new, "vchurn",
-                                                           prototype_data=_frame(3, 2)[FEATURES]))
-    rows = _frame(150, seed=7)
+                                                           prototype_data=frame(3, 2)[FEATURES]))
+    rows = frame(150, seed=7)
     rows.to_csv(root / "input.csv", index=False)
     return Board(root / "board", versions, (old, new), rows, root / "input.csv")
 
