@@ -506,7 +506,9 @@ class Scheduler:
         if (self.straggler_factor <= 0 or self.fleet < 2
                 or len(self._durations) < MIN_DURATIONS):
             return
-        copies = sum(1 for o in book.running() + book.unclaimed() if o.copy)
+        unclaimed = book.unclaimed()
+        unclaimed_copies = sum(1 for o in unclaimed if o.copy)
+        copies = unclaimed_copies + sum(1 for o in book.running() if o.copy)
         room = self.fleet - 1 - copies
         if room <= 0:
             return
@@ -516,7 +518,7 @@ class Scheduler:
         # that work would not keep them busy for as long as it has already run (with nothing
         # else to go on, about as long as it still will). Copied earlier, the second attempt
         # takes a group from the queue that pulling alone would have emptied around it.
-        waiting = sum(1 for o in book.unclaimed() if not o.copy) + len(backlog)
+        waiting = len(unclaimed) - unclaimed_copies + len(backlog)
         queued_seconds = waiting * median / max(1, self.fleet - 1)
         now = self.clock()
         for offer in sorted(book.running(), key=lambda o: o.claimed_at or now):

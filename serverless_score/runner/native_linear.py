@@ -100,6 +100,7 @@ class NativeLogistic:
         return self._real
 
     def predict_proba(self, X: Any) -> Any:
+        import numpy as np
         from scipy.special import expit
 
         array = self._as_validated(X)
@@ -108,8 +109,6 @@ class NativeLogistic:
         scores = array @ self.coef_.T + self.intercept_
         prob = scores.reshape((-1,))
         expit(prob, out=prob)
-        import numpy as np
-
         return np.stack([1 - prob, prob], axis=1)
 
     def _as_validated(self, X: Any) -> Any:
