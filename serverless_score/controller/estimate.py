@@ -100,11 +100,11 @@ def run_key(spec: JobSpec, model_sha256: str | None) -> RunKey:
                   spec.backend)
 
 
-def model_sha256(spec: JobSpec, store_config: StoreConfig | None = None, *,
-                 download: bool = True) -> str | None:
-    """The model's sha256 for the calibration's lookup; None when it cannot be had here. Without
-    ``download`` (``plan``), a remote model is never fetched for it: only the checksum ``models
-    push`` stored with it is used, else None (the estimate then takes the nearest run)."""
+def model_sha256(spec: JobSpec, store_config: StoreConfig | None = None) -> str | None:
+    """The model's sha256 for ``plan``'s calibration lookup; None when it cannot be had here. A
+    remote model is never fetched for it: only the checksum ``models push`` stored with it is
+    used, else None (the estimate then takes the nearest run). ``run`` has the model's
+    ``model_info`` anyway and uses its sha256."""
     from ..storage import get_store
     from ..storage.uris import is_blob_uri
     from .model_info import model_info
@@ -112,7 +112,7 @@ def model_sha256(spec: JobSpec, store_config: StoreConfig | None = None, *,
     if spec.model is None:
         return None
     try:
-        if not download and is_blob_uri(spec.model):
+        if is_blob_uri(spec.model):
             return get_store(spec.model, store_config).info(spec.model).sha256 or None
         info = model_info(spec.model, store_config)
     except (ScoreError, OSError) as err:
@@ -204,7 +204,7 @@ def plan_estimate(plan: Plan, sample: int | None = None) -> PlanEstimate:
     backend = safe_backend(spec, JobLayout(spec.output).local_state_dir(cache_root()))
     pricing = Pricing.for_spec(spec)
     calibration = calibration_for(
-        spec, pricing, model_sha256(spec, StoreConfig.from_spec(spec), download=False))
+        spec, pricing, model_sha256(spec, StoreConfig.from_spec(spec)))
     if sample:
         from .sample import sample_calibration
 

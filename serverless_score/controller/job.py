@@ -43,7 +43,6 @@ from .estimate import (
     calibration_for,
     check_max_cost,
     estimate_job,
-    model_sha256,
     run_key,
 )
 from .launches import LaunchBook, attempts_launched, unended
@@ -231,8 +230,9 @@ class Job:
         timings: dict[str, float] = {}
         plan = self.plan = make_plan(self.spec, self.store_config, source=self.source)
         pricing = Pricing.for_spec(self.spec)
-        calibration = calibration_for(self.spec, pricing,
-                                      model_sha256(self.spec, self.store_config))
+        # Hashed once: the calibration's lookup and the manifest take the same checksum.
+        model = model_info(self.spec.model, self.store_config)
+        calibration = calibration_for(self.spec, pricing, model.sha256 if model else None)
         estimate = estimate_job(plan, self.backend, pricing, calibration)
         check_max_cost(self.spec, estimate, pricing)  # before anything is created
         access = WorkerAccess.decide(self.spec, self.store_config)
@@ -242,7 +242,6 @@ class Job:
         done = self._already_done(plan)
         if done is not None:
             return done
-        model = model_info(self.spec.model, self.store_config)
         self.stage = "resuming"
         launches = LaunchBook(self.store, self.layout)
         self._delete_orphans(plan, launches)
