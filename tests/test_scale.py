@@ -19,6 +19,7 @@ from serverless_score.backends.base import LABEL_TASKS, GroupInfo
 from serverless_score.controller.bad_rows import Budget
 from serverless_score.controller.changes import describe_changes
 from serverless_score.controller.inspect import group_tasks, job_status, locate
+from serverless_score.controller.job import JobResult
 from serverless_score.controller.manifest import (
     compact_ids,
     read_tasks,
@@ -111,6 +112,25 @@ def test_the_summary_names_its_task_lines_and_stays_small(tmp_path: Path) -> Non
                        "records_in": 3, "records_out": 3, "rows_failed": 0, "attempts": 1,
                        "seconds": 0.5, "part_sha256": results["t00003"].part_sha256,
                        "part_bytes": 7, "container_seconds": None, "groups": [["g1", 1]]}
+
+
+def test_the_printed_result_lists_each_groups_tasks_as_runs_and_keeps_them_whole() -> None:
+    """``run --json`` grows with the groups, not with the tasks; the manifest still gets every
+    task's groups (it is written from the result's own usage, which ``to_dict`` leaves whole)."""
+    ids = [t.id for t in _tasks(5000)]
+    usage = {"groups": 2, "per_group": [
+        {"name": "g1", "tasks": [*ids[:2500], "t04999"], "attempts": {i: 1 for i in ids[:2500]}},
+        {"name": "g2", "tasks": ids[2500:], "attempts": {i: 1 for i in ids[2500:]}}]}
+    result = JobResult(job_id="big-1", name="big", status="succeeded", tasks=5000, rows_in=None,
+                       rows_out=0, output="o.csv", manifest="o.csv.manifest.json",
+                       work_dir="o.csv.work", attempts=5001, usage=usage)
+    printed = json.loads(json.dumps(result.to_dict()))
+    assert printed["usage"]["per_group"] == [
+        {"name": "g1", "tasks": ["t00000..t02499", "t04999"]},
+        {"name": "g2", "tasks": ["t02500..t04999"]}]
+    assert len(json.dumps(printed)) < 1000
+    assert result.usage is usage and len(usage["per_group"][0]["tasks"]) == 2501
+    assert JobResult(**{**printed, "usage": None}).to_dict()["usage"] is None
 
 
 def test_task_lines_that_are_not_the_summarys_are_not_read(tmp_path: Path) -> None:

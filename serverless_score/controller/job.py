@@ -46,7 +46,7 @@ from .estimate import (
     run_key,
 )
 from .launches import LaunchBook, attempts_launched, unended
-from .manifest import write_manifest
+from .manifest import split_usage, write_manifest
 from .merge import merge, merge_plan
 from .model_info import ModelInfo, model_info
 from .signals import held, interrupts
@@ -125,7 +125,11 @@ class JobResult:
     model: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # Each group's tasks as ``first..last`` runs, as the manifest's summary has them: the
+        # printed result grows with the groups, not with the tasks (100,000 ids would be a MB).
+        data["usage"] = split_usage(self.usage)[0]
+        return data
 
 
 # What an interrupt in each stage of ``Job.run`` cut short and what it kept: the user is told
