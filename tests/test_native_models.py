@@ -20,9 +20,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from serverless_score.runner import native_linear
+from serverless_score.runner import native_linear, pickled
 from serverless_score.runner.native_linear import NativeLogistic, native_model
-from serverless_score.runner.pickled import feature_names, peek
+from serverless_score.runner.pickled import feature_names, peek, top_class
 from serverless_score.runner.python_scorer import PythonScorer
 
 FEATURES = ["a", "b", "c", "d"]
@@ -86,14 +86,89 @@ def test_peek_of_a_forest_gives_its_names_and_a_pipeline_is_left_to_a_real_load(
     assert feature_names(str(bad)) is None
 
 
+def _same(a: Any, b: Any, where: str = "") -> None:
+    """Deep equality of two unpickled object graphs with stand-ins (types by what they stand for,
+    arrays by dtype, shape, memory order and bytes)."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray), where
+        assert (a.dtype, a.shape, a.flags.f_contiguous, a.flags.writeable) == \
+            (b.dtype, b.shape, b.flags.f_contiguous, b.flags.writeable), where
+        if a.dtype.hasobject:
+            assert len(a) == len(b) and all(x == y for x, y in zip(a.ravel(), b.ravel(), strict=True)), where
+        elif a.dtype.names:  # by field: padding bytes between fields are undefined in joblib's
+            assert all(a[f].tobytes() == b[f].tobytes() for f in a.dtype.names), where
+        else:
+            assert a.tobytes() == b.tobytes(), where
+    elif isinstance(a, pickled._StandIn):
+        assert type(a)._stand_in_for == type(b)._stand_in_for, where
+        _same(getattr(a, "_stand_in_args", None), getattr(b, "_stand_in_args", None), where + ".args")
+        _same(getattr(a, "_stand_in_state", None), getattr(b, "_stand_in_state", None), where + ".state")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), where
+        for key in a:
+            _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b) and (a == b or (a != a and b != b)), where  # NaN == NaN here
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_the_plain_reader_reads_what_joblibs_own_unpickler_reads(tmp_path: Path,
+                                                                 protocol: int) -> None:
+    """The peek reads uncompressed joblib files itself (importing joblib costs more than the
+    peek): object for object what joblib's unpickler gives with the same stand-ins, for a forest
+    (structured node arrays), and arrays in F order, big-endian, empty, 0-d and of objects."""
+    frame, label = _data(300, seed=5)
+    forest = RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit(frame, label)
+    odd = {"f": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "be": np.arange(5, dtype=">i4"),
+           "empty": np.zeros((0, 3)), "scalar": np.array(2.5), "names": np.array(["a", None, 3], dtype=object),
+           "strings": np.array(["x", "yz"]), "nan": float("nan"), "forest": forest}
+    for name, obj in (("forest", forest), ("odd", odd)):
+        path = _dump(obj, tmp_path / f"{name}.joblib", protocol=protocol)
+        mine = pickled._load_with_stand_ins(path)
+        _same(mine, pickled._load_compressed_with_stand_ins(path), name)
+    read = pickled._load_with_stand_ins(str(tmp_path / "odd.joblib"))
+    assert read["be"].dtype.isnative and read["be"].tolist() == [0, 1, 2, 3, 4]
+    assert read["f"].flags.f_contiguous and read["f"][2, 3] == 11.0
+
+
+def test_a_file_cut_short_is_not_peeked(logistic: tuple[str, Any], tmp_path: Path) -> None:
+    data = Path(logistic[0]).read_bytes()
+    for keep in (len(data) // 2, len(data) - 3):
+        cut = tmp_path / f"cut-{keep}.joblib"
+        cut.write_bytes(data[:keep])
+        assert peek(str(cut)) is None and top_class(str(cut)) in (None, (
+            "sklearn.linear_model._logistic", "LogisticRegression"))
+
+
+def test_top_class_names_the_model_from_the_first_opcodes(logistic: tuple[str, Any],
+                                                          tmp_path: Path) -> None:
+    path, model = logistic
+    assert top_class(path) == ("sklearn.linear_model._logistic", "LogisticRegression")
+    frame, label = _data(100, seed=6)
+    forest = RandomForestClassifier(n_estimators=2, max_depth=2).fit(frame, label)
+    assert top_class(_dump(forest, tmp_path / "f.joblib")) == ("sklearn.ensemble._forest",
+                                                               "RandomForestClassifier")
+    plain = tmp_path / "lr.pkl"
+    plain.write_bytes(pickle.dumps(model, protocol=2))
+    assert top_class(str(plain)) == ("sklearn.linear_model._logistic", "LogisticRegression")
+    assert top_class(_dump(model, tmp_path / "z.joblib", compress=3)) is None  # compressed: unknown
+    (tmp_path / "junk").write_bytes(b"\x80\x04junk")
+    assert top_class(str(tmp_path / "junk")) is None
+
+
 def test_feature_names_are_read_without_importing_scikit_learn(logistic: tuple[str, Any]) -> None:
     path, _ = logistic
     code = ("import json, sys; from serverless_score.runner.pickled import feature_names; "
             f"names = feature_names({path!r}); "
-            "print(json.dumps([names, 'sklearn' in sys.modules]))")
+            "print(json.dumps([names, 'sklearn' in sys.modules, 'joblib' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert json.loads(out.stdout) == [FEATURES, False]
+    # nor joblib (0.12 s of imports) for a file it wrote uncompressed
+    assert json.loads(out.stdout) == [FEATURES, False, False]
 
 
 # -- scoring with numpy, bit for bit ----------------------------------------------------------

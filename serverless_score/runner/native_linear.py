@@ -23,7 +23,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from .pickled import Peeked, peek
+from .pickled import Peeked, peek, top_class
 
 ENV_SWITCH = "SERVERLESS_SCORE_NATIVE_MODELS"
 LOGISTIC = "sklearn.linear_model._logistic.LogisticRegression"
@@ -56,6 +56,9 @@ def native_model(path: str, predict_method: str, load_real: Callable[[], Any]) -
         return None
     version = installed_sklearn()
     if version is None or _minor(version) not in SUPPORTED_SKLEARN:
+        return None
+    named = top_class(path)  # a few opcodes: a forest's whole pickle is not read for nothing
+    if named is not None and ".".join(named) != LOGISTIC:
         return None
     peeked = peek(path)
     if peeked is None or not _is_plain_binary_logistic(peeked, version):

@@ -13,9 +13,12 @@ things faster but never changes what is scored.
 
 from __future__ import annotations
 
+import io
 import logging
+import math
+import pickle
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,86 @@ def peek(path: str) -> Peeked | None:
 
 
 def _load_with_stand_ins(path: str) -> Any:
-    # joblib's own unpickler (it reads the arrays joblib.dump writes beside the pickle stream,
-    # and plain pickles too); only where classes come from is changed. joblib is imported here,
-    # not at module level: a command runtime never pays for it.
+    with open(path, "rb") as f:
+        if f.peek(2)[:2] in _PLAIN_PICKLE:
+            return _StandInUnpickler(f).load()
+    return _load_compressed_with_stand_ins(path)
+
+
+# A file joblib.dump wrote without compression (or pickle.dump) starts with the PROTO opcode and
+# its protocol (2-5); anything else is compressed (zlib, gzip, bz2, lzma, lz4) or not a pickle.
+_PLAIN_PICKLE = frozenset(bytes([0x80, proto]) for proto in range(2, 6))
+
+
+class _ArrayWrapper:
+    """Stands for ``joblib.numpy_pickle.NumpyArrayWrapper``: where joblib.dump put an array, the
+    pickle holds one of these (subclass, shape, order, dtype, alignment), and the array's bytes
+    follow it in the file, outside the pickle stream."""
+
+    shape: tuple[int, ...]
+    order: str
+    dtype: Any
+
+
+# The pure-Python unpickler (joblib's base too): its opcode table can be extended, the C one's not.
+_PurePythonUnpickler: Any = pickle._Unpickler
+
+
+class _StandInUnpickler(_PurePythonUnpickler):
+    """Unpickles a plain pickle or an uncompressed joblib file with stand-ins for every class
+    outside ``_REAL_ROOTS``, reading joblib's out-of-stream arrays itself as joblib's
+    NumpyUnpickler does (the same pure-Python unpickler underneath): importing joblib costs
+    0.12 s (its ``__init__`` loads its parallel machinery), more than the peek itself."""
+
+    dispatch: ClassVar[dict[int, Any]] = dict(_PurePythonUnpickler.dispatch)
+
+    def __init__(self, file: io.BufferedReader) -> None:
+        super().__init__(file)
+        self._raw = file
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("joblib.numpy_pickle", "NumpyArrayWrapper"):
+            return _ArrayWrapper
+        root = module.split(".", 1)[0]
+        if root == "joblib":  # joblib's formats before 0.10: not read here (joblib.load reads them)
+            raise pickle.UnpicklingError(f"{module}.{name} is not read by the peek")
+        if root in _REAL_ROOTS:
+            return super().find_class(module, name)
+        return _stand_in(module, name)
+
+    def load_build(self) -> None:
+        super().load_build()
+        if isinstance(self.stack[-1], _ArrayWrapper):
+            self.stack.append(self._read_array(self.stack.pop()))
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _read_array(self, wrapper: _ArrayWrapper) -> Any:
+        """The array's bytes as joblib's ``NumpyArrayWrapper.read_array`` reads them."""
+        import numpy as np
+
+        dtype = np.dtype(wrapper.dtype)
+        if dtype.hasobject:  # a nested pickle stream of its own (object arrays: feature names)
+            return _StandInUnpickler(self._raw).load()
+        if getattr(wrapper, "numpy_array_alignment_bytes", None) is not None:
+            padding = self._raw.read(1)
+            self._raw.read(int.from_bytes(padding, "little"))
+        shape = tuple(int(n) for n in wrapper.shape)
+        array = np.empty(math.prod(shape), dtype=dtype)
+        view = memoryview(array).cast("B") if array.nbytes else memoryview(bytearray())  # type: ignore[arg-type]
+        if self._raw.readinto(view) != array.nbytes:
+            raise pickle.UnpicklingError("the file ends inside an array")
+        if wrapper.order == "F":
+            array = array.reshape(shape[::-1]).transpose()
+        else:
+            array = array.reshape(shape)
+        if not array.dtype.isnative:
+            array = array.byteswap().view(array.dtype.newbyteorder("="))
+        return array
+
+
+def _load_compressed_with_stand_ins(path: str) -> Any:
+    # joblib's own unpickler for what it compressed; only where classes come from is changed.
     from joblib import numpy_pickle
 
     class StandInUnpickler(numpy_pickle.NumpyUnpickler):
@@ -82,6 +162,36 @@ def _load_with_stand_ins(path: str) -> Any:
     with open(path, "rb") as f, \
             numpy_pickle._validate_fileobject_and_memmap(f, path, None) as (fobj, _):
         return StandInUnpickler(path, fobj, True).load()
+
+
+def top_class(path: str) -> tuple[str, str] | None:
+    """The (module, name) of the first class a plain pickle names outside numpy and the standard
+    library: the model's own class for a joblib.dump of an estimator. Reads opcodes only (a few
+    hundred bytes); None when it cannot tell (compressed, or names built from memo references)."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            if f.peek(2)[:2] not in _PLAIN_PICKLE:
+                return None
+            for opcode, arg, _ in pickletools.genops(f):
+                if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                    strings.append(str(arg))
+                elif opcode.name == "GLOBAL":
+                    module, _, name = str(arg).partition(" ")
+                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    module, name = strings[-2], strings[-1]
+                elif opcode.name in ("BINGET", "LONG_BINGET", "GET", "STACK_GLOBAL"):
+                    return None  # a name from the memo: not followed here
+                else:
+                    continue
+                if opcode.name in ("GLOBAL", "STACK_GLOBAL") and \
+                        module.split(".", 1)[0] not in _REAL_ROOTS:
+                    return module, name
+    except Exception:  # not a pickle after all: the caller loads it for real
+        return None
+    return None
 
 
 def feature_names(path: str) -> list[str] | None:
