@@ -124,12 +124,15 @@ class Backend(Protocol):
 
 @runtime_checkable
 class WaitsForGroups(Protocol):
-    """Optional: a backend that can sleep until one of its groups may have finished, so the
-    controller hears of a finished group at once instead of at its next poll (the local backend:
-    its worker processes' exits)."""
+    """Optional: a backend that can sleep until one of its groups may have finished or stored an
+    attempt's status, so the controller hears of it at once instead of at its next poll (the
+    local backend: its worker processes' exits, and a byte each worker writes to a pipe once it
+    has stored a status)."""
 
-    def wait_any(self, names: Sequence[str], timeout: float) -> None:
-        """Return when one of ``names`` may have finished, or after ``timeout`` seconds."""
+    def wait_any(self, names: Sequence[str], timeout: float) -> bool:
+        """Return when one of ``names`` may have finished or stored a status, or after
+        ``timeout`` seconds: True when a group said it stored a status (the controller then
+        reads the statuses at once, not at its next look)."""
         ...
 
 

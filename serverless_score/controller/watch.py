@@ -287,7 +287,8 @@ class Scheduler:
         if not self._running:
             self.sleep(0.05)
         elif isinstance(self.backend, WaitsForGroups):
-            self.backend.wait_any(list(self._running), self.poll_interval)
+            if self.backend.wait_any(list(self._running), self.poll_interval):
+                self._next_store_look = 0.0  # a status was stored: read it now
         else:
             self.sleep(self.poll_interval)
 

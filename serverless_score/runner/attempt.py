@@ -7,6 +7,7 @@ can pass for the runner's word.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from ..errors import ScoreError
 from ..storage import StoreConfig, get_store
 from .capture import OutputCapture
-from .contract import AttemptStatus, Outcome, TaskOrder, TaskResult, WorkOrder
+from .contract import ENV_NOTIFY_FD, AttemptStatus, Outcome, TaskOrder, TaskResult, WorkOrder
 from .execute import AttemptTaken, Seen, run_task
 
 RunTask = Callable[[WorkOrder, TaskOrder, StoreConfig, Seen], TaskResult]
@@ -61,6 +62,7 @@ def run_attempt(work: WorkOrder, order: TaskOrder, config: StoreConfig, *, group
         if status is not None:
             _store_log(order, config, log_file if capture is not None else None)
             _create(order.status, status.to_json().encode(), config)  # last: the attempt is over
+            _notify_controller()
     except FileExistsError:
         print(f"runner: task {task.id}: attempt {order.attempt}'s files were written by another "
               "worker; this one's are dropped", flush=True)
@@ -72,6 +74,15 @@ def run_attempt(work: WorkOrder, order: TaskOrder, config: StoreConfig, *, group
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return status is not None and status.succeeded
+
+
+def _notify_controller() -> None:
+    """A byte on the local backend's notify pipe, when there is one: its controller looks at the
+    statuses at once. Best effort: a full or closed pipe only means it looks at its next poll."""
+    fd = os.environ.get(ENV_NOTIFY_FD, "")
+    if fd.isdigit():
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"s")
 
 
 def _failed(order: TaskOrder, group: str, seen: Seen, reason: str, retryable: bool,
