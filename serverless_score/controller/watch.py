@@ -689,7 +689,7 @@ class Scheduler:
             if record.evictions <= self.max_evictions:
                 # Its group was evicted (Spot): run it again at once, spending none of its
                 # retries. Only max_evictions times: a region short of Spot capacity would
-                # otherwise rerun it until the job's timeout.
+                # otherwise rerun it for as long as the evictions go on.
                 self.progress.task_retry(task, status.attempt, f"{reason}; eviction "
                                          f"{record.evictions} of {self.max_evictions} free of retries")
                 backlog.append((self.clock(), task, False))
