@@ -113,6 +113,10 @@ class AzureSettings(BaseModel):
     # "Spot": container groups on ACI's evictable capacity at the Spot price; an eviction
     # retries the group's tasks (README: Cost).
     priority: Literal["Regular", "Spot"] = "Regular"
+    # Evictions per task rerun without spending a retry; past them an eviction is an ordinary
+    # failure (it spends the task's retries), so a region short of Spot capacity fails the job
+    # instead of rerunning it for as long as they go on.
+    max_evictions: int = Field(default=3, ge=0, strict=True)
 
     @field_validator("storage_account")
     @classmethod

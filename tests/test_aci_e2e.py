@@ -312,3 +312,82 @@ def _run_and_evict(controller: Any, aci_emulator: Any, procs: Any) -> None:
     assert victim, "no Spot group ever ran"
     assert aci_emulator.group(victim).body["properties"]["priority"] == "Spot"
     aci_emulator.evict(victim)
+
+
+def _evict_attempt(aci_emulator: Any, azurite: Any, container: str, procs: Any,
+                   task: str, attempt: int) -> str:
+    """Evict the Spot group that claimed ``attempt`` of ``task``, while it runs it (the scorer
+    sleeps through such attempts); returns the group's name."""
+    claim = f"out/rows.txt.work/tasks/{task}/attempt-{attempt}/claim.json"
+
+    def claimed_by() -> str | None:
+        try:
+            group = str(json.loads(_blob(azurite, container, claim))["group"])
+        except Exception:  # not claimed yet
+            return None
+        return group if group in aci_emulator.group_names() else None
+
+    victim = procs.wait_for(claimed_by, timeout=60)
+    assert victim, f"attempt {attempt} of {task} was never claimed by a live group"
+    assert aci_emulator.group(victim).body["properties"]["priority"] == "Spot"
+    aci_emulator.evict(victim)
+    return victim
+
+
+def test_a_task_evicted_max_evictions_times_succeeds_without_spending_a_retry(
+        job_dir, make_job, aci_env, aci_emulator, azurite, container, procs, cli) -> None:
+    """`[azure] max_evictions = 2`, retries = 0: the one task's groups are evicted under its
+    first two attempts; both reruns are free, so the third attempt succeeds, and the manifest's
+    task line and `status` count the task's two evictions."""
+    scorer = 'if [ "$ATTEMPT" -le 2 ]; then sleep 60; fi; cat'
+    job = _command_job(make_job, job_dir, azurite, container, scorer, retries=0,
+                       timeout="2m", chunks=1, azure={"priority": "Spot", "max_evictions": 2})
+    controller = procs.start("run", job, "--json", "-q")
+    evicted = [_evict_attempt(aci_emulator, azurite, container, procs, "t00000", n)
+               for n in (1, 2)]
+    out, err = controller.communicate(timeout=120)
+    assert controller.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "succeeded" and result["rows_out"] == 40
+    assert result["usage"]["evictions"] == 2 and result["retried_tasks"] == ["t00000"]
+    manifest = json.loads(_blob(azurite, container, "out/rows.txt.manifest.json"))
+    outcomes = {g["name"]: g["outcome"] for g in manifest["usage"]["per_group"]}
+    assert [outcomes[name] for name in evicted] == ["evicted", "evicted"]
+    line = json.loads(_blob(azurite, container, "out/rows.txt.manifest.tasks.jsonl"))
+    assert (line["id"], line["attempts"], line["evictions"]) == ("t00000", 3, 2)
+    status = cli("status", job, "--json")
+    assert status.json is not None and status.json["state"] == "succeeded", status
+    assert [(t["id"], t["evictions"]) for t in status.json["tasks"]] == [("t00000", 2)]
+    assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
+
+
+def test_a_task_evicted_past_max_evictions_and_its_retries_fails_the_job_saying_what_to_do(
+        job_dir, make_job, aci_env, aci_emulator, azurite, container, procs, cli) -> None:
+    """`[azure] max_evictions = 1`, retries = 1: the first eviction is free, the second spends
+    the retry, the third fails the job with a TaskFailed naming the task, its evictions, the
+    region and the fix; no group is left and no output written."""
+    scorer = 'sleep 60; cat'  # every attempt runs until its group is evicted
+    job = _command_job(make_job, job_dir, azurite, container, scorer, retries=1,
+                       timeout="2m", chunks=1, azure={"priority": "Spot", "max_evictions": 1})
+    controller = procs.start("run", job, "--json", "-q")
+    for n in (1, 2, 3):
+        _evict_attempt(aci_emulator, azurite, container, procs, "t00000", n)
+    out, err = controller.communicate(timeout=120)
+    assert controller.returncode == 1, err
+    error = json.loads(out.strip().splitlines()[-1])["error"]
+    assert error["type"] == "TaskFailed" and error["task_id"] == "t00000"
+    region = aci_env["SERVERLESS_SCORE_AZURE_LOCATION"]
+    assert "failed after 3 attempts" in error["message"]
+    assert f"evicted 3 times in region {region}" in error["message"]
+    assert "[azure] max_evictions = 1" in error["message"] and "retries = 1" in error["message"]
+    assert 'priority = "Regular"' in error["hint"] and "raise [azure] max_evictions or retries" \
+        in error["hint"]
+    assert aci_emulator.group_names() == [] and aci_emulator.live_pids() == []
+    names = [b.name for b in azurite.service().get_container_client(container).list_blobs()]
+    assert "out/rows.txt" not in names and "out/rows.txt.manifest.json" not in names
+    assert not any(n.startswith("out/rows.txt.part") or n.endswith(".tmp") for n in names), names
+    status = cli("status", job, "--json")
+    assert status.json is not None and status.json["state"] == "failed", status
+    [task] = status.json["tasks"]
+    assert (task["state"], task["attempts"], task["evictions"]) == ("failed", 3, 3)
+    assert "was evicted" in task["reason"]

@@ -6,7 +6,8 @@ import io
 
 from rich.console import Console
 
-from serverless_score.cli.progress import RichProgress
+from serverless_score.cli.progress import RichProgress, estimate_lines
+from serverless_score.planning.cost import Assumptions, RegionPrice, estimate
 from serverless_score.planning.tasks import Task
 from serverless_score.runner.contract import TaskResult
 
@@ -44,3 +45,17 @@ def test_a_progress_line_without_a_terminal_is_one_line_however_long() -> None:
     line = next(li for li in out.getvalue().splitlines() if li.startswith("task t99999 done:"))
     assert len(line) > 80
     assert line.endswith("(1/100000 tasks, 1,234,567,890 rows)")
+
+
+def test_the_estimate_says_how_many_evictions_of_a_task_spend_no_retry() -> None:
+    regular = RegionPrice("eastus", 1e-5, 1e-6, "USD", "2026-11-22", "test")
+    spot = RegionPrice("eastus", 3e-6, 3e-7, "USD", "2026-11-22", "test", priority="Spot")
+    note = ("Spot groups can be evicted, and an eviction reruns their tasks, the first "
+            "2 evictions of a task without spending a retry ([azure] max_evictions)")
+    groups = [[Task(0, "bytes", "in.csv", size=10)]]
+    for price, alt in ((regular, spot), (spot, regular)):  # a Regular job, then a Spot job
+        est = estimate(groups, backend="aci", max_parallel=1, cpu=1, memory_gb=1,
+                       assumptions=Assumptions(5.0, 60.0, 30.0), billed=True, price=price,
+                       alt_price=alt)
+        text = estimate_lines(est, "eastus", groups, max_evictions=2)
+        assert text.count(note) == 1, text

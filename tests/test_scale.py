@@ -93,7 +93,7 @@ def test_the_summary_names_its_task_lines_and_stays_small(tmp_path: Path) -> Non
     summary = {"job_id": "big-1", "totals": {"tasks": len(tasks)}, "usage": usage}
     shuffled = random.Random(1).sample(tasks, len(tasks))  # the lines follow the task order
     written = write_manifest(store, layout, summary, shuffled, results, {"t00007": 2},
-                             {"t00001": 0.1234})
+                             {"t00001": 0.1234}, {"t00007": 1})
 
     on_disk = json.loads(Path(layout.manifest).read_text())
     assert on_disk == written and "tasks" not in on_disk
@@ -107,9 +107,11 @@ def test_the_summary_names_its_task_lines_and_stays_small(tmp_path: Path) -> Non
     rows = read_tasks(store, layout, on_disk)
     assert rows is not None and [r["id"] for r in rows] == [t.id for t in tasks]
     assert rows[7]["attempts"] == 2 and rows[1]["container_seconds"] == 0.123
+    assert rows[7]["evictions"] == 1  # its first attempt's group was evicted
     assert rows[0]["groups"] == [["g1", 1]] and rows[4999]["groups"] == [["g2", 1]]
     assert rows[3] == {"id": "t00003", "input": "/in.csv bytes 30..40", "begin": 30, "end": 40,
                        "records_in": 3, "records_out": 3, "rows_failed": 0, "attempts": 1,
+                       "evictions": 0,
                        "seconds": 0.5, "part_sha256": results["t00003"].part_sha256,
                        "part_bytes": 7, "container_seconds": None, "groups": [["g1", 1]]}
 

@@ -45,6 +45,7 @@ class Outcome:
     retryable: bool = True
     begin: int | None = None  # byte tasks: where the attempt found its first record
     end: int | None = None  # ... and where its last one ended (success only)
+    evicted: bool = False  # its group is evicted (Spot) mid-attempt
 
 
 @dataclass
@@ -70,6 +71,7 @@ class _Group:
     phase: Phase = Phase.RUNNING
     detail: str = ""
     retryable: bool = True
+    evicted: bool = False
 
 
 @dataclass
@@ -129,6 +131,7 @@ class ScriptedBackend:
                 else:  # the worker dies with its attempt
                     group.phase, group.detail, group.retryable = (Phase.FAILED, outcome.detail,
                                                                   outcome.retryable)
+                    group.evicted = outcome.evicted
                     group.ended = True
                     return
                 continue
@@ -175,7 +178,8 @@ class ScriptedBackend:
                 continue
             self._advance(group)
             states[name] = GroupState(name, group.phase, 0 if group.phase is Phase.SUCCEEDED
-                                      else None, group.detail, retryable=group.retryable)
+                                      else None, group.detail, retryable=group.retryable,
+                                      evicted=group.evicted)
         return states
 
     def get_logs(self, name: str) -> str:
@@ -230,7 +234,7 @@ def shard_tasks(count: int) -> list[Task]:
 @pytest.fixture
 def rig(tmp_path: Path):
     def make(script: Callable[[str, int], Outcome], *, retries: int = 2, timeout: float = 60,
-             max_parallel: int = 2, straggler_factor: float = 3.0):
+             max_parallel: int = 2, straggler_factor: float = 3.0, max_evictions: int = 3):
         clock = FakeClock()
         output = str(tmp_path / "out" / "s.csv")
         store = get_store(output)
@@ -244,7 +248,8 @@ def rig(tmp_path: Path):
                               work=work, progress=events, max_parallel=max_parallel,
                               retries=retries, timeout=timeout, poll_interval=1.0,
                               retry_delay=1.0, straggler_factor=straggler_factor,
-                              clock=clock, sleep=clock.sleep)
+                              clock=clock, sleep=clock.sleep, max_evictions=max_evictions,
+                              region="westeurope")
         return scheduler, backend, events, LaunchBook(store, layout)
     return make
 
@@ -307,6 +312,64 @@ def test_retries_run_out(rig) -> None:
         scheduler.run(shard_tasks(2), {})
     assert "task t00000" in err.value.message and "after 2 attempts" in err.value.message
     assert not backend.groups and not scheduler._running
+
+
+EVICTED = "was evicted: Azure reclaimed its Spot capacity and restarted it"
+
+
+def test_evictions_up_to_max_evictions_cost_no_retry(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        ok=not (task == "t00001" and attempt <= 3), detail=EVICTED, evicted=True)
+    scheduler, backend, events, launches = rig(script, retries=0, max_evictions=3)
+    results = scheduler.run(shard_tasks(3), {})
+    assert sorted(results) == ["t00000", "t00001", "t00002"]
+    assert results["t00001"].attempt == 4  # three evictions, then a success: no retry spent
+    record = scheduler.records["t00001"]
+    assert record.evictions == 3 and record.reasons == []
+    assert [r[:2] for r in events.retries] == [("t00001", 1), ("t00001", 2), ("t00001", 3)]
+    assert "eviction 3 of 3 free of retries" in events.retries[-1][2]
+    assert [r.outcome for r in launches.all()].count("evicted") == 3
+    assert sorted(backend.deleted) == sorted(backend.created) and not backend.groups
+    assert {t: r.evictions for t, r in scheduler.records.items()} == {
+        "t00000": 0, "t00001": 3, "t00002": 0}
+
+
+def test_evictions_past_max_evictions_spend_the_retries_then_fail_the_job(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        ok=task != "t00000", detail=EVICTED, evicted=True)
+    scheduler, backend, events, launches = rig(script, retries=1, max_evictions=2)
+    with pytest.raises(TaskFailed) as err:
+        scheduler.run(shard_tasks(2), {})
+    # 2 evictions free, the 3rd spends the one retry, the 4th fails the job
+    assert _ended_attempts(backend)["t00000"] == [1, 2, 3, 4]
+    assert scheduler.records["t00000"].evictions == 4
+    assert "past [azure] max_evictions = 2: this one spends a retry" in events.retries[-1][2]
+    message, hint = err.value.message, err.value.hint
+    assert message.startswith("task t00000 (shard 0/2") and "failed after 4 attempts" in message
+    assert "evicted 4 times in region westeurope" in message
+    assert "[azure] max_evictions = 2" in message and "retries = 1" in message
+    assert 'priority = "Regular"' in hint and "max_evictions" in hint and "retries" in hint
+    assert not backend.groups and not scheduler._running
+    assert sorted(backend.deleted) == sorted(backend.created)
+    assert unended(launches.all()) == []
+
+
+def test_max_evictions_0_makes_every_eviction_an_ordinary_failure(rig) -> None:
+    script = lambda task, attempt: Outcome(  # noqa: E731
+        ok=not (task == "t00000" and attempt == 1), detail=EVICTED, evicted=True)
+    scheduler, _, events, _ = rig(script, retries=1, max_evictions=0)
+    results = scheduler.run(shard_tasks(1), {})
+    assert results["t00000"].attempt == 2
+    assert scheduler.records["t00000"].reasons == [f"before the task finished, the worker {EVICTED}"]
+    assert "past [azure] max_evictions = 0: this one spends a retry" in events.retries[0][2]
+
+
+def test_with_no_free_eviction_and_no_retry_the_first_eviction_fails_the_job(rig) -> None:
+    script = lambda task, attempt: Outcome(ok=False, detail=EVICTED, evicted=True)  # noqa: E731
+    scheduler, backend, events, _ = rig(script, retries=0, max_evictions=0)
+    with pytest.raises(TaskFailed, match="after 1 attempt: it was evicted 1 time in region"):
+        scheduler.run(shard_tasks(1), {})
+    assert events.retries == [] and backend.created == ["job-g001"] and not backend.groups
 
 
 def test_a_permanent_failure_is_not_retried(rig) -> None:

@@ -93,6 +93,13 @@ def test_price_file_resolves_against_the_job_file(tmp_path: Path) -> None:
     assert load_spec(job, ["azure.price_file=/etc/p.toml"]).azure.price_file == "/etc/p.toml"
 
 
+def test_max_evictions_defaults_to_3_and_is_set_in_the_azure_table(tmp_path: Path) -> None:
+    job = write(tmp_path, VALID + '\n[azure]\npriority = "Spot"\nmax_evictions = 5\n')
+    assert spec_from_dict(BASE).azure.max_evictions == 3
+    assert load_spec(job).azure.max_evictions == 5
+    assert load_spec(job, ["azure.max_evictions=0"]).azure.max_evictions == 0
+
+
 def test_absolute_paths_uris_and_commands_are_kept(tmp_path: Path) -> None:
     text = (
         'name = "x"\ninput = "az://container/data/*.jsonl"\noutput = "/abs/out/scores.jsonl"\n'
@@ -155,6 +162,10 @@ def test_unknown_key_without_a_close_match() -> None:
         ("max_parallel", 2.5, ["max_parallel:", "got 2.5"]),
         ("max_cost", 0, ["max_cost:", "greater than 0"]),
         ("azure", {"creates_per_minute": 500}, ["azure.creates_per_minute:", "less than or equal to 100"]),
+        ("azure", {"max_evictions": -1}, ["azure.max_evictions:", "greater than or equal to 0",
+                                          "got -1"]),
+        ("azure", {"max_evictions": 1.5}, ["azure.max_evictions:", "valid integer", "got 1.5"]),
+        ("azure", {"max_evictions": "3"}, ["azure.max_evictions:", "valid integer", "got '3'"]),
         ("azure", {"subscripton_id": "x"}, ["unknown key 'azure.subscripton_id'",
                                             "did you mean 'subscription_id'?"]),
         ("azure", {"price_file": "https://example.com/prices.toml"},

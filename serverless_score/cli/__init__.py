@@ -114,7 +114,8 @@ def run(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debug
         if not quiet:
             err_console.print(plan_summary(plan), highlight=False)
             planned = plan_estimate(plan)
-            err_console.print(estimate_lines(planned.estimate, planned.pricing.describe(), []),
+            err_console.print(estimate_lines(planned.estimate, planned.pricing.describe(), [],
+                                             max_evictions=spec.azure.max_evictions),
                               highlight=False, markup=False)
         # The plan's spec and model source: a registry URI is resolved once, by the plan shown.
         if quiet:
@@ -173,7 +174,8 @@ def plan(job: JobArg, set_: SetOpt = None, as_json: JsonOpt = False, debug: Debu
     console.print(plan_table(planned))
     console.print(plan_summary(planned), highlight=False)
     console.print(estimate_lines(cost.estimate, cost.pricing.describe(), cost.groups,
-                                 planned.spec.max_cost), highlight=False, markup=False)
+                                 planned.spec.max_cost, planned.spec.azure.max_evictions),
+                  highlight=False, markup=False)
 
 
 @app.command()

@@ -69,8 +69,9 @@ def _print_status(result: JobStatus) -> None:
     table = Table(title=f"job {result.job_id} ({result.backend}): {result.state}",
                   title_justify="left")
     failed = result.rows_failed > 0  # a column only for a job that left rows out
-    columns = ("task", "state", "attempts", "rows", *(("failed",) if failed else ()), "seconds",
-               "input / group")
+    evicted = any(t.evictions for t in result.tasks)  # ... or whose Spot groups were evicted
+    columns = ("task", "state", "attempts", *(("evicted",) if evicted else ()), "rows",
+               *(("failed",) if failed else ()), "seconds", "input / group")
     for column in columns:
         table.add_column(column, justify="left" if column in ("task", "state", "input / group")
                          else "right")
@@ -78,6 +79,7 @@ def _print_status(result: JobStatus) -> None:
         t for t in result.tasks if t.state != "done"][:60]
     for task in shown:
         table.add_row(task.id, task.state, str(task.attempts),
+                      *((str(task.evictions),) if evicted else ()),
                       f"{task.rows:,}" if task.rows is not None else "",
                       *((f"{task.rows_failed:,}" if task.rows_failed is not None else "",)
                         if failed else ()),

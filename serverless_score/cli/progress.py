@@ -145,9 +145,12 @@ def summary(result: JobResult) -> str:
 
 
 def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
-                   max_cost: float | None = None) -> str:
+                   max_cost: float | None = None, max_evictions: int | None = None) -> str:
     """The plan's groups, cores, core-seconds and cost, with every assumption behind them."""
     a = est.assumptions
+    spot = "Spot groups can be evicted, and an eviction reruns their tasks" + (
+        f", the first {plural(max_evictions, 'eviction')} of a task without spending a retry "
+        f"([azure] max_evictions)" if max_evictions is not None else "")
     if not est.billed:
         cost = f"cost 0 ({pricing_text})"
     elif est.cost is None:
@@ -158,12 +161,13 @@ def estimate_lines(est: Estimate, pricing_text: str, groups: list[list[Task]],
     if max_cost is not None and est.cost is not None:
         verdict = "within" if est.cost <= max_cost else "ABOVE (run refuses to start)"
         cost += f"; {verdict} max_cost = {max_cost:g}"
+    if est.billed and est.price is not None and est.price.priority == "Spot":
+        cost += f"\n          {spot}"
     if est.billed and est.alt_price is not None and est.alt_cost is not None:
         ap = est.alt_price
         cost += (f"\n          at {ap.priority} priority: {est.alt_cost:.4f} {ap.currency} "
                  f"({ap.vcpu_second:g}/vCPU-s + {ap.gb_second:g}/GB-s)"
-                 + ("; Spot groups can be evicted, and an eviction reruns their tasks"
-                    if ap.priority == "Spot" else ""))
+                 + (f"; {spot}" if ap.priority == "Spot" else ""))
     elif est.billed and est.price is not None:
         other = "Regular" if est.price.priority == "Spot" else "Spot"
         cost += f"\n          at {other} priority: no price for {est.price.region}"

@@ -22,6 +22,7 @@ from ..storage import Store, StoreConfig, get_store, is_local
 from ..storage.config import cache_root
 from ..storage.lease import get_lease
 from ..units import plural
+from .launches import LaunchBook
 from .manifest import read_tasks
 
 
@@ -99,6 +100,7 @@ class TaskStatus:
     seconds: float | None = None
     group: str | None = None
     reason: str | None = None  # why its latest attempt failed
+    evictions: int = 0  # attempts lost to evicted (Spot) groups
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,12 +157,20 @@ def _status(loc: JobLocation, task_id: str, attempt: int) -> AttemptStatus | Non
         return None
 
 
+def _statuses(loc: JobLocation, task_id: str, attempts: dict[int, set[str]]) -> list[AttemptStatus]:
+    """The stored statuses of the task's attempts, the latest first."""
+    return [s for n in sorted(attempts, reverse=True) if STATUS in attempts[n]
+            and (s := _status(loc, task_id, n)) is not None]
+
+
+def _latest(statuses: list[AttemptStatus]) -> AttemptStatus | None:
+    """The task's success if it has one (the latest), else its latest attempt."""
+    return next((s for s in statuses if s.succeeded), statuses[0] if statuses else None)
+
+
 def _latest_status(loc: JobLocation, task_id: str,
                    attempts: dict[int, set[str]]) -> AttemptStatus | None:
-    """The status of the task's success if it has one (the latest), else of its latest attempt."""
-    statuses = [s for n in sorted(attempts, reverse=True) if STATUS in attempts[n]
-                and (s := _status(loc, task_id, n)) is not None]
-    return next((s for s in statuses if s.succeeded), statuses[0] if statuses else None)
+    return _latest(_statuses(loc, task_id, attempts))
 
 
 def _claim(loc: JobLocation, task_id: str, attempt: int) -> Claim | None:
@@ -206,7 +216,7 @@ def _statuses_of(rows: list[dict[str, Any]]) -> list[TaskStatus]:
     """The tasks of a succeeded job, from its manifest's task rows."""
     return [TaskStatus(str(r.get("id")), str(r.get("input")), "done", int(r.get("attempts") or 0),
                        rows=r.get("records_out"), rows_failed=r.get("rows_failed"),
-                       seconds=r.get("seconds"))
+                       seconds=r.get("seconds"), evictions=int(r.get("evictions") or 0))
             for r in rows]
 
 
@@ -215,7 +225,10 @@ def _stored_statuses(loc: JobLocation, live: list[GroupInfo]) -> list[TaskStatus
     tasks = loc.tasks()
     ids = [t.id for t in tasks]
     stored = _stored(loc)
-    latest = {t: _latest_status(loc, t, stored[t]) for t in ids if t in stored}
+    found = {t: _statuses(loc, t, stored[t]) for t in ids if t in stored}
+    latest = {t: _latest(s) for t, s in found.items()}
+    # An attempt whose group ended evicted (its launch record says so) was lost to an eviction.
+    evicted = {r.group for r in LaunchBook(loc.store, loc.layout).all() if r.outcome == "evicted"}
     live_names = {g.name for g in live}
     controller = _controller(loc)
     statuses = []
@@ -224,6 +237,8 @@ def _stored_statuses(loc: JobLocation, live: list[GroupInfo]) -> list[TaskStatus
         status = TaskStatus(task.id, task.describe(), "pending", max(attempts, default=0))
         last = latest.get(task.id)
         result = last.result if last is not None else None
+        status.evictions = sum(1 for s in found.get(task.id, [])
+                               if s.group in evicted and not s.succeeded)
         # A group runs an attempt it claimed (``claim.json``) until it stores its status.
         newest = attempts.get(status.attempts, set())
         claim = (_claim(loc, task.id, status.attempts)

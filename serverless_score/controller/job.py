@@ -275,6 +275,8 @@ class Job:
             timeout=self.spec.timeout, cpu=self.spec.resources.cpu,
             memory_gb=self.spec.resources.memory_gb, poll_interval=self.poll_interval,
             straggler_factor=self.spec.straggler_factor, access=access,
+            max_evictions=self.spec.azure.max_evictions,
+            region=None if pricing.region_assumed else pricing.region,
         )
         run_started = time.monotonic()
         repaired = 0
@@ -336,7 +338,8 @@ class Job:
             usage=job_result.usage or {},
             attempts=sum(attempts_by_task.get(t.id, 1) for t in ran))
         self._write_manifest(plan, tasks, results, attempts_by_task, job_result, composed,
-                             model, access)
+                             model, access,
+                             {t: r.evictions for t, r in scheduler.records.items()})
         if self._measured is not None:
             remember(self._measured)  # after the manifest: only a job that succeeded teaches
         self._delete_parts()
@@ -532,7 +535,8 @@ class Job:
 
     def _write_manifest(self, plan: Plan, tasks: dict[str, Task], results: dict[str, TaskResult],
                         attempts: dict[str, int], result: JobResult, composed: ComposeResult,
-                        model: ModelInfo | None, access: WorkerAccess) -> None:
+                        model: ModelInfo | None, access: WorkerAccess,
+                        evictions: dict[str, int]) -> None:
         manifest = {
             "job_id": plan.job_id,
             "name": self.spec.name,
@@ -562,7 +566,7 @@ class Job:
         }
         # Per-task details go to the task lines beside it (controller/manifest.py).
         write_manifest(self.store, self.layout, manifest, list(tasks.values()), results, attempts,
-                       self._task_seconds)
+                       self._task_seconds, evictions)
 
 
 def _rows_of(results: dict[str, TaskResult], ran: list[Task]) -> int | None:

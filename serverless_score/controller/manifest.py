@@ -5,10 +5,11 @@ summary stays a page a person can read:
                                    usage, and ``tasks_file`` (its name, how many task lines, their
                                    bytes and sha256)
     <output>.manifest.tasks.jsonl  one JSON object per task, in task order: input, begin, end,
-                                   records in and out, rows failed, attempts, seconds, the part's
-                                   sha256 and bytes, container seconds, and the groups that ran
-                                   it (``[group, attempt]``; the summary's groups list their
-                                   tasks as ``first..last`` runs)
+                                   records in and out, rows failed, attempts, evictions (of its
+                                   Spot groups), seconds, the part's sha256 and bytes,
+                                   container seconds, and the groups that ran it (``[group,
+                                   attempt]``; the summary's groups list their tasks as
+                                   ``first..last`` runs)
 
 The task lines are written first and the summary last: the summary is what says "this job
 succeeded" (``run``'s up-to-date check, ``status``, ``scores``), so it never names task lines that
@@ -36,15 +37,18 @@ _BATCH = 1024  # task lines per write: one call per batch, not per task (a blob 
 
 def task_rows(tasks: Sequence[Task], results: Mapping[str, TaskResult],
               attempts: Mapping[str, int], container_seconds: Mapping[str, float],
-              groups: Mapping[str, list[list[Any]]] | None = None) -> Iterator[dict[str, Any]]:
+              groups: Mapping[str, list[list[Any]]] | None = None,
+              evictions: Mapping[str, int] | None = None) -> Iterator[dict[str, Any]]:
     """One row per task, in task (index) order: what the task lines hold. ``groups``: task ->
-    ``[group, attempt]`` of each of this run's groups that ran it (see ``split_usage``)."""
+    ``[group, attempt]`` of each of this run's groups that ran it (see ``split_usage``);
+    ``evictions``: task -> how many of this run's attempts of it were lost to evicted groups."""
     for t in sorted(tasks, key=lambda task: task.index):
         r = results[t.id]
         seconds = container_seconds.get(t.id)
         yield {"id": t.id, "input": t.describe(), "begin": r.begin, "end": r.end,
                "records_in": r.records_in, "records_out": r.records_out,
                "rows_failed": r.rows_failed, "attempts": max(attempts.get(t.id, 0), r.attempt),
+               "evictions": (evictions or {}).get(t.id, 0),
                "seconds": r.seconds, "part_sha256": r.part_sha256, "part_bytes": r.part_bytes,
                "container_seconds": round(seconds, 3) if seconds is not None else None,
                "groups": (groups or {}).get(t.id, [])}
@@ -93,11 +97,12 @@ def split_usage(usage: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None,
 def write_manifest(store: Store, layout: JobLayout, summary: Mapping[str, Any],
                    tasks: Sequence[Task], results: Mapping[str, TaskResult],
                    attempts: Mapping[str, int],
-                   container_seconds: Mapping[str, float]) -> dict[str, Any]:
+                   container_seconds: Mapping[str, float],
+                   evictions: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Write the task lines, then the summary naming them (count, bytes, sha256); return the
     summary as written. The lines go out a batch at a time, never the whole file in memory."""
     usage, ran = split_usage(summary.get("usage"))
-    rows = task_rows(tasks, results, attempts, container_seconds, ran)
+    rows = task_rows(tasks, results, attempts, container_seconds, ran, evictions)
     digest = hashlib.sha256()
     count = size = 0
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

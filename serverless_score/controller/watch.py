@@ -40,6 +40,7 @@ from ..runner.contract import (
     WorkOrder,
 )
 from ..storage import Store, is_local
+from ..units import plural
 from .access import WorkerAccess
 from .launches import LaunchBook, LaunchRecord
 from .signals import held
@@ -67,6 +68,7 @@ class TaskRecord:
     task: Task
     attempts: int = 0  # attempts started by this controller and earlier ones
     reasons: list[str] = field(default_factory=list)
+    evictions: int = 0  # attempts of it lost to evicted (Spot) groups of this controller
 
 
 def _highest_group_number(job_id: str, records: Sequence[LaunchRecord]) -> int:
@@ -148,7 +150,8 @@ class Scheduler:
                  straggler_factor: float = 3.0, linger: float = 20.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
-                 access: WorkerAccess | None = None) -> None:
+                 access: WorkerAccess | None = None, max_evictions: int = 3,
+                 region: str | None = None) -> None:
         self.job_id = job_id
         self.backend = backend
         self.store = store
@@ -164,6 +167,10 @@ class Scheduler:
         self.retry_delay = retry_delay
         self.straggler_factor = straggler_factor
         self.linger = linger
+        # Evictions per task that cost no retry (``[azure] max_evictions``), and where the
+        # groups run (ACI's location), for the message of a task evicted past them.
+        self.max_evictions = max_evictions
+        self.region = region
         self.clock = clock
         self.sleep = sleep
         self.launches = LaunchBook(store, layout)
@@ -177,7 +184,7 @@ class Scheduler:
         self._waiting: list[tuple[Task, AttemptStatus]] = []  # failed, not yet re-queued
         self.repaired: set[str] = set()  # tasks re-run from an exact boundary (not retries)
         self.copied: set[str] = set()  # stragglers given a second attempt beside the first
-        self.evicted: set[str] = set()  # Spot groups Azure evicted: their tasks cost no retry
+        self.evicted: set[str] = set()  # Spot groups Azure evicted (see _retry_or_fail)
         self.usage = UsageMeter()  # container seconds per group, for the manifest
         self._book: TicketBook | None = None
         self._run_token = f"{int(time.time())}-{secrets.token_hex(3)}"
@@ -230,7 +237,9 @@ class Scheduler:
               known: dict[str, TaskResult] | None = None, chain: Sequence[Task] = ()) -> Backlog:
         """A new queue for ``tasks``; returns them as a backlog to offer (``run`` does it)."""
         for task in tasks:
-            self.records[task.id] = TaskRecord(task, previous_attempts.get(task.id, 0))
+            old = self.records.get(task.id)  # a repair run: its evictions still count
+            self.records[task.id] = TaskRecord(task, previous_attempts.get(task.id, 0),
+                                               evictions=old.evictions if old else 0)
         self._known = dict(known or {})
         self._chain = {t.index: t for t in chain if t.kind == "bytes"}
         self._runs += 1
@@ -674,18 +683,47 @@ class Scheduler:
 
     def _retry_or_fail(self, task: Task, status: AttemptStatus, backlog: Backlog) -> None:
         record = self.records[task.id]
-        if status.group in self.evicted and not status.succeeded:
-            # Its group was evicted (Spot): run it again at once, spending none of its retries.
-            self.progress.task_retry(task, status.attempt, status.reason)
-            backlog.append((self.clock(), task, False))
-            return
+        evicted = status.group in self.evicted and not status.succeeded
+        reason = status.reason
+        if evicted:
+            record.evictions += 1
+            if record.evictions <= self.max_evictions:
+                # Its group was evicted (Spot): run it again at once, spending none of its
+                # retries. Only max_evictions times: a region short of Spot capacity would
+                # otherwise rerun it for as long as the evictions go on.
+                self.progress.task_retry(task, status.attempt, f"{reason}; eviction "
+                                         f"{record.evictions} of {self.max_evictions} free of retries")
+                backlog.append((self.clock(), task, False))
+                return
+            reason = (f"{reason}; evicted {plural(record.evictions, 'time')}, past [azure] "
+                      f"max_evictions = {self.max_evictions}: this one spends a retry")
         record.reasons.append(status.reason)
         retries_used = len(record.reasons) - 1
         if status.retryable and retries_used < self.retries:
-            self.progress.task_retry(task, status.attempt, status.reason)
+            self.progress.task_retry(task, status.attempt, reason)
             backlog.append((self.clock() + self._backoff(retries_used), task, False))
             return
+        if evicted:
+            raise self._evicted_failure(task, status, record.evictions)
         raise self._failure(task, status, status.attempt)
+
+    def _evicted_failure(self, task: Task, status: AttemptStatus, evictions: int) -> TaskFailed:
+        """A task whose Spot groups were evicted past ``max_evictions`` and its retries: what
+        happened, and what to change."""
+        log_tail, log_path = self._log_tail(task, status)
+        where = f" in region {self.region}" if self.region else ""
+        return TaskFailed(
+            f"task {task.id} ({task.describe()}) failed after "
+            f"{plural(status.attempt, 'attempt')}: it was evicted {plural(evictions, 'time')}"
+            f"{where} (Azure reclaimed its Spot capacity); {plural(self.max_evictions, 'eviction')} "
+            f"cost no retry ([azure] max_evictions = {self.max_evictions}), and its retries "
+            f"(retries = {self.retries}) ran out",
+            task_id=task.id,
+            log_tail=log_tail,
+            hint=f"Spot capacity{where} is short: run the job at [azure] priority = \"Regular\", "
+                 f"or raise [azure] max_evictions or retries; running it again keeps the "
+                 f"finished tasks. Full log: {log_path}",
+        )
 
     def _failure(self, task: Task, status: AttemptStatus, attempts: int) -> TaskFailed:
         log_tail, log_path = self._log_tail(task, status)
