@@ -64,8 +64,8 @@ submit_job <- function(job = "score.toml", backend = NULL, ...) {
 #'   "succeeded", "running", "failed", "stopped" or "pending"), `job_id`, `name`, `output`,
 #'   `manifest` (NULL until it succeeded), `backend`, `tasks_total`, `tasks_done`, `rows`,
 #'   `live_groups`, `usage`, `controller`, `id_columns`, `output_format`, and `tasks`: a
-#'   data.frame with a row per task (`id`, `input`, `state`, `attempts`, `rows`, `seconds`,
-#'   `group`, `reason`).
+#'   data.frame with a row per task (`id`, `input`, `state`, `attempts`, `rows`, `rows_failed`,
+#'   `seconds`, `group`, `reason`, `evictions`).
 #' @export
 job_status <- function(job, ...) {
   if (!inherits(job, "serverless_score_job")) return(stored_status(job, list(...)))
