@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -30,7 +32,8 @@ from serverless_score.records import (
     read_header,
     scan_range,
 )
-from serverless_score.records.scan import _quote_anchor
+from serverless_score.records.header import first_record_end
+from serverless_score.records.scan import _csv_boundaries, _quote_anchor
 
 CSV = RecordFormat("csv")
 LINES = RecordFormat("lines")
@@ -355,6 +358,28 @@ def test_read_header_with_small_blocks(sample: Sample, block: int) -> None:
     if header_end is not None:
         assert len(header) <= header_end
         assert sample.data[len(header):header_end].strip(b"\r\n") == b""  # only blank lines between
+
+
+@PROPERTY
+@given(st.binary(max_size=200) | st.lists(st.sampled_from([b"a", b",", b'"', b'""', b"\n", b"\r\n",
+                                                            b"x y"]), max_size=40).map(b"".join))
+def test_the_numpy_free_header_scan_ends_where_the_block_scan_does(data: bytes) -> None:
+    """``plan`` reads the header without numpy (header.first_record_end); the block scanner's
+    quote-aware boundaries (numpy) say where the first record ends all the same."""
+    bounds = _csv_boundaries(data)
+    assert first_record_end(data) == (int(bounds[0]) if bounds.size else None)
+
+
+def test_reading_a_header_and_the_cli_itself_do_not_import_numpy() -> None:
+    """Every command imports the CLI and ``plan``/``status`` read a CSV header: neither pays
+    numpy's import (0.07 s); the block scanner still has it when a worker reads records."""
+    code = ("import io, sys; import serverless_score.cli; "
+            "from serverless_score.records import read_header; "
+            "assert read_header(io.BytesIO(b'a,\"b\\nc\"\\n1,2\\n'), 12) == b'a,\"b\\nc\"\\n'; "
+            "print('numpy' in sys.modules, end=' '); "
+            "from serverless_score.records import RangeReader; print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
 
 
 @settings(max_examples=60, deadline=None)

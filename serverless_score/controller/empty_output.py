@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..planning import Plan
-from ..records import read_header
 from ..storage import StoreConfig, get_store
 
 log = logging.getLogger(__name__)
@@ -66,6 +65,8 @@ def _input_schema(plan: Plan, config: StoreConfig | None) -> Any:
         with store.open_read(first.path) as f:
             return pq.ParquetFile(f).schema_arrow
     if plan.spec.format == "csv":
+        from ..records import read_header  # (numpy: not on every command's import path)
+
         with store.open_read(first.path) as f:
             line = read_header(f, first.size).decode("utf-8", "replace")
         names = next(csv.reader(io.StringIO(line)), [])

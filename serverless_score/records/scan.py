@@ -26,10 +26,10 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from ..errors import BoundaryError
+from .header import MAX_RECORD_BYTES, read_header
+from .header import read_at as _read_at
 
 DEFAULT_BLOCK = 8 * 1024 * 1024
-# A record longer than this is almost certainly a wrong format or pattern, not data.
-MAX_RECORD_BYTES = 256 * 1024 * 1024
 
 _NL = 10
 _QUOTE = 34
@@ -84,26 +84,6 @@ class ScanResult:
     begin: int
     end: int
     records: int
-
-
-def _read_at(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    return f.read(size)
-
-
-def read_header(f: BinaryIO, file_size: int, block_size: int = 64 * 1024) -> bytes:
-    """The CSV header record (quote-aware), including its line terminator."""
-    data = b""
-    while True:
-        data += _read_at(f, len(data), block_size)
-        bounds = _csv_boundaries(data)
-        if bounds.size:
-            return data[: int(bounds[0])]
-        if len(data) >= file_size:
-            return data
-        if len(data) > MAX_RECORD_BYTES:
-            raise BoundaryError("the CSV header has no line end in its first 256 MB")
-        block_size *= 2
 
 
 def _csv_boundaries(data: bytes) -> np.ndarray:
