@@ -14,9 +14,11 @@ import pytest
 from serverless_score.backends.base import LABEL_EXPIRES, LABEL_JOB, LABEL_TASKS, GroupSpec, Phase
 from serverless_score.backends.docker import DockerBackend
 from serverless_score.backends.docker_mounts import Bind
+from serverless_score.controller.wakeup import StatusWakeup
 from serverless_score.controller.watch import group_labels
 from serverless_score.errors import ScoreError
 from serverless_score.planning.tasks import Task
+from serverless_score.runner.contract import ENV_NOTIFY
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 SHELL_IMAGE = "serverless-score-test-shell:1"
@@ -134,6 +136,30 @@ def test_containers_writing_to_local_paths_run_as_the_caller(docker_engine: Any,
     assert writes.user == f"{os.getuid()}:{os.getgid()}"
     reads = DockerBackend(shell_image, client=docker_engine.client, binds=[Bind("/tmp/in", True)])
     assert reads.user is None  # the image's own (non-root) user
+
+
+def test_a_container_wakes_the_controller_through_the_pipe_in_its_bind_mount(
+        docker_engine: Any, shell_image: str, tmp_path: Any) -> None:
+    """The work folder is bind-mounted at the same path: a container writes to the controller's
+    named pipe there (as the runner does after each status), and the controller's wait wakes at
+    once instead of at its next poll."""
+    work = tmp_path / "out.work"
+    wakeup = StatusWakeup.create(str(work / "queue" / "run.wakeup"))
+    assert wakeup is not None
+    backend = DockerBackend(shell_image, client=docker_engine.client, network="host",
+                            binds=[Bind(str(work), False)])
+    group = _group('sleep 1; printf s > "$SERVERLESS_SCORE_NOTIFY"; sleep 60')
+    group.env[ENV_NOTIFY] = wakeup.path
+    try:
+        assert wakeup.wait(0.2) is False  # nothing written yet
+        backend.begin_create_group(group)
+        started = time.monotonic()
+        assert wakeup.wait(60) is True
+        assert time.monotonic() - started < 30
+        assert not backend.get_states([group.name])[group.name].phase.finished
+    finally:
+        backend.delete_group(group.name)
+        wakeup.close()
 
 
 # -- image push ---------------------------------------------------------------------------------

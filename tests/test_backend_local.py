@@ -14,7 +14,8 @@ import pytest
 
 from serverless_score.backends import GroupSpec, Phase, get_backend
 from serverless_score.backends.local import LocalBackend, _is_our_runner
-from serverless_score.runner.contract import ENV_GROUP, ENV_WORK, AttemptStatus
+from serverless_score.controller.wakeup import StatusWakeup
+from serverless_score.runner.contract import ENV_GROUP, ENV_NOTIFY, ENV_WORK, AttemptStatus
 
 # Unique per session: groups are also found through /proc, machine-wide, and other test sessions
 # may run this file at the same time.
@@ -174,8 +175,10 @@ def test_wait_any_returns_when_a_worker_exits_not_at_the_timeout(tmp_path: Path)
 
 def test_wait_any_returns_when_a_worker_stores_a_status_while_it_runs_on(tmp_path: Path) -> None:
     """A worker that has stored a task's status and goes on with its next task (or waits for
-    work, as a pulling group does) wakes the controller at once: the job's last status is not
-    found a poll interval late."""
+    work, as a pulling group does) wakes the controller at once through the named pipe it was
+    given: the job's last status is not found a poll interval late."""
+    wakeup = StatusWakeup.create(str(tmp_path / "queue" / "run.wakeup"))
+    assert wakeup is not None
     work = _shard_work(tmp_path, 'if [ "$BIN_START" = 0 ]; then echo first; else sleep 30; fi')
     second = json.loads(json.dumps(work["orders"][0]))
     second["task"] = {"index": 1, "kind": "shard",
@@ -183,20 +186,46 @@ def test_wait_any_returns_when_a_worker_stores_a_status_while_it_runs_on(tmp_pat
     for key in ("part", "log", "status"):
         second[key] = str(tmp_path / f"second-{key}")
     work["orders"].append(second)
+    group = _group("g-two", work)
+    group.env[ENV_NOTIFY] = wakeup.path
     backend = LocalBackend(str(tmp_path / "state"))
-    backend.begin_create_group(_group("g-two", work))
+    backend.begin_create_group(group)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "status.json").exists() and time.monotonic() < deadline:
-            started = time.monotonic()
-            backend.wait_any(["g-two"], timeout=20)
-            # woken by the first status (or the Python start's own writes), never by the timeout
-            assert time.monotonic() - started < 10
+        started = time.monotonic()
+        # woken by the first status, never by the 20 s timeout, while the worker runs on
+        assert backend.wait_any(["g-two"], timeout=20, wake=wakeup.fd) is True
+        assert time.monotonic() - started < 10
         assert AttemptStatus.from_json((tmp_path / "status.json").read_bytes()).succeeded
         assert not backend.get_states(["g-two"])["g-two"].phase.finished  # still on its second
+        wakeup.drain()
         started = time.monotonic()
-        backend.wait_any(["g-two"], timeout=0.3)  # nothing new: the timeout ends the wait
+        # nothing new: the timeout ends the wait, and says it was not a status
+        assert backend.wait_any(["g-two"], timeout=0.3, wake=wakeup.fd) is False
         assert 0.25 <= time.monotonic() - started < 5
     finally:
         backend.delete_group("g-two")
+        wakeup.close()
     assert not (tmp_path / "second-status").exists()
+    assert not os.path.exists(wakeup.path)  # close removes the pipe
+
+
+def test_a_worker_without_a_reader_or_given_a_plain_file_carries_on(tmp_path: Path) -> None:
+    """The signal is best effort: a pipe nobody reads (the controller is gone) or a path that is
+    a plain file (never appended to) costs the worker nothing; its task succeeds."""
+    for kind in ("fifo", "file"):
+        path = tmp_path / f"signal-{kind}"
+        if kind == "fifo":
+            os.mkfifo(path)
+        else:
+            path.write_bytes(b"")
+        folder = tmp_path / kind
+        folder.mkdir()
+        group = _group(f"g-{kind}", _shard_work(folder, "echo scored"))
+        group.env[ENV_NOTIFY] = str(path)
+        backend = LocalBackend(str(tmp_path / "state"))
+        backend.begin_create_group(group)
+        assert _wait_finished(backend, f"g-{kind}") is Phase.SUCCEEDED
+        assert AttemptStatus.from_json((folder / "status.json").read_bytes()).succeeded
+        if kind == "file":
+            assert path.read_bytes() == b""
+        backend.delete_group(f"g-{kind}")

@@ -124,15 +124,14 @@ class Backend(Protocol):
 
 @runtime_checkable
 class WaitsForGroups(Protocol):
-    """Optional: a backend that can sleep until one of its groups may have finished or stored an
-    attempt's status, so the controller hears of it at once instead of at its next poll (the
-    local backend: its worker processes' exits, and a byte each worker writes to a pipe once it
-    has stored a status)."""
+    """Optional: a backend that can sleep until one of its groups may have finished, so the
+    controller hears of a finished group at once instead of at its next poll (the local backend:
+    its worker processes' exits). It also wakes for ``wake``, a file descriptor the controller
+    reads its workers' "status stored" signals from (controller/wakeup.py)."""
 
-    def wait_any(self, names: Sequence[str], timeout: float) -> bool:
-        """Return when one of ``names`` may have finished or stored a status, or after
-        ``timeout`` seconds: True when a group said it stored a status (the controller then
-        reads the statuses at once, not at its next look)."""
+    def wait_any(self, names: Sequence[str], timeout: float, wake: int | None = None) -> bool:
+        """Return when one of ``names`` may have finished, ``wake`` is readable, or after
+        ``timeout`` seconds; True when ``wake`` is readable."""
         ...
 
 

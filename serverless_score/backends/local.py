@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from .base import LABEL_JOB, GroupInfo, GroupSpec, GroupState, Phase
 _GRACE_SECONDS = 3.0
 ENV_LABELS = "SERVERLESS_SCORE_LABELS"
 _ENV_GROUP = "SERVERLESS_SCORE_GROUP"  # runner.contract.ENV_GROUP (not imported: no cycle)
-_ENV_NOTIFY_FD = "SERVERLESS_SCORE_NOTIFY_FD"  # runner.contract.ENV_NOTIFY_FD
 
 
 class LocalBackend:
@@ -36,10 +34,6 @@ class LocalBackend:
     def __init__(self, state_dir: str) -> None:
         self._dir = Path(state_dir)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        # Workers write a byte here once they have stored an attempt's status: the controller's
-        # wait wakes then, not at its next poll (the last task's status was found 0.1 s late on
-        # average, on the job's critical path). Non-blocking: a full pipe never stalls a worker.
-        self._notify: tuple[int, int] | None = None
 
     @classmethod
     def from_spec(cls, spec: object, *, state_dir: str) -> LocalBackend:
@@ -60,15 +54,11 @@ class LocalBackend:
         labels = {LABEL_JOB: group.job_id, **group.labels}
         env = {**os.environ, **group.env, **group.secure_env, **group.thread_caps(),
                ENV_LABELS: json.dumps(labels)}
-        notify = self._notify_pipe()
-        if notify is not None:
-            env[_ENV_NOTIFY_FD] = str(notify[1])
         with open(self.log_path(group.name), "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "serverless_score.runner"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,  # its own process group: killed as a whole on delete
-                pass_fds=(notify[1],) if notify is not None else (),
             )
         self._procs[group.name] = proc
         self._pid_file(group.name).write_text(json.dumps({"pid": proc.pid, "labels": labels}) + "\n")
@@ -90,36 +80,30 @@ class LocalBackend:
                 states[name] = GroupState(name, Phase.FAILED, code, detail)
         return states
 
-    def _notify_pipe(self) -> tuple[int, int] | None:
-        if self._notify is None and hasattr(os, "pipe2"):
-            self._notify = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            weakref.finalize(self, _close_all, self._notify)
-        return self._notify
-
-    def wait_any(self, names: Sequence[str], timeout: float) -> bool:
-        """Sleep until one of the named workers exits (a pidfd per worker becomes readable then)
-        or stores a status (a byte on the notify pipe), or ``timeout``: the controller's loop then
-        sees it at once instead of up to a poll interval later. Without pidfds (not Linux,
-        kernel < 5.3) it just sleeps."""
+    def wait_any(self, names: Sequence[str], timeout: float, wake: int | None = None) -> bool:
+        """Sleep until one of the named workers exits (a pidfd per worker becomes readable then),
+        ``wake`` becomes readable (a worker stored a status: controller/wakeup.py), or
+        ``timeout``: the controller's loop then sees it at once instead of up to a poll interval
+        later. True when ``wake`` woke it. Without pidfds (not Linux, kernel < 5.3) it waits on
+        ``wake`` alone."""
         fds: list[int] = []
+        also = [wake] if wake is not None else []
         try:
             for name in names:
                 proc = self._procs.get(name)
                 if proc is None or proc.returncode is not None:
                     return False  # already known to be gone: nothing to wait for
                 fds.append(os.pidfd_open(proc.pid))
-            if fds:
-                notify = [self._notify[0]] if self._notify is not None else []
-                ready, _, _ = select.select(fds + notify, [], [], timeout)
-                if notify and notify[0] in ready:
-                    _drain(notify[0])
-                    return True
-        except (AttributeError, OSError):
-            time.sleep(timeout)  # no pidfd_open here (or the pid was reaped meanwhile)
+        except (AttributeError, OSError):  # no pidfd_open here (or the pid was reaped meanwhile)
+            for fd in fds:
+                os.close(fd)
+            fds = []
+        try:
+            ready, _, _ = select.select(fds + also, [], [], timeout)
         finally:
             for fd in fds:
                 os.close(fd)
-        return False
+        return wake is not None and wake in ready
 
     def get_logs(self, name: str) -> str:
         try:
@@ -220,18 +204,6 @@ def _is_our_runner(pid: int, group: str) -> bool:
     except OSError:
         return False
     return f"SERVERLESS_SCORE_GROUP={group}".encode() in environ.split(b"\0")
-
-
-def _close_all(fds: tuple[int, ...]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def _drain(fd: int) -> None:
-    with contextlib.suppress(OSError):  # BlockingIOError once it is empty
-        while os.read(fd, 4096):
-            pass
 
 
 def _kill_tree(pid: int, proc: subprocess.Popen[bytes] | None) -> None:

@@ -33,6 +33,7 @@ from ..planning.partition import Link, chain_repairs, exact_begins, fleet_size
 from ..planning.tasks import Task
 from ..runner.contract import (
     ENV_GROUP,
+    ENV_NOTIFY,
     ENV_WORK,
     AttemptStatus,
     Outcome,
@@ -46,6 +47,7 @@ from .launches import LaunchBook, LaunchRecord
 from .signals import held
 from .tickets import Offer, TicketBook
 from .usage import UsageMeter
+from .wakeup import StatusWakeup
 
 log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 25
@@ -189,6 +191,7 @@ class Scheduler:
         self._book: TicketBook | None = None
         self._run_token = f"{int(time.time())}-{secrets.token_hex(3)}"
         self._runs = 0
+        self._wakeup: StatusWakeup | None = None  # (controller/wakeup.py)
         self._group_number = _highest_group_number(job_id, self.launches.all())
         self._durations: list[float] = []  # seconds of succeeded attempts, for stragglers
         self._start_failures = 0  # groups in a row that ended without taking a ticket
@@ -231,7 +234,13 @@ class Scheduler:
                 self._end_group(name, None, backlog, results, stopped="done")
         finally:
             self.stop_all()
+            self._close_wakeup()
         return results
+
+    def _close_wakeup(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
 
     def begin(self, tasks: Sequence[Task], previous_attempts: dict[str, int], *,
               known: dict[str, TaskResult] | None = None, chain: Sequence[Task] = ()) -> Backlog:
@@ -249,8 +258,12 @@ class Scheduler:
         per_group = self.backend.tasks_per_group(len(tasks), self.max_parallel)
         self.fleet = max(1, fleet_size(len(tasks), per_group, self.max_parallel))
         lifetime = self._lifetime(len(tasks))
+        run = f"{self._run_token}-{self._runs}"
+        self._close_wakeup()
+        if is_local(self.layout.work):  # workers on this file system can wake the controller
+            self._wakeup = StatusWakeup.create(f"{self.layout.queues_dir}/{run}.wakeup")
         self._book = TicketBook(
-            self.store, self.layout, f"{self._run_token}-{self._runs}",
+            self.store, self.layout, run,
             access=self.access.for_queue(lifetime) if self.access is not None else None,
             poll=min(2.0, max(0.05, self.poll_interval)), linger=self.linger)
         self._book.stride = self.fleet
@@ -293,13 +306,21 @@ class Scheduler:
     def _pause(self) -> None:
         """Until the next look at the queue and the groups: a poll interval, cut short by a
         backend that can tell when a group finishes."""
+        wakeup = self._wakeup
         if not self._running:
             self.sleep(0.05)
-        elif isinstance(self.backend, WaitsForGroups):
-            if self.backend.wait_any(list(self._running), self.poll_interval):
-                self._next_store_look = 0.0  # a status was stored: read it now
+            return
+        if isinstance(self.backend, WaitsForGroups):
+            woken = self.backend.wait_any(list(self._running), self.poll_interval,
+                                          wakeup.fd if wakeup is not None else None)
+        elif wakeup is not None and self.sleep is time.sleep:  # (not on a test's fake clock)
+            woken = wakeup.wait(self.poll_interval)
         else:
             self.sleep(self.poll_interval)
+            return
+        if woken and wakeup is not None:
+            wakeup.drain()
+            self._next_store_look = 0.0  # a status was stored: read it now
 
     def _top_up(self, to_offer: int = 0) -> None:
         """Keep as many groups alive as there is work for, up to the fleet's size: the tickets
@@ -324,7 +345,9 @@ class Scheduler:
         book.group_created()
         spec = GroupSpec(
             name=name, job_id=self.job_id, task_ids=(),
-            env={ENV_WORK: work.to_json(), ENV_GROUP: name}, cpu=self.cpu,
+            env={ENV_WORK: work.to_json(), ENV_GROUP: name,
+                 **({ENV_NOTIFY: self._wakeup.path} if self._wakeup is not None else {})},
+            cpu=self.cpu,
             memory_gb=self.memory_gb, labels=group_labels(self.job_id, [], lifetime),
             secure_env=secure,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 import traceback
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from ..errors import ScoreError
 from ..storage import StoreConfig, get_store
 from .capture import OutputCapture
-from .contract import ENV_NOTIFY_FD, AttemptStatus, Outcome, TaskOrder, TaskResult, WorkOrder
+from .contract import ENV_NOTIFY, AttemptStatus, Outcome, TaskOrder, TaskResult, WorkOrder
 from .execute import AttemptTaken, Seen, run_task
 
 RunTask = Callable[[WorkOrder, TaskOrder, StoreConfig, Seen], TaskResult]
@@ -77,12 +78,19 @@ def run_attempt(work: WorkOrder, order: TaskOrder, config: StoreConfig, *, group
 
 
 def _notify_controller() -> None:
-    """A byte on the local backend's notify pipe, when there is one: its controller looks at the
-    statuses at once. Best effort: a full or closed pipe only means it looks at its next poll."""
-    fd = os.environ.get(ENV_NOTIFY_FD, "")
-    if fd.isdigit():
-        with contextlib.suppress(OSError):
-            os.write(int(fd), b"s")
+    """A byte on the controller's named pipe, when it named one: it reads the statuses at once.
+    Best effort: no reader, a full pipe or a path that is not a pipe only mean it reads them at
+    its next poll."""
+    path = os.environ.get(ENV_NOTIFY)
+    if not path:
+        return
+    with contextlib.suppress(OSError):  # ENXIO: no reader (the controller is gone)
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):  # never a byte appended to a file
+                os.write(fd, b"s")
+        finally:
+            os.close(fd)
 
 
 def _failed(order: TaskOrder, group: str, seen: Seen, reason: str, retryable: bool,

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 ENV_WORK = "SERVERLESS_SCORE_WORK"
 ENV_GROUP = "SERVERLESS_SCORE_GROUP"
 ENV_SECRETS = "SERVERLESS_SCORE_SECRETS"
-# The local backend's notify pipe (its write end): a byte there once a status is stored.
-ENV_NOTIFY_FD = "SERVERLESS_SCORE_NOTIFY_FD"
+# A named pipe the controller reads (controller/wakeup.py): a byte there once a status is stored.
+ENV_NOTIFY = "SERVERLESS_SCORE_NOTIFY"
 LABEL_JOB, LABEL_TASKS, LABEL_EXPIRES = "job", "tasks", "expires"
 
 
