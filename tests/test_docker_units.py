@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from serverless_score.backends.base import Phase
-from serverless_score.backends.docker import container_phase, container_times
+from serverless_score.backends.docker import container_phase, container_times, engine_time
 from serverless_score.backends.docker_mounts import Bind, job_binds, merge_binds
 from serverless_score.errors import ScoreError
 from serverless_score.images.acr import ACR_USER, exchange_token
@@ -54,6 +54,8 @@ def test_container_times_are_epoch_seconds_and_the_zero_time_is_none() -> None:
     assert started is not None and finished is not None
     assert abs((finished - started) - 5.376543) < 1e-6
     assert container_times({"StartedAt": "0001-01-01T00:00:00Z"}) == (None, None)
+    assert engine_time("2026-11-29T10:00:00.5Z") == pytest.approx(started + 0.376544, abs=1e-6)
+    assert engine_time(None) is None and engine_time("yesterday") is None
 
 
 # -- bind mounts --------------------------------------------------------------------------------
