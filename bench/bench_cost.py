@@ -2,8 +2,9 @@
 really used?
 
 For each job (model, runtime, backend), in a history of its own: run A scores one input and
-calibrates (``--calibrate`` times, 2 by default: the estimate takes the median of the last 3
-runs, and a first run pays cold caches); run B then scores *another* input of about the same
+calibrates (``--calibrate`` times, 3 by default: the estimate takes the median of the last 3
+runs, so a history of 3 is what a user who ran the job a few times has; a first run pays cold
+caches); run B then scores *another* input of about the same
 size, and its estimate (made before anything was created, from run A's measured throughput and
 per-group overhead) is set beside the container-seconds B used. The figure is actual /
 estimate for run B.
@@ -15,7 +16,7 @@ aci_emulator, each container a local runner process; Azurite as Blob Storage); t
 and python-churn on Docker when an engine answers at DOCKER_HOST with the built-in image (`make
 docker` builds it; skipped otherwise).
 
-Usage: ``python bench/bench_cost.py [--rows 400000] [--calibrate 2] [--skip-aci] [--json FILE]``.
+Usage: ``python bench/bench_cost.py [--rows 400000] [--calibrate 3] [--skip-aci] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def main() -> None:
     parser.add_argument("--skip-r", action="store_true")
     parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--json", type=Path, default=DATA_DIR / "cost.json")
-    parser.add_argument("--calibrate", type=int, default=2,
+    parser.add_argument("--calibrate", type=int, default=3,
                         help="runs of input A in the job's history before B is estimated")
     args = parser.parse_args()
     os.environ["SERVERLESS_SCORE_RETAIL_PRICES_URL"] = "off"  # the shipped table: offline here
