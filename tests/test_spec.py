@@ -413,7 +413,8 @@ def test_bad_row_keys_are_checked(keys: dict[str, Any], needle: str) -> None:
 
 
 def test_budgets_do_not_change_the_job_id(tmp_path: Path) -> None:
-    """Raising a budget that stopped a job resumes it (its finished tasks are kept)."""
+    """Raising a budget that stopped a job resumes it (its finished tasks are kept): the bad-row
+    budgets, and the evictions a task may have without spending a retry."""
     from serverless_score.planning import make_plan
 
     (tmp_path / "x.csv").write_text("a\n1\n")
@@ -421,6 +422,7 @@ def test_budgets_do_not_change_the_job_id(tmp_path: Path) -> None:
     keys = {**BASE, "input": str(tmp_path / "x.csv"), "model": str(tmp_path / "m.joblib"),
             "on_error": "skip"}
     ids = {make_plan(spec_from_dict({**keys, **extra})).job_id
-           for extra in ({}, {"max_failed_rows": 1}, {"max_failed_fraction": 0.5})}
+           for extra in ({}, {"max_failed_rows": 1}, {"max_failed_fraction": 0.5},
+                         {"azure": {"max_evictions": 7}}, {"azure": {"max_evictions": 0}})}
     assert len(ids) == 1
     assert make_plan(spec_from_dict({**keys, "on_error": "fail"})).job_id not in ids

@@ -91,14 +91,16 @@ def _check_model(spec: JobSpec, config: StoreConfig) -> None:
 
 def _job_id(spec: JobSpec, files: list[InputFile], tasks: list[Task],
             config: StoreConfig | None = None, source: ModelSource | None = None) -> str:
-    decisive = spec.model_dump(
-        exclude={"max_parallel", "retries", "timeout", "straggler_factor", "overwrite", "backend",
-                 "resources",
-                 # budgets: raising one resumes the job that stopped on it
-                 "max_failed_rows", "max_failed_fraction",
-                 # where a registry is: what it resolved to is in the model's stamp
-                 "mlflow"}
-    )
+    how_it_runs = ("max_parallel", "retries", "timeout", "straggler_factor", "overwrite",
+                   "backend", "resources",
+                   # budgets: raising one resumes the job that stopped on it
+                   "max_failed_rows", "max_failed_fraction",
+                   # where a registry is: what it resolved to is in the model's stamp
+                   "mlflow")
+    decisive = spec.model_dump(exclude={
+        **dict.fromkeys(how_it_runs, True),
+        # a budget too (and left out, the ids of jobs from before it was added stay the same)
+        "azure": {"max_evictions"}})
     if source is not None:
         # The URI as written and the version it resolved to, not the cache path of its file:
         # a newer version behind the same URI is another job, another machine the same one.
