@@ -187,6 +187,23 @@ def test_csv_crlf_and_no_final_newline_through_a_command(job_dir, make_job, cli)
     assert (job_dir / "out" / "ids.txt").read_text().splitlines() == [f"k{i}" for i in range(50)]
 
 
+def test_file_uris_work_from_any_folder_and_leave_nothing_beside_it(job_dir, make_job, cli,
+                                                                   tmp_path):
+    """``file://`` input and output, the CLI run from another folder: the output is where the
+    URI says, and nothing (the controller's wake-up pipe included) lands in the working folder."""
+    (job_dir / "in.csv").write_text("id,v\n" + "".join(f"k{i},{i}\n" for i in range(30)))
+    job = make_job(job_dir, name="uris", input=f"file://{job_dir / 'in.csv'}",
+                   output=f"file://{job_dir / 'out' / 'ids.txt'}", runtime="command",
+                   scorer="tail -n +2 | cut -d, -f1", chunks=3)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = cli("run", job, "--json", "-q", cwd=elsewhere)
+    assert result.code == 0, result
+    assert (job_dir / "out" / "ids.txt").read_text().splitlines() == [f"k{i}" for i in range(30)]
+    assert list(elsewhere.iterdir()) == []
+    assert not (job_dir / "out" / "ids.txt.work" / "queue").exists()  # tickets and pipe gone
+
+
 # -- jsonl -------------------------------------------------------------------------------------
 def test_jsonl_input_to_jsonl_output(job_dir, make_job, cli, trained_model, make_frame):
     import pandas as pd

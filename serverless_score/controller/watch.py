@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import re
 import secrets
@@ -216,7 +217,11 @@ class Scheduler:
         ``known`` are results of the job's other, finished tasks and ``chain`` all its byte tasks:
         with them a failed task whose boundary guess may have been wrong is re-run from its
         predecessor's exact end (see ``_repair_begin``)."""
-        backlog = self.begin(tasks, previous_attempts, known=known, chain=chain)
+        try:
+            backlog = self.begin(tasks, previous_attempts, known=known, chain=chain)
+        except BaseException:
+            self._close_wakeup()  # made before the queue that failed
+            raise
         book = self._book
         assert book is not None
         results: dict[str, TaskResult] = {}
@@ -233,8 +238,10 @@ class Scheduler:
             for name in list(self._running):  # waiting for work that will not come
                 self._end_group(name, None, backlog, results, stopped="done")
         finally:
-            self.stop_all()
-            self._close_wakeup()
+            try:
+                self.stop_all()
+            finally:
+                self._close_wakeup()
         return results
 
     def _close_wakeup(self) -> None:
@@ -261,7 +268,9 @@ class Scheduler:
         run = f"{self._run_token}-{self._runs}"
         self._close_wakeup()
         if is_local(self.layout.work):  # workers on this file system can wake the controller
-            self._wakeup = StatusWakeup.create(f"{self.layout.queues_dir}/{run}.wakeup")
+            # a plain absolute path: the same in a worker's working directory or a container
+            folder = os.path.abspath(self.layout.queues_dir.removeprefix("file://"))
+            self._wakeup = StatusWakeup.create(os.path.join(folder, f"{run}.wakeup"))
         self._book = TicketBook(
             self.store, self.layout, run,
             access=self.access.for_queue(lifetime) if self.access is not None else None,
