@@ -229,3 +229,19 @@ def test_a_worker_without_a_reader_or_given_a_plain_file_carries_on(tmp_path: Pa
         if kind == "file":
             assert path.read_bytes() == b""
         backend.delete_group(f"g-{kind}")
+
+
+def test_wait_any_closes_every_pidfd_it_opened(tmp_path: Path) -> None:
+    """A wait over a running worker and one already gone returns at once and leaves no file
+    descriptor open (the controller waits several times a second for hours)."""
+    backend = LocalBackend(str(tmp_path / "state"))
+    backend.begin_create_group(_group("g-runs", _shard_work(tmp_path / "runs", "sleep 30")))
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(50):
+            started = time.monotonic()
+            assert backend.wait_any(["g-runs", "g-never-made"], timeout=5) is False
+            assert time.monotonic() - started < 2
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        backend.delete_group("g-runs")

@@ -89,16 +89,16 @@ class LocalBackend:
         fds: list[int] = []
         also = [wake] if wake is not None else []
         try:
-            for name in names:
-                proc = self._procs.get(name)
-                if proc is None or proc.returncode is not None:
-                    return False  # already known to be gone: nothing to wait for
-                fds.append(os.pidfd_open(proc.pid))
-        except (AttributeError, OSError):  # no pidfd_open here (or the pid was reaped meanwhile)
-            for fd in fds:
-                os.close(fd)
-            fds = []
-        try:
+            try:
+                for name in names:
+                    proc = self._procs.get(name)
+                    if proc is None or proc.returncode is not None:
+                        return False  # already known to be gone: nothing to wait for
+                    fds.append(os.pidfd_open(proc.pid))
+            except (AttributeError, OSError):  # no pidfd_open here (or the pid was reaped)
+                for fd in fds:
+                    os.close(fd)
+                fds = []
             ready, _, _ = select.select(fds + also, [], [], timeout)
         finally:
             for fd in fds:
@@ -219,7 +219,8 @@ def _kill_tree(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
             if proc is None and not _alive(pid):
                 break
             if exited is not None:
-                select.select([exited], [], [], max(0.0, deadline - time.monotonic()))
+                if select.select([exited], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    break  # it exited (a zombie not ours to reap still passes for alive)
             else:
                 time.sleep(0.05)
     finally:
