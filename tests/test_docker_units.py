@@ -56,6 +56,8 @@ def test_container_times_are_epoch_seconds_and_the_zero_time_is_none() -> None:
     assert container_times({"StartedAt": "0001-01-01T00:00:00Z"}) == (None, None)
     assert engine_time("2026-11-29T10:00:00.5Z") == pytest.approx(started + 0.376544, abs=1e-6)
     assert engine_time(None) is None and engine_time("yesterday") is None
+    # an engine that gives its offset instead of Z (the same instant)
+    assert engine_time("2026-11-29T12:00:00.123456789+02:00") == pytest.approx(started, abs=1e-6)
 
 
 # -- bind mounts --------------------------------------------------------------------------------

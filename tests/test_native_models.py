@@ -125,7 +125,8 @@ def test_the_plain_reader_reads_what_joblibs_own_unpickler_reads(tmp_path: Path,
     forest = RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit(frame, label)
     odd = {"f": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "be": np.arange(5, dtype=">i4"),
            "empty": np.zeros((0, 3)), "scalar": np.array(2.5), "names": np.array(["a", None, 3], dtype=object),
-           "strings": np.array(["x", "yz"]), "nan": float("nan"), "forest": forest}
+           "strings": np.array(["x", "yz"]), "nan": float("nan"), "forest": forest,
+           "mixed": np.array([(1, 2.0)], dtype=[("a", ">i4"), ("b", "<f8")])}
     for name, obj in (("forest", forest), ("odd", odd)):
         path = _dump(obj, tmp_path / f"{name}.joblib", protocol=protocol)
         mine = pickled._load_with_stand_ins(path)
@@ -133,6 +134,8 @@ def test_the_plain_reader_reads_what_joblibs_own_unpickler_reads(tmp_path: Path,
     read = pickled._load_with_stand_ins(str(tmp_path / "odd.joblib"))
     assert read["be"].dtype.isnative and read["be"].tolist() == [0, 1, 2, 3, 4]
     assert read["f"].flags.f_contiguous and read["f"][2, 3] == 11.0
+    # a record whose fields differ in byte order: each field's value kept
+    assert (int(read["mixed"]["a"][0]), float(read["mixed"]["b"][0])) == (1, 2.0)
 
 
 def test_a_file_cut_short_is_not_peeked(logistic: tuple[str, Any], tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -74,13 +75,19 @@ def engine_time(text: Any) -> float | None:
     None for the zero time ``0001-01-01T00:00:00Z`` (never) or anything else."""
     if not isinstance(text, str) or not text or text.startswith("0001-"):
         return None
-    main, _, rest = text.rstrip("Z").partition(".")
-    fraction = "".join(ch for ch in rest if ch.isdigit())[:6]
-    try:
-        when = datetime.fromisoformat(main + (f".{fraction}" if fraction else "")).replace(tzinfo=UTC)
+    found = _ENGINE_TIME.fullmatch(text.strip())
+    if found is None:
+        return None
+    main, fraction, zone = found.groups()
+    try:  # Python's parser takes microseconds at most; an engine may give an offset, not Z
+        when = datetime.fromisoformat(main + (f".{fraction[:6]}" if fraction else "")
+                                      + ("" if zone in ("", "Z") else zone))
     except ValueError:
         return None
-    return when.timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+_ENGINE_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d|)")
 
 
 def container_times(state: Mapping[str, Any]) -> tuple[float | None, float | None]:

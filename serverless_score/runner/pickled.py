@@ -144,8 +144,8 @@ class _StandInUnpickler(_PurePythonUnpickler):
             array = array.reshape(shape[::-1]).transpose()
         else:
             array = array.reshape(shape)
-        if not array.dtype.isnative:
-            array = array.byteswap().view(array.dtype.newbyteorder("="))
+        if array.dtype.fields is None and not array.dtype.isnative:  # as joblib does: records
+            array = array.byteswap().view(array.dtype.newbyteorder("="))  # keep their own orders
         return array
 
 
