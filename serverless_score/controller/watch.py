@@ -314,7 +314,8 @@ class Scheduler:
 
     def _pause(self) -> None:
         """Until the next look at the queue and the groups: a poll interval, cut short by a
-        backend that can tell when a group finishes."""
+        backend that can tell when a group finishes, or by a worker's byte on the run's wake-up
+        pipe (a status was stored: the next look reads the statuses at once)."""
         wakeup = self._wakeup
         if not self._running:
             self.sleep(0.05)

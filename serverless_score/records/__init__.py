@@ -1,7 +1,8 @@
 """Record formats and exactly-once reading of byte ranges (pure: any seekable binary file).
 
 ``read_header`` needs no numpy; the rest (``scan``) is imported when first used, so a command that
-only reads a CSV header (``plan``, ``status``) does not pay numpy's import (0.07 s)."""
+only reads a CSV header (``plan``, ``status``) does not pay numpy's import (without it
+the CLI's imports took 0.24-0.31 s instead of 0.47-0.51 s)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,9 @@ from .header import read_header
 if TYPE_CHECKING:
     from .scan import DEFAULT_BLOCK, Batch, RangeReader, RecordFormat, ScanResult, scan_range
 
-_FROM_SCAN = frozenset({"DEFAULT_BLOCK", "Batch", "RangeReader", "RecordFormat", "ScanResult",
-                        "scan_range"})
-
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_SCAN:
+    if name in __all__ and name != "read_header":
         from . import scan
 
         return getattr(scan, name)

@@ -1,5 +1,5 @@
 """A CSV file's header record, read without numpy: ``plan`` and ``status`` need only the header,
-and importing numpy cost every command 0.07 s (``scan`` finds the boundaries of whole blocks with
+and importing numpy cost every command about 0.2 s (``scan`` finds the boundaries of whole blocks with
 numpy; one header line needs none of it)."""
 
 from __future__ import annotations

@@ -178,7 +178,8 @@ def top_class(path: str) -> tuple[str, str] | None:
             for opcode, arg, _ in pickletools.genops(f):
                 if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
                     strings.append(str(arg))
-                elif opcode.name == "GLOBAL":
+                    continue
+                if opcode.name == "GLOBAL":
                     module, _, name = str(arg).partition(" ")
                 elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
                     module, name = strings[-2], strings[-1]
@@ -186,8 +187,7 @@ def top_class(path: str) -> tuple[str, str] | None:
                     return None  # a name from the memo: not followed here
                 else:
                     continue
-                if opcode.name in ("GLOBAL", "STACK_GLOBAL") and \
-                        module.split(".", 1)[0] not in _REAL_ROOTS:
+                if module.split(".", 1)[0] not in _REAL_ROOTS:
                     return module, name
     except Exception:  # not a pickle after all: the caller loads it for real
         return None
