@@ -1,6 +1,7 @@
-"""Models read without their libraries (runner/pickled.py) and a binary logistic regression scored
-with numpy alone (runner/native_linear.py): the scores are scikit-learn's bit for bit, and every
-case the numpy path does not claim goes to scikit-learn, with scikit-learn's own errors."""
+"""Models read without their libraries (runner/pickled.py), a binary logistic regression scored
+with numpy alone (runner/native_linear.py) and forests scored by scikit-learn's compiled trees
+without its packages (runner/native_forest.py): the scores are scikit-learn's bit for bit, and every
+case these paths do not claim goes to scikit-learn, with scikit-learn's own errors."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from serverless_score.runner import native_linear, pickled
-from serverless_score.runner.native_linear import NativeLogistic, native_model
+from serverless_score.runner import native_forest, native_linear, native_models, pickled
+from serverless_score.runner.native_forest import NativeForest
+from serverless_score.runner.native_linear import NativeLogistic
+from serverless_score.runner.native_models import native_model
 from serverless_score.runner.pickled import feature_names, peek, top_class
 from serverless_score.runner.python_scorer import PythonScorer
 
@@ -244,20 +247,18 @@ def test_what_the_numpy_path_does_not_claim_is_declined(
     assert native_model(_dump(three, tmp_path / "3.joblib"), "auto", load) is None  # softmax
     arrays = LogisticRegression().fit(frame.to_numpy(), label)
     assert native_model(_dump(arrays, tmp_path / "np.joblib"), "auto", load) is None  # no names
-    forest = RandomForestClassifier(n_estimators=2, random_state=0).fit(frame, label)
-    assert native_model(_dump(forest, tmp_path / "f.joblib"), "auto", load) is None
     # pickled by another scikit-learn than the one here (whose load warns): declined
-    installed = native_linear.installed_sklearn()
+    installed = native_models.installed_sklearn()
     assert installed is not None
     major, minor, *_ = installed.split(".")
-    monkeypatch.setattr(native_linear, "installed_sklearn", lambda: f"{major}.{minor}.999")
+    monkeypatch.setattr(native_models, "installed_sklearn", lambda: f"{major}.{minor}.999")
     assert native_model(path, "auto", load) is None
     monkeypatch.undo()
     assert native_model(path, "auto", load) is not None
 
-    monkeypatch.setenv(native_linear.ENV_SWITCH, "0")
+    monkeypatch.setenv(native_models.ENV_SWITCH, "0")
     assert native_model(path, "auto", load) is None
-    monkeypatch.delenv(native_linear.ENV_SWITCH)
+    monkeypatch.delenv(native_models.ENV_SWITCH)
     monkeypatch.setattr(native_linear, "SUPPORTED_SKLEARN", frozenset({(0, 1)}))
     assert native_model(path, "auto", load) is None
 
@@ -291,3 +292,128 @@ print(json.dumps([out.to_dict("list"), "sklearn" in sys.modules]))
     here = PythonScorer(model_path=path, scorer="predict", predict_method="auto", id_columns=["id"])
     assert isinstance(here.model, NativeLogistic)
     assert here.score_frame(frame.astype({"id": str})).to_dict("list") == scores
+
+
+# -- forests scored by scikit-learn's compiled trees, without its packages ---------------------
+def _native_forest(path: str) -> NativeForest:
+    native = native_model(path, "auto", lambda: joblib.load(path))
+    assert isinstance(native, NativeForest), "the compiled-tree path declined a plain forest"
+    return native
+
+
+FORESTS = {
+    "random forest, binary": (RandomForestClassifier, dict(n_estimators=12, max_depth=6), 2),
+    "random forest, 3 classes, deep": (RandomForestClassifier, dict(n_estimators=5), 3),
+    "random forest, balanced, sqrt": (RandomForestClassifier,
+                                      dict(n_estimators=8, class_weight="balanced", max_features="sqrt",
+                                           min_samples_leaf=3, n_jobs=1), 2),
+    "extra trees, 3 classes": (ExtraTreesClassifier, dict(n_estimators=9, max_depth=10), 3),
+}
+
+
+@pytest.mark.parametrize("name", list(FORESTS))
+def test_forest_scores_equal_scikit_learn_bit_for_bit(tmp_path: Path, name: str) -> None:
+    kind, fit, n_classes = FORESTS[name]
+    train, label = _data(1500, seed=11)
+    if n_classes == 3:
+        label = label + (train.c > 0.05).to_numpy().astype(int)
+    labels = np.array(["no", "yes", "maybe"])[label]  # string classes, as a churn model has
+    model = kind(random_state=0, **fit).fit(train, labels)
+    native = _native_forest(_dump(model, tmp_path / "f.joblib"))
+    assert list(native.classes_) == list(model.classes_)
+    for frame_name, frame in _frames():
+        ours = native.predict_proba(frame)
+        theirs = model.predict_proba(frame)
+        assert native._real is None, f"{frame_name}: scikit-learn was loaded for a clean batch"
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, frame_name
+        assert ours.tobytes() == theirs.tobytes(), f"{frame_name}: scores differ from scikit-learn's"
+
+
+def test_forest_batches_scikit_learn_must_judge_go_to_scikit_learn(tmp_path: Path) -> None:
+    train, label = _data(600, seed=12)
+    model = RandomForestClassifier(n_estimators=6, max_depth=5, random_state=0).fit(train, label)
+    path = _dump(model, tmp_path / "f.joblib")
+    frame, _ = _data(40, seed=13)
+    with_nan = frame.copy()
+    with_nan.loc[3, "b"] = np.nan  # scikit-learn's trees route missing values themselves
+    native = _native_forest(path)
+    assert native.predict_proba(with_nan).tobytes() == model.predict_proba(with_nan).tobytes()
+    assert native._real is not None
+    huge = frame.copy()
+    huge.loc[2, "d"] = 1e300  # finite in float64, infinite in the float32 the trees read
+    native = _native_forest(path)
+    with pytest.raises(ValueError) as ours:
+        native.predict_proba(huge)
+    with pytest.raises(ValueError) as theirs:
+        model.predict_proba(huge)
+    assert str(ours.value) == str(theirs.value)
+    native = _native_forest(path)
+    with pytest.raises(ValueError, match="feature names"):
+        native.predict_proba(frame[list(reversed(FEATURES))])
+
+
+def test_forests_the_compiled_path_does_not_claim_are_declined(tmp_path: Path) -> None:
+    frame, label = _data(300, seed=14)
+
+    def declined(model: Any, name: str) -> bool:
+        path = _dump(model, tmp_path / f"{name}.joblib")
+        return native_model(path, "auto", lambda: joblib.load(path)) is None
+
+    small = dict(n_estimators=3, max_depth=3, random_state=0)
+    # threads sum the trees in the order they finish: scikit-learn's own result is not one order
+    assert declined(RandomForestClassifier(n_jobs=2, **small).fit(frame, label), "jobs")
+    assert declined(RandomForestClassifier(**small).fit(frame, np.c_[label, 1 - label]), "two-outputs")
+    assert declined(RandomForestClassifier(**small).fit(frame.to_numpy(), label), "no-names")
+    assert declined(RandomForestRegressor(**small).fit(frame, label * 1.5), "regressor")
+    claimed = _dump(RandomForestClassifier(**small).fit(frame, label), tmp_path / "plain.joblib")
+    assert native_model(claimed, "predict", lambda: None) is None  # only predict_proba
+    assert native_model(claimed, "auto", lambda: None) is not None
+
+
+def test_a_worker_scores_a_forest_without_importing_scikit_learns_packages(tmp_path: Path) -> None:
+    """In a fresh process: the scorer a worker builds for a forest scores it as scikit-learn does
+    with none of scikit-learn's package __init__ files run (nor SciPy's statistics); and
+    scikit-learn imported afterwards in that process (a batch it must judge) works as usual."""
+    train, label = _data(800, seed=15)
+    model = RandomForestClassifier(n_estimators=10, max_depth=7, random_state=0).fit(train, label)
+    path = _dump(model, tmp_path / "f.joblib")
+    frame, _ = _data(300, seed=16)
+    frame.insert(0, "id", [f"r{i}" for i in range(len(frame))])
+    data = tmp_path / "batch.csv"
+    frame.to_csv(data, index=False)
+    code = f"""
+import json, sys
+import numpy as np
+import pandas as pd
+from serverless_score.runner.python_scorer import PythonScorer
+scorer = PythonScorer(model_path={path!r}, scorer="predict", predict_method="auto", id_columns=["id"])
+batch = pd.read_csv({str(data)!r}, dtype={{"id": str}})
+out = scorer.score_frame(batch)
+loaded = sorted(m for m in ("sklearn", "sklearn.utils", "sklearn.ensemble", "scipy.stats") if m in sys.modules)
+nan = batch.drop(columns=["id"]).copy()
+nan.iloc[0, 1] = np.nan
+with_nan = scorer.model.predict_proba(nan)  # goes to scikit-learn, imported only now
+import sklearn.tree
+from sklearn.ensemble import RandomForestClassifier
+refit = RandomForestClassifier(n_estimators=2, random_state=0).fit(nan.fillna(0), [0, 1] * 150)
+print(json.dumps([out.to_dict("list"), loaded, with_nan.tolist(), type(scorer.model).__name__,
+                  sklearn.tree._tree.Tree is type(scorer.model._trees[0]), refit.score(nan.fillna(0), [0, 1] * 150)]))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    scores, loaded, with_nan, kind, same_tree, refit_score = json.loads(run.stdout)
+    assert kind == "NativeForest" and loaded == []
+    expected = model.predict_proba(frame[FEATURES])
+    assert scores["id"] == list(frame["id"])
+    assert scores["proba_0"] == expected[:, 0].tolist() and scores["proba_1"] == expected[:, 1].tolist()
+    nan_frame = frame[FEATURES].copy()
+    nan_frame.iloc[0, 1] = np.nan
+    assert with_nan == model.predict_proba(nan_frame).tolist()
+    assert same_tree is True and 0.5 <= refit_score <= 1.0
+
+
+def test_the_compiled_tree_is_imported_normally_once_scikit_learn_is_loaded() -> None:
+    """In this process scikit-learn is loaded (the tests import it): no stand-ins are needed."""
+    import sklearn.tree._tree
+
+    assert native_forest.compiled_tree_class() is sklearn.tree._tree.Tree

@@ -76,10 +76,10 @@ class PythonScorer:
         self.id_columns = id_columns
 
     def _native(self, model_path: str, predict_method: str) -> Any:
-        """A numpy scorer for a model scikit-learn need not be imported for (runner/native_linear)."""
+        """A scorer for a model scikit-learn's packages need not be imported for (native_models)."""
         if self.script is not None:
             return None  # a user's score() may use anything of the model
-        from .native_linear import native_model
+        from .native_models import native_model
 
         return native_model(model_path, predict_method, lambda: load_model(model_path, None))
 

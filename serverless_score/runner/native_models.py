@@ -1,0 +1,110 @@
+"""Models a worker scores without importing scikit-learn's packages, bit for bit as scikit-learn
+scores them: which ones, and the checks every such scorer shares.
+
+Why: importing scikit-learn (its packages pull in most of SciPy) costs a worker 1.3-1.8 s of CPU
+before it scores a row, in every worker of every task group; for a logistic regression that is
+more than scoring a million rows. Two kinds of model are claimed:
+
+* a binary ``LogisticRegression``: numpy alone (``native_linear``);
+* a ``RandomForestClassifier`` / ``ExtraTreesClassifier``: scikit-learn's own compiled tree code,
+  loaded without its packages' ``__init__`` files (``native_forest``).
+
+A claim is made only where it was read in scikit-learn's source and tested (each module's
+``SUPPORTED_SKLEARN``), for a model pickled by the scikit-learn installed here, and only on batches
+scikit-learn would accept without a word (numeric columns named as at fit, every value finite, at
+least one row). Anything else - another version, another method, a batch with a NaN - goes to
+scikit-learn itself, loaded on first need, so errors, warnings and bad-row handling stay
+scikit-learn's. ``SERVERLESS_SCORE_NATIVE_MODELS=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cache
+from types import ModuleType
+from typing import Any, Literal
+
+from .pickled import peek, top_class
+
+ENV_SWITCH = "SERVERLESS_SCORE_NATIVE_MODELS"
+
+
+@cache
+def installed_sklearn() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("scikit-learn")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def minor(version: str) -> tuple[int, ...]:
+    parts = version.split(".")[:2]
+    return tuple(int(p) for p in parts if p.isdigit())
+
+
+def switched_off() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def native_model(path: str, predict_method: str, load_real: Callable[[], Any]) -> Any:
+    """A scorer for the model at ``path`` that needs no scikit-learn package import, or None when
+    scikit-learn must load and score it."""
+    from . import native_forest, native_linear
+
+    if switched_off() or predict_method not in ("auto", "predict_proba"):
+        return None
+    version = installed_sklearn()
+    if version is None:
+        return None
+    named = top_class(path)  # a few opcodes: no pickle is read whole for a model not claimed
+    kinds: tuple[ModuleType, ...] = (native_linear, native_forest)
+    if named is not None:
+        kinds = tuple(k for k in kinds if ".".join(named) in k.CLASSES)
+    kinds = tuple(k for k in kinds if minor(version) in k.SUPPORTED_SKLEARN)
+    if not kinds:
+        return None
+    peeked = peek(path)
+    if peeked is None or peeked.state.get("_sklearn_version") != version:
+        return None  # unreadable, or pickled by another version (whose load warns)
+    for kind in kinds:
+        if peeked.qualified_name in kind.CLASSES:
+            return kind.claim(peeked, load_real)
+    return None
+
+
+class WithRealModel:
+    """scikit-learn's own model behind a native scorer, loaded the first time a batch needs it."""
+
+    def __init__(self, load_real: Callable[[], Any]) -> None:
+        self._load_real = load_real
+        self._real: Any = None
+
+    def real_model(self) -> Any:
+        if self._real is None:
+            self._real = self._load_real()
+        return self._real
+
+
+def validated_array(X: Any, names: list[str], dtype: Any = None,
+                    order: Literal["K", "C"] = "K") -> Any:
+    """The array scikit-learn's ``check_array`` makes of the frame ``X`` (``np.asarray(X,
+    dtype=dtype)`` for an all-numeric frame; ``order`` may lay the same values out otherwise),
+    when scikit-learn would accept ``X`` as is; else None: scikit-learn decides, and says what is
+    wrong."""
+    import numpy as np
+
+    columns = getattr(X, "columns", None)
+    dtypes = getattr(X, "dtypes", None)
+    if columns is None or dtypes is None or [str(c) for c in columns] != names:
+        return None
+    if not all(isinstance(d, np.dtype) and d.kind in "fiu" for d in dtypes):
+        return None  # strings, booleans, pandas' nullable or Arrow-backed columns
+    array = np.asarray(X, dtype=dtype, order=order)
+    if array.ndim != 2 or array.shape[0] == 0:
+        return None
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return None  # a NaN, an infinity, or a float64 too large for float32
+    return array
