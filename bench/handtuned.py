@@ -9,8 +9,8 @@ caller from outside, divided by the cores, is the shortest wall time any run of 
 can take on those cores: the *limit* the scoring bench holds every variant against.
 
 With BATCH_ROWS, ``predict_proba`` is called on slices of that many rows, the same numbers (each
-row is scored alone) but the slice stays in the CPU's cache while every tree of a forest reads it:
-the variant ``handtuned-batched``, a stricter yardstick than the one the issue names.
+row is scored alone), as the tool scores batches: the variant ``handtuned-batched``, to tell
+whether slicing alone makes a faster process than the yardstick the issue names.
 
 Prints one JSON object: the rows written and the seconds of each stage (wall, in process).
 """

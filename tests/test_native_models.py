@@ -189,6 +189,8 @@ def _frames() -> list[tuple[str, pd.DataFrame]]:
         ("int64", ints),
         ("int and float columns", mixed),
         ("float32", frame.astype("float32")),
+        ("int64 beyond float32's and float64's integers",
+         (frame * 1e15).round().astype("int64") + np.int64(2**53 + 1)),
         ("one row", frame.iloc[[17]]),
         ("a slice not starting at 0", frame.iloc[1000:1999]),
     ]
@@ -396,12 +398,18 @@ with_nan = scorer.model.predict_proba(nan)  # goes to scikit-learn, imported onl
 import sklearn.tree
 from sklearn.ensemble import RandomForestClassifier
 refit = RandomForestClassifier(n_estimators=2, random_state=0).fit(nan.fillna(0), [0, 1] * 150)
+import sklearn.utils, sklearn.utils._random, sklearn.utils.validation
+rebound = [sklearn.utils._random.check_random_state is sklearn.utils.validation.check_random_state,
+           sklearn.tree._tree._align_api_if_sparse is sklearn.utils._align_api_if_sparse]
 print(json.dumps([out.to_dict("list"), loaded, with_nan.tolist(), type(scorer.model).__name__,
-                  sklearn.tree._tree.Tree is type(scorer.model._trees[0]), refit.score(nan.fillna(0), [0, 1] * 150)]))
+                  sklearn.tree._tree.Tree is type(scorer.model._trees[0]), refit.score(nan.fillna(0), [0, 1] * 150),
+                  rebound]))
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    scores, loaded, with_nan, kind, same_tree, refit_score = json.loads(run.stdout)
+    scores, loaded, with_nan, kind, same_tree, refit_score, rebound = json.loads(run.stdout)
+    # once scikit-learn is loaded for real, its compiled modules hold its real functions again
+    assert rebound == [True, True]
     assert kind == "NativeForest" and loaded == []
     expected = model.predict_proba(frame[FEATURES])
     assert scores["id"] == list(frame["id"])
@@ -412,8 +420,45 @@ print(json.dumps([out.to_dict("list"), loaded, with_nan.tolist(), type(scorer.mo
     assert same_tree is True and 0.5 <= refit_score <= 1.0
 
 
-def test_the_compiled_tree_is_imported_normally_once_scikit_learn_is_loaded() -> None:
-    """In this process scikit-learn is loaded (the tests import it): no stand-ins are needed."""
-    import sklearn.tree._tree
+def test_a_compressed_forest_is_claimed_and_one_of_another_version_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train, label = _data(400, seed=17)
+    model = RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit(train, label)
+    compressed = _dump(model, tmp_path / "z.joblib", compress=3)  # peeked through joblib
+    frame, _ = _data(100, seed=18)
+    assert _native_forest(compressed).predict_proba(frame).tobytes() == model.predict_proba(frame).tobytes()
+    plain = _dump(model, tmp_path / "f.joblib")
+    installed = native_models.installed_sklearn()
+    assert installed is not None
+    monkeypatch.setattr(native_models, "installed_sklearn", lambda: installed + ".post1")
+    assert native_model(plain, "auto", lambda: None) is None  # pickled by another version
+    monkeypatch.undo()
+    monkeypatch.setattr(native_forest, "SUPPORTED_SKLEARN", frozenset({(0, 1)}))
+    assert native_model(plain, "auto", lambda: None) is None  # a version this was not read for
 
-    assert native_forest.compiled_tree_class() is sklearn.tree._tree.Tree
+
+def test_with_scikit_learn_imported_first_the_compiled_tree_is_its_own(tmp_path: Path) -> None:
+    """A process that imported scikit-learn before the forest is read: no stand-ins, the same
+    Tree class, the same scores."""
+    train, label = _data(300, seed=19)
+    model = RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(train, label)
+    path = _dump(model, tmp_path / "f.joblib")
+    frame, _ = _data(50, seed=20)
+    data = tmp_path / "x.csv"
+    frame.to_csv(data, index=False)
+    code = f"""
+import json
+import pandas as pd
+import sklearn.ensemble
+import sklearn.tree._tree
+from serverless_score.runner import native_forest
+from serverless_score.runner.native_models import native_model
+scorer = native_model({path!r}, "auto", lambda: None)
+print(json.dumps([type(scorer).__name__, native_forest.compiled_tree_class() is sklearn.tree._tree.Tree,
+                  native_forest._loaded_bare, scorer.predict_proba(pd.read_csv({str(data)!r})).tolist()]))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    kind, same_tree, loaded_bare, scores = json.loads(run.stdout)
+    assert (kind, same_tree, loaded_bare) == ("NativeForest", True, [])
+    assert scores == model.predict_proba(frame).tolist()

@@ -7,7 +7,7 @@ Why: unpickling a forest imports ``sklearn.ensemble``, and with it ``sklearn/__i
 more: 1.3-1.8 s of CPU in every worker before it scores a row (``python -X importtime``), paid
 again by each of a job's workers. Scoring needs only ``sklearn.tree._tree.Tree``, a compiled
 module whose own imports are numpy, ``scipy.sparse`` and a few more compiled modules: it is
-imported with stand-ins for its parent packages (``compiled_tree_class``), about 0.2 s.
+imported with stand-ins for its parent packages (``compiled_tree_class``), about 0.3 s.
 
 Exactness is by construction: the trees are the pickle's own ``Tree`` objects, rebuilt as pickle
 rebuilds them (``Tree(*args).__setstate__(state)``), and ``predict_proba`` is the forest's code
@@ -31,16 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from .native_models import WithRealModel, validated_array
-from .pickled import Peeked, _StandIn
+from .pickled import Peeked, stand_in_parts, stood_in_for
 
 log = logging.getLogger(__name__)
 
 # A forest class and the class of its trees.
-CLASSES = {
+TREES_OF = {
     "sklearn.ensemble._forest.RandomForestClassifier": "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.ensemble._forest.ExtraTreesClassifier": "sklearn.tree._classes.ExtraTreeClassifier",
 }
-TREE = ("sklearn.tree._tree", "Tree")
+CLASSES = frozenset(TREES_OF)
+TREE = "sklearn.tree._tree.Tree"
 # scikit-learn versions whose code above was read, and whose compiled tree module imports no
 # more of its packages than ``_BARE_PACKAGES`` and the two names given below.
 SUPPORTED_SKLEARN = frozenset({(1, 9)})
@@ -68,7 +69,7 @@ def _plain_trees(peeked: Peeked) -> list[tuple[tuple[Any, ...], dict[str, Any]]]
     import numpy as np
 
     state = peeked.state
-    tree_name = CLASSES.get(peeked.qualified_name)
+    tree_name = TREES_OF.get(peeked.qualified_name)
     names, classes, estimators = (state.get(k) for k in ("feature_names_in_", "classes_", "estimators_"))
     n_classes = state.get("n_classes_")
     if (tree_name is None or state.get("n_outputs_") != 1 or state.get("n_jobs") not in (None, 1)
@@ -78,18 +79,17 @@ def _plain_trees(peeked: Peeked) -> list[tuple[tuple[Any, ...], dict[str, Any]]]
         return None
     trees = []
     for estimator in estimators:
-        if not isinstance(estimator, _StandIn) or ".".join(type(estimator)._stand_in_for) != tree_name:
+        if stood_in_for(estimator) != tree_name:
             return None
-        tree_state = getattr(estimator, "_stand_in_state", None)
+        _, tree_state = stand_in_parts(estimator)
         if not isinstance(tree_state, dict) or tree_state.get("n_outputs_") != 1 \
                 or tree_state.get("n_classes_") != n_classes \
                 or tree_state.get("n_features_in_") != len(names):
             return None
         tree = tree_state.get("tree_")
-        if not isinstance(tree, _StandIn) or type(tree)._stand_in_for != TREE:
-            return None
-        args, tree_tree_state = getattr(tree, "_stand_in_args", None), getattr(tree, "_stand_in_state", None)
-        if not isinstance(args, tuple) or not isinstance(tree_tree_state, dict):
+        args, tree_tree_state = stand_in_parts(tree)
+        if stood_in_for(tree) != TREE or not isinstance(args, tuple) \
+                or not isinstance(tree_tree_state, dict):
             return None
         trees.append((args, tree_tree_state))
     return trees
@@ -164,6 +164,9 @@ def compiled_tree_class() -> type | None:
     for module, name in _FORWARDED:
         setattr(stand_ins[module], name, _forward(module, name))
     before = set(sys.modules)
+    # For these few milliseconds another thread importing scikit-learn would get a stand-in: a
+    # worker builds its model before it starts any thread that imports (its pipe-draining
+    # threads import nothing).
     sys.modules.update(stand_ins)
     try:
         tree_module = importlib.import_module("sklearn.tree._tree")
@@ -191,15 +194,24 @@ def _forward(module: str, name: str) -> Callable[..., Any]:
         return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
     forwarded.__name__ = name
+    forwarded.forwards_to = (module, name)  # type: ignore[attr-defined]
     return forwarded
 
 
 def reattach_compiled_modules() -> None:
-    """Once scikit-learn's packages are really imported, make the compiled modules loaded under
-    the stand-ins attributes of them, as an ordinary import would have (``sklearn.tree._tree``
-    as an attribute of ``sklearn.tree``)."""
+    """Once scikit-learn's packages are really imported (the real model's load), make the
+    compiled modules loaded under the stand-ins attributes of them, as an ordinary import would
+    have (``sklearn.tree._tree`` of ``sklearn.tree``; scikit-learn's own code imports them with
+    ``from``, which never needed it), and give them the real functions the forwards stood for."""
     for name in _loaded_bare:
         parent, _, child = name.rpartition(".")
         package = sys.modules.get(parent)
         if package is not None and name in sys.modules and not hasattr(package, child):
             setattr(package, child, sys.modules[name])
+    for name in _loaded_bare:
+        module = sys.modules.get(name)
+        for attribute, value in list(vars(module).items()) if module is not None else ():
+            source = getattr(value, "forwards_to", None)
+            real = getattr(sys.modules.get(source[0]), source[1], None) if source else None
+            if real is not None:
+                setattr(module, attribute, real)

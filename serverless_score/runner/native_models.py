@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable
 from functools import cache
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .pickled import peek, top_class
 
@@ -49,7 +49,19 @@ def switched_off() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off")
 
 
-def native_model(path: str, predict_method: str, load_real: Callable[[], Any]) -> Any:
+class NativeScorer(Protocol):
+    """What the runner asks of a model, and scikit-learn's own model behind it."""
+
+    feature_names_in_: Any
+    classes_: Any
+
+    def predict_proba(self, X: Any) -> Any: ...
+
+    def real_model(self) -> Any: ...
+
+
+def native_model(path: str, predict_method: str,
+                 load_real: Callable[[], Any]) -> NativeScorer | None:
     """A scorer for the model at ``path`` that needs no scikit-learn package import, or None when
     scikit-learn must load and score it."""
     from . import native_forest, native_linear
@@ -71,7 +83,8 @@ def native_model(path: str, predict_method: str, load_real: Callable[[], Any]) -
         return None  # unreadable, or pickled by another version (whose load warns)
     for kind in kinds:
         if peeked.qualified_name in kind.CLASSES:
-            return kind.claim(peeked, load_real)
+            scorer: NativeScorer | None = kind.claim(peeked, load_real)
+            return scorer
     return None
 
 
@@ -98,8 +111,8 @@ def validated_array(X: Any, names: list[str], dtype: Any = None,
 
     columns = getattr(X, "columns", None)
     dtypes = getattr(X, "dtypes", None)
-    if columns is None or dtypes is None or [str(c) for c in columns] != names:
-        return None
+    if columns is None or dtypes is None or list(columns) != names:
+        return None  # columns not as fitted, or not all strings (which scikit-learn judges)
     if not all(isinstance(d, np.dtype) and d.kind in "fiu" for d in dtypes):
         return None  # strings, booleans, pandas' nullable or Arrow-backed columns
     array = np.asarray(X, dtype=dtype, order=order)

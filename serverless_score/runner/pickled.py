@@ -43,6 +43,17 @@ def _stand_in(module: str, name: str) -> type:
     return type(name, (_StandIn,), {"_stand_in_for": (module, name)})
 
 
+def stood_in_for(obj: Any) -> str | None:
+    """``module.Name`` of the class an unpickled stand-in stands for; None for anything else."""
+    return ".".join(type(obj)._stand_in_for) if isinstance(obj, _StandIn) else None
+
+
+def stand_in_parts(obj: Any) -> tuple[Any, Any]:
+    """What the pickle handed a stand-in: its constructor arguments (a tuple, or None when the
+    pickle built it without calling the class) and its state (None when it set none)."""
+    return getattr(obj, "_stand_in_args", None), getattr(obj, "_stand_in_state", None)
+
+
 @dataclass(frozen=True)
 class Peeked:
     module: str  # where the pickled class lives, e.g. "sklearn.linear_model._logistic"

@@ -64,6 +64,14 @@ def load_model(path: str, script: str | None) -> Any:
         ) from None
 
 
+@cache
+def native_scorer(path: str, predict_method: str) -> Any:
+    """Once per process, as ``load_model``: a group's runner scores task after task with it."""
+    from .native_models import native_model
+
+    return native_model(path, predict_method, lambda: load_model(path, None))
+
+
 class PythonScorer:
     def __init__(self, *, model_path: str | None, scorer: str, predict_method: str,
                  id_columns: list[str]) -> None:
@@ -79,9 +87,7 @@ class PythonScorer:
         """A scorer for a model scikit-learn's packages need not be imported for (native_models)."""
         if self.script is not None:
             return None  # a user's score() may use anything of the model
-        from .native_models import native_model
-
-        return native_model(model_path, predict_method, lambda: load_model(model_path, None))
+        return native_scorer(model_path, predict_method)
 
     # -- tables -------------------------------------------------------------------------------
     def score_frame(self, frame: Any) -> Any:
