@@ -6,6 +6,7 @@ case these paths do not claim goes to scikit-learn, with scikit-learn's own erro
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -462,3 +463,113 @@ print(json.dumps([type(scorer).__name__, native_forest.compiled_tree_class() is 
     kind, same_tree, loaded_bare, scores = json.loads(run.stdout)
     assert (kind, same_tree, loaded_bare) == ("NativeForest", True, [])
     assert scores == model.predict_proba(frame).tolist()
+
+
+# -- a job's workers: Arrow's table straight to the native scorer, no DataFrame, no pandas -----
+_WATCH_PANDAS = '''
+import os, sys
+class _WatchPandas:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas":
+            with open(os.environ["WATCH_PANDAS_FILE"], "a") as f:
+                f.write(" ".join(sys.argv) + "\\n")
+        return None
+if os.environ.get("WATCH_PANDAS_FILE"):
+    sys.meta_path.insert(0, _WatchPandas())
+'''
+
+
+@pytest.mark.parametrize("kind", ["forest", "logistic"])
+def test_a_job_of_a_native_model_scores_without_pandas_and_writes_what_frames_give(
+        tmp_path: Path, make_job: Any, cli: Any, kind: str) -> None:
+    """Workers of a job whose model is native score clean CSV batches from Arrow's table and
+    never import pandas; the output is byte for byte the one scikit-learn's own model writes
+    through DataFrames (the same job with ``SERVERLESS_SCORE_NATIVE_MODELS=0``)."""
+    train, label = _data(1000, seed=21)
+    model = (RandomForestClassifier(n_estimators=8, max_depth=6, random_state=0) if kind == "forest"
+             else LogisticRegression(max_iter=1000)).fit(train, label)
+    path = _dump(model, tmp_path / "m.joblib")
+    frame, _ = _data(6000, seed=22)
+    frame.insert(0, "id", [f"row {i}" for i in range(len(frame))])
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_WATCH_PANDAS)
+    outputs, watched = [], []
+    for native in ("1", "0"):
+        marks = tmp_path / f"pandas-{native}.txt"
+        marks.touch()
+        job = make_job(tmp_path, filename=f"job-{native}.toml", name=f"native-{native}", model=path,
+                       input="in.csv", output=f"out-{native}/scores.csv", id_columns=["id"], chunks=3)
+        result = cli("run", job, "--json", env={
+            "SERVERLESS_SCORE_NATIVE_MODELS": native, "WATCH_PANDAS_FILE": str(marks),
+            "PYTHONPATH": os.pathsep.join([str(hook), str(REPO)])})
+        assert result.code == 0, result
+        assert result.json["rows_out"] == len(frame)
+        outputs.append((tmp_path / f"out-{native}" / "scores.csv").read_bytes())
+        watched.append([line for line in marks.read_text().splitlines() if "runner" in line])
+    assert outputs[0] == outputs[1]
+    assert outputs[0].startswith(b"id,proba_0,proba_1\nrow 0,")
+    assert watched[0] == []  # no worker imported pandas ...
+    assert watched[1], "the watch saw no worker import pandas: it proves nothing"  # ... as these did
+
+
+def test_doubles_are_read_off_arrow_as_pyarrow_reads_them() -> None:
+    import pyarrow as pa
+
+    from serverless_score.runner.csv_arrow import chunk_doubles, column_doubles, doubles_array
+
+    rng = np.random.default_rng(23)
+    values = rng.normal(size=1000)
+    mask = rng.random(1000) < 0.1
+    array = pa.array(values, mask=mask)
+    for piece in (array, array.slice(3), array.slice(17, 500), pa.array(values)):
+        ours = chunk_doubles(piece)
+        theirs = piece.to_numpy(zero_copy_only=False)
+        assert ours.tobytes() == theirs.tobytes()
+    chunked = pa.chunked_array([array.slice(0, 400), array.slice(400)])
+    assert column_doubles(chunked).tobytes() == chunked.to_numpy().tobytes()
+    assert doubles_array(values[::3]).equals(pa.array(values[::3]))
+
+
+@pytest.mark.parametrize("kind", ["forest", "logistic"])
+def test_scoring_arrows_table_writes_what_the_frame_writes(tmp_path: Path, kind: str) -> None:
+    """Batch by batch: ``score_table`` and ``score_frame`` of the same records give the same part
+    bytes (ids that need quoting, several Arrow chunks, string classes); batches it does not
+    claim (an integer column, an empty field) are left to the frame."""
+    import io as stdio
+
+    from serverless_score.runner.csv_arrow import read_csv_table, table_frame
+    from serverless_score.runner.writers import PartWriter
+
+    train, label = _data(800, seed=24)
+    labels = np.array(["no", "yes"])[label]
+    model = (RandomForestClassifier(n_estimators=6, max_depth=6, random_state=0) if kind == "forest"
+             else LogisticRegression(max_iter=1000)).fit(train, labels)
+    scorer = PythonScorer(model_path=_dump(model, tmp_path / "m.joblib"), scorer="predict",
+                          predict_method="auto", id_columns=["id"])
+    assert scorer.scores_tables
+    frame, _ = _data(40_000, seed=25)  # ~3 MB: Arrow reads it in several chunks
+    frame.insert(0, "id", [f'r{i},"q"' if i % 7 == 0 else f"r{i}" for i in range(len(frame))])
+    ints = frame.assign(b=(frame.b * 10).round().astype("int64"))
+    gap = frame.copy()
+    gap.loc[5, "c"] = np.nan
+    for name, batch in (("clean", frame), ("an integer column", ints), ("an empty field", gap)):
+        text = batch.to_csv(index=False).encode()
+        header, _, body = text.partition(b"\n")
+        table = read_csv_table(body, header + b"\n", ["id"], len(batch))
+        assert table is not None, name
+        fast = scorer.score_table(table)
+        assert (fast is not None) == (name == "clean"), name
+        if name == "clean":
+            assert table.column("a").num_chunks > 1
+        if name == "an empty field":
+            continue  # (the row guard's to judge: scikit-learn refuses a NaN, a forest takes it)
+        parts = []
+        for scores in ([fast] if fast is not None else []) + [scorer.score_frame(table_frame(table, ["id"]))]:
+            out = stdio.BytesIO()
+            writer = PartWriter(out, "csv")
+            writer.write_frame(scores)
+            parts.append((writer.header, out.getvalue()))
+        assert all(part == parts[-1] for part in parts), name
+        assert parts[-1][0] == "id,proba_no,proba_yes\n"

@@ -26,6 +26,7 @@ UTF-8) also sends the batch to pandas, whose behaviour and errors are the runner
 from __future__ import annotations
 
 import io
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -35,9 +36,17 @@ UTF8 = frozenset({"utf-8", "utf8", "utf_8", "u8"})
 _PAST_INT64 = 2.0**63
 
 
+# A header of bare names (letters, digits, ``_``, ``.``, ``-``; no quotes, blanks or BOM): every
+# CSV reader splits it at its commas, so pandas need not be imported to be asked.
+_PLAIN_HEADER = re.compile(rb"[A-Za-z0-9_.-]+(?:,[A-Za-z0-9_.-]+)*\r?\n?")
+
+
 @lru_cache(maxsize=8)
 def _names(header: bytes) -> tuple[str, ...] | None:
     """The header's column names if Arrow and pandas read them alike (None: use pandas)."""
+    if _PLAIN_HEADER.fullmatch(header):
+        plain = header.rstrip(b"\r\n").decode("ascii").split(",")
+        return tuple(plain) if len(set(plain)) == len(plain) else None  # (pandas renames repeats)
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -57,6 +66,14 @@ def read_csv_batch(data: bytes | memoryview, header: bytes, id_columns: list[str
                    records: int | None = None) -> Any:
     """The records of ``data`` (whole CSV records, no header) as the DataFrame pandas would give
     (ids as text), or None when that cannot be guaranteed and pandas must parse the batch."""
+    table = read_csv_table(data, header, id_columns, records)
+    return None if table is None else table_frame(table, id_columns)
+
+
+def read_csv_table(data: bytes | memoryview, header: bytes, id_columns: list[str],
+                   records: int | None = None) -> Any:
+    """The Arrow table behind ``read_csv_batch``'s frame: every column is what pandas would read
+    (ids as text, the rest int64 or float64), or None when pandas must parse the batch."""
     names = _names(header)
     if names is None or any(c not in names for c in id_columns):
         return None
@@ -88,10 +105,10 @@ def read_csv_batch(data: bytes | memoryview, header: bytes, id_columns: list[str
                 hex_checked = True
         elif not pa.types.is_float64(kind) or not _plain_doubles(column):
             return None
-    return _frame(table, id_columns)
+    return table
 
 
-def _frame(table: Any, id_columns: list[str]) -> Any:
+def table_frame(table: Any, id_columns: list[str]) -> Any:
     """The table as pandas' parser lays out its frames: a block of its own per column, writable
     (Arrow's zero-copy views are read-only: a scorer's ``data.loc[0, "x"] = 1`` would fail,
     and one block for all the numbers would make ``data[cols].values`` a read-only view)."""
@@ -122,7 +139,7 @@ def _plain_doubles(column: Any) -> bool:
     empty field), none read from ``nan`` text."""
     fraction = False
     for chunk in column.chunks:
-        values = chunk.to_numpy(zero_copy_only=False)  # nulls as NaN
+        values = chunk_doubles(chunk)  # nulls as NaN
         if int(np.count_nonzero(np.isnan(values))) != chunk.null_count:
             return False
         with np.errstate(invalid="ignore"):
@@ -132,3 +149,34 @@ def _plain_doubles(column: Any) -> bool:
             with np.errstate(invalid="ignore"):  # inf - inf: NaN, not a fraction
                 fraction = bool(np.any(np.abs(values - np.trunc(values)) > 0))
     return fraction
+
+
+# pyarrow's own ways between numpy and Arrow (``to_numpy`` with nulls or of a chunked array,
+# ``pa.array``, ``pa.table``) import pandas to look for its types: 0.45-0.55 s of CPU in a worker
+# that otherwise never needs pandas (a native model's, ``PythonScorer.score_table``). These read
+# and make the buffers themselves.
+def chunk_doubles(chunk: Any) -> np.ndarray:
+    """A double array's values (read-only), nulls as NaN (a copy then)."""
+    rows = len(chunk)
+    values = np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=rows,
+                           offset=chunk.offset * 8)
+    if chunk.null_count == 0:
+        return values
+    bits = np.unpackbits(np.frombuffer(chunk.buffers()[0], dtype=np.uint8), bitorder="little")
+    out = values.copy()
+    out[~bits[chunk.offset:chunk.offset + rows].astype(bool)] = np.nan
+    return out
+
+
+def column_doubles(column: Any) -> np.ndarray:
+    """A chunked double column's values, nulls as NaN."""
+    chunks = [chunk_doubles(chunk) for chunk in column.chunks]
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks or [np.empty(0)])
+
+
+def doubles_array(values: np.ndarray) -> Any:
+    """An Arrow double array of these float64 values (no nulls)."""
+    import pyarrow as pa
+
+    data = np.ascontiguousarray(values, dtype=np.float64)
+    return pa.Array.from_buffers(pa.float64(), len(data), [None, pa.py_buffer(data)])

@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .native_models import WithRealModel, validated_array
+from .native_models import WithRealModel, columns_array, validated_array
 from .pickled import Peeked, stand_in_parts, stood_in_for
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,17 @@ class NativeForest(WithRealModel):
         array = validated_array(X, self._names, np.float32, order="C")
         if array is None:
             return self.real_model().predict_proba(X)
+        return self._proba(array)
+
+    def predict_proba_columns(self, columns: list[Any]) -> Any:
+        import numpy as np
+
+        array = columns_array(columns, np.float32, "C")
+        return None if array is None else self._proba(array)
+
+    def _proba(self, array: Any) -> Any:
+        import numpy as np
+
         proba = np.zeros((array.shape[0], self._n_classes), dtype=np.float64)
         for tree in self._trees:
             proba += tree.predict(array)[:, : self._n_classes]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .native_models import WithRealModel, validated_array
+from .native_models import WithRealModel, columns_array, validated_array
 from .pickled import Peeked
 
 LOGISTIC = "sklearn.linear_model._logistic.LogisticRegression"
@@ -61,12 +61,22 @@ class NativeLogistic(WithRealModel):
         self._names = [str(n) for n in self.feature_names_in_]
 
     def predict_proba(self, X: Any) -> Any:
-        import numpy as np
-        from scipy.special import expit
-
         array = validated_array(X, self._names)
         if array is None:
             return self.real_model().predict_proba(X)
+        return self._proba(array)
+
+    def predict_proba_columns(self, columns: list[Any]) -> Any:
+        import numpy as np
+
+        # laid out as pandas makes a frame's array: the product sums in the same order
+        array = columns_array(columns, np.float64, "F")
+        return None if array is None else self._proba(array)
+
+    def _proba(self, array: Any) -> Any:
+        import numpy as np
+        from scipy.special import expit
+
         scores = array @ self.coef_.T + self.intercept_
         prob = scores.reshape((-1,))
         expit(prob, out=prob)

@@ -57,6 +57,10 @@ class NativeScorer(Protocol):
 
     def predict_proba(self, X: Any) -> Any: ...
 
+    def predict_proba_columns(self, columns: list[Any]) -> Any:
+        """``predict_proba`` of the frame made of these float64 columns (the model's features,
+        in its order), without the frame; None where scikit-learn would be asked instead."""
+
     def real_model(self) -> Any: ...
 
 
@@ -121,3 +125,22 @@ def validated_array(X: Any, names: list[str], dtype: Any = None,
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         return None  # a NaN, an infinity, or a float64 too large for float32
     return array
+
+
+def columns_array(columns: list[Any], dtype: Any, order: Literal["C", "F"]) -> Any:
+    """The array ``np.asarray`` makes of a frame whose columns (separate float64 blocks) are
+    ``columns``, as ``dtype``: row-major (``"C"``) or as pandas lays it out (``"F"``: it fills a
+    columns x rows array and transposes it); None where ``validated_array`` would be None
+    (no rows, a value not finite in ``dtype``)."""
+    import numpy as np
+
+    rows = len(columns[0]) if columns else 0
+    if rows == 0:
+        return None
+    if order == "C":
+        array = np.empty((rows, len(columns)), dtype=dtype)
+    else:
+        array = np.empty((len(columns), rows), dtype=dtype).T
+    for i, column in enumerate(columns):
+        array[:, i] = column
+    return array if np.isfinite(array).all() else None

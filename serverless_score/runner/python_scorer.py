@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ScoreError
-from .csv_arrow import UTF8, read_csv_batch
+from .csv_arrow import UTF8, column_doubles, doubles_array, read_csv_batch
 
 SCORE_PREFIX = "proba_"
 
@@ -106,6 +106,42 @@ class PythonScorer:
         if clash:
             raise ScoreError(f"score columns {sorted(clash)} clash with id_columns; rename them", retryable=False)
         return pd.concat([ids, scores.reset_index(drop=True)], axis=1)
+
+    @property
+    def scores_tables(self) -> bool:
+        """Whether ``score_table`` can score batches (a native model, no scorer script)."""
+        return self.module is None and callable(getattr(self.model, "predict_proba_columns", None))
+
+    def score_table(self, table: Any) -> Any:
+        """``score_frame`` of the frame this Arrow table makes (``csv_arrow.table_frame``), as an
+        Arrow table, computed without the frame (so without pandas) where that is the same:
+        a native scorer's ``predict_proba`` on float64 feature columns with no nulls, score
+        names that need no quoting. None: ``score_frame`` decides (and words any error)."""
+        import pyarrow as pa
+
+        model = self.model
+        if model is None or not self.scores_tables:
+            return None
+        names = [str(n) for n in model.feature_names_in_]
+        present = set(table.column_names)
+        if any(c not in present for c in self.id_columns) or any(
+                n not in present or n in self.id_columns for n in names):
+            return None
+        columns = [table.column(n) for n in names]
+        if any(c.type != pa.float64() or c.null_count for c in columns):
+            return None  # an int64 column, or a NaN: the frame's way
+        proba = model.predict_proba_columns([column_doubles(c) for c in columns])
+        classes = list(model.classes_)
+        if proba is None or proba.ndim != 2 or proba.shape[1] != len(classes):
+            return None
+        score_names = [f"{SCORE_PREFIX}{c}" for c in classes]
+        out_names = [*self.id_columns, *score_names]
+        if len(set(out_names)) != len(out_names) or any(
+                ch in name for name in out_names for ch in ',"\r\n'):
+            return None
+        return pa.Table.from_arrays([*(table.column(c) for c in self.id_columns),
+                                     *(doubles_array(proba[:, i]) for i in range(len(classes)))],
+                                    names=out_names)
 
     def model_columns(self, frame: Any) -> list[str]:
         """The columns the model is given: all of them for a scorer script, else the model's

@@ -10,6 +10,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,14 +66,25 @@ class ErrorLog:
             out.write(("\n".join(lines) + "\n").encode())
 
 
+@dataclass(frozen=True)
+class TablePath:
+    """Parsing a batch into an Arrow table first (``csv_arrow.read_csv_table``; None: it must go
+    to ``parse``), and the frame ``parse`` would have made of that table."""
+
+    parse: Callable[[bytes | memoryview, int], Any]
+    frame: Callable[[Any], Any]
+
+
 class RowGuard:
     """Scores a task's batches; when a batch fails, finds its bad records (see the module)."""
 
     def __init__(self, *, scorer: Any, parse: Callable[[bytes | memoryview, int], Any], skip: bool,
                  header: bytes, csv_format: bool, id_columns: Sequence[str], encoding: str,
-                 errors: ErrorLog, task_id: str, begin: Callable[[], int | None]) -> None:
+                 errors: ErrorLog, task_id: str, begin: Callable[[], int | None],
+                 tables: TablePath | None = None) -> None:
         self.scorer = scorer
         self.parse = parse
+        self.tables = tables
         self.skip = skip
         self.header_bytes = header
         self.header = next(csv.reader([header.decode(encoding, "replace")]), []) if header else []
@@ -90,7 +102,9 @@ class RowGuard:
         frame = None
         suspects: dict[int, str] | None = None
         try:
-            frame = self._parse(batch.view, batch.records)
+            frame, scores = self._parse_or_score(batch)
+            if scores is not None:
+                return scores
             # One vectorised look first (free on a clean batch: its columns parsed as numbers):
             # a batch with suspects would fail as a whole, so that call is not made.
             suspects = numeric_suspects(frame, self._features(frame))
@@ -112,6 +126,18 @@ class RowGuard:
         (ids are text carried to the output as they are: "", "NA" or "n/a" is an id, and a
         scorer script that is given them must still get them as text)."""
         return [c for c in self.scorer.model_columns(frame) if c not in self.id_columns]
+
+    def _parse_or_score(self, batch: Batch) -> tuple[Any, Any]:
+        """(None, the scores) when the scorer scores Arrow's table of the batch itself (no
+        DataFrame: a clean batch of a native model), else (the parsed frame, None)."""
+        if self.tables is not None:
+            table = self.tables.parse(batch.view, batch.records)
+            if table is not None:
+                scores = self.scorer.score_table(table)
+                if scores is not None:
+                    return None, scores
+                return self.tables.frame(table), None
+        return self._parse(batch.view, batch.records), None
 
     def _parse(self, data: bytes | memoryview, records: int) -> Any:
         frame = self.parse(data, records)

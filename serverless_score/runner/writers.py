@@ -5,6 +5,7 @@ once, so a blob merge can compose parts server-side without editing them."""
 from __future__ import annotations
 
 import hashlib
+import sys
 from typing import Any, BinaryIO
 
 
@@ -30,13 +31,24 @@ class PartWriter:
         self.rows += count
 
     def write_frame(self, frame: Any) -> None:
-        columns = [str(c) for c in frame.columns]
+        """A batch's scores: a DataFrame, or (CSV output) an Arrow table whose column names
+        need no quoting (``PythonScorer.score_table``), written as its frame would be."""
+        table = frame if _is_arrow_table(frame) else None
+        columns = list(table.column_names) if table is not None else [str(c) for c in frame.columns]
+        if table is not None and self._format != "csv":
+            raise ValueError(f"an Arrow table of scores for {self._format} output")
         if not self.columns:
             self.columns = columns
             if self._format == "csv":
-                self.header = frame.head(0).to_csv(index=False, lineterminator="\n")
+                # (pandas quotes a name only for a comma, a quote or a line end: none here)
+                self.header = (",".join(columns) + "\n" if table is not None
+                               else frame.head(0).to_csv(index=False, lineterminator="\n"))
         elif columns != self.columns:
             raise ValueError(f"score columns changed between batches: {self.columns} then {columns}")
+        if table is not None:
+            self._write(_csv_table(table))
+            self.rows += table.num_rows
+            return
         if self._format == "csv":
             self._write(_csv(frame))
         elif self._format == "jsonl":
@@ -101,12 +113,22 @@ def _csv(frame: Any) -> bytes:
     the shortest text that reads back as the same double. Values are quoted only in a batch
     where some string needs it (a comma, quote or line end): Arrow's "none" style refuses those,
     and "needed" then quotes every string of that batch, which reads back the same."""
+    import pyarrow as pa
+
+    return _csv_table(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def _is_arrow_table(scores: Any) -> bool:
+    pyarrow = sys.modules.get("pyarrow")  # (no table without pyarrow imported)
+    return pyarrow is not None and isinstance(scores, pyarrow.Table)
+
+
+def _csv_table(table: Any) -> bytes:
     import io
 
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     out = io.BytesIO()
     try:
         pcsv.write_csv(table, out, pcsv.WriteOptions(include_header=False, quoting_style="none"))
