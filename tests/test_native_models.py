@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from serverless_score.errors import ScoreError
 from serverless_score.runner import native_forest, native_linear, native_models, pickled
 from serverless_score.runner.native_forest import NativeForest
 from serverless_score.runner.native_linear import NativeLogistic
@@ -573,3 +574,50 @@ def test_scoring_arrows_table_writes_what_the_frame_writes(tmp_path: Path, kind:
             parts.append((writer.header, out.getvalue()))
         assert all(part == parts[-1] for part in parts), name
         assert parts[-1][0] == "id,proba_no,proba_yes\n"
+
+
+def test_a_nan_score_and_a_batch_arrow_declines_take_the_frames_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN score is an empty field through a DataFrame (pandas' table makes it a null), so the
+    table path leaves it to the frame; a batch Arrow's table declines (a text column) is parsed
+    once more, by pandas, not twice by Arrow first."""
+    import io as stdio
+
+    import pyarrow.csv as pcsv
+
+    from serverless_score.records.scan import Batch
+    from serverless_score.runner.csv_arrow import read_csv_table, table_frame
+    from serverless_score.runner.python_scorer import pandas_csv
+    from serverless_score.runner.row_guard import ErrorLog, RowGuard, TablePath
+    from serverless_score.runner.writers import PartWriter
+
+    train, label = _data(300, seed=26)
+    model = LogisticRegression().fit(train, label)
+    model.coef_ = np.array([[1e300, 1e300, 0.0, 0.0]])  # 1e10 and -1e10: inf - inf, a NaN score
+    scorer = PythonScorer(model_path=_dump(model, tmp_path / "m.joblib"), scorer="predict",
+                          predict_method="auto", id_columns=["id"])
+    header = b"id,a,b,c,d\n"
+    body = b"r1,0.5,0.25,0.1,1.5\nr2,1e10,-1e10,0.1,1.5\n"
+
+    def guard() -> RowGuard:
+        return RowGuard(
+            scorer=scorer, parse=lambda d, _: pytest.fail("the guard's own parse was used"),
+            skip=False, header=header, csv_format=True, id_columns=["id"], encoding="utf-8",
+            errors=ErrorLog("t0", 1, "in.csv", "utf-8"), task_id="t0", begin=lambda: 0,
+            tables=TablePath(parse=lambda d, n: read_csv_table(d, header, ["id"], n),
+                             frame=lambda t: table_frame(t, ["id"]),
+                             declined=lambda d: pandas_csv(d, header, ["id"])))
+
+    scores = guard().score_batch(Batch(memoryview(body), 2, start=0), first=0)
+    out = stdio.BytesIO()
+    PartWriter(out, "csv").write_frame(scores)
+    assert out.getvalue().splitlines()[1] == b"r2,,"
+
+    arrow_reads = []
+    real_read = pcsv.read_csv
+    monkeypatch.setattr(pcsv, "read_csv", lambda *a, **k: arrow_reads.append(1) or real_read(*a, **k))
+    text = b"id,a,b,c,d\nr1,0.5,0.25,0.1,low\nr2,0.5,0.25,0.1,high\n"
+    header = text.split(b"\n", 1)[0] + b"\n"
+    with pytest.raises(ScoreError):  # ("d" is text: the model refuses it, as through pandas)
+        guard().score_batch(Batch(memoryview(text[len(header):]), 2, start=0), first=0)
+    assert len(arrow_reads) == 1

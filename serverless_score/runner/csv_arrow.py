@@ -169,9 +169,15 @@ def chunk_doubles(chunk: Any) -> np.ndarray:
 
 
 def column_doubles(column: Any) -> np.ndarray:
-    """A chunked double column's values, nulls as NaN."""
+    """A chunked double column's values, nulls as NaN (read-only: one chunk's is Arrow's memory)."""
     chunks = [chunk_doubles(chunk) for chunk in column.chunks]
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks or [np.empty(0)])
+    values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks or [np.empty(0)])
+    values.flags.writeable = False
+    return values
+
+
+def column_has_nan(values: np.ndarray) -> bool:
+    return bool(np.isnan(values).any())
 
 
 def doubles_array(values: np.ndarray) -> Any:

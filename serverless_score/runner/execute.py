@@ -172,10 +172,12 @@ def _guard(work: WorkOrder, order: TaskOrder, scorer: Any, errors: ErrorLog, hea
         # Batches a native model scores straight from Arrow's table: no DataFrame, and a worker
         # that never needs one never imports pandas (0.45-0.55 s of CPU).
         from .csv_arrow import read_csv_table, table_frame
+        from .python_scorer import pandas_csv
 
         tables = TablePath(
             parse=lambda data, records: read_csv_table(data, header, work.id_columns, records),
-            frame=lambda table: table_frame(table, work.id_columns))
+            frame=lambda table: table_frame(table, work.id_columns),
+            declined=lambda data: pandas_csv(data, header, work.id_columns, work.encoding))
     return RowGuard(
         scorer=scorer, skip=work.on_error == "skip", header=header, csv_format=fmt == "csv",
         parse=lambda data, records: read_batch(data, fmt, header, work.id_columns,

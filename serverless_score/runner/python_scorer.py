@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ScoreError
-from .csv_arrow import UTF8, column_doubles, doubles_array, read_csv_batch
+from .csv_arrow import UTF8, column_doubles, column_has_nan, doubles_array, read_csv_batch
 
 SCORE_PREFIX = "proba_"
 
@@ -132,8 +132,9 @@ class PythonScorer:
             return None  # an int64 column, or a NaN: the frame's way
         proba = model.predict_proba_columns([column_doubles(c) for c in columns])
         classes = list(model.classes_)
-        if proba is None or proba.ndim != 2 or proba.shape[1] != len(classes):
-            return None
+        if proba is None or proba.ndim != 2 or proba.shape[1] != len(classes) \
+                or column_has_nan(proba):
+            return None  # (a NaN score: pandas' table makes it a null, an empty field)
         score_names = [f"{SCORE_PREFIX}{c}" for c in classes]
         out_names = [*self.id_columns, *score_names]
         if len(set(out_names)) != len(out_names) or any(

@@ -68,11 +68,13 @@ class ErrorLog:
 
 @dataclass(frozen=True)
 class TablePath:
-    """Parsing a batch into an Arrow table first (``csv_arrow.read_csv_table``; None: it must go
-    to ``parse``), and the frame ``parse`` would have made of that table."""
+    """Parsing a batch into an Arrow table first (``csv_arrow.read_csv_table``), the frame the
+    guard's ``parse`` would have made of that table, and of a batch Arrow's table declined (the
+    guard's ``parse`` without its Arrow attempt: it would decline again)."""
 
     parse: Callable[[bytes | memoryview, int], Any]
     frame: Callable[[Any], Any]
+    declined: Callable[[bytes | memoryview], Any]
 
 
 class RowGuard:
@@ -97,8 +99,9 @@ class RowGuard:
 
     # -- frames (csv, jsonl) --------------------------------------------------------------------
     def score_batch(self, batch: Batch, first: int) -> Any:
-        """The scores of the batch's good records, in order (None when none scored); ``first``
-        is the number of the batch's first record within the task."""
+        """The scores of the batch's good records, in order (None when none scored): a
+        DataFrame, or an Arrow table (``PythonScorer.score_table``); ``first`` is the number of
+        the batch's first record within the task."""
         frame = None
         suspects: dict[int, str] | None = None
         try:
@@ -137,10 +140,13 @@ class RowGuard:
                 if scores is not None:
                     return None, scores
                 return self.tables.frame(table), None
+            return self._checked(self.tables.declined(batch.view), batch.records), None
         return self._parse(batch.view, batch.records), None
 
     def _parse(self, data: bytes | memoryview, records: int) -> Any:
-        frame = self.parse(data, records)
+        return self._checked(self.parse(data, records), records)
+
+    def _checked(self, frame: Any, records: int) -> Any:
         if len(frame) != records:
             raise ScoreError(f"parsing found {len(frame)} rows in {records} records")
         return frame
