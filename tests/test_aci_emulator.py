@@ -116,10 +116,16 @@ def test_states_move_pending_running_terminated(tmp_path: Path) -> None:
         assert poller.done() and poller.result().provisioning_state == "Succeeded"
     phases = list(dict.fromkeys(seen))  # distinct, in order of first sight
     # Just after the PUT there is no instance view at all; then Waiting while the image is
-    # pulled and the platform provisions; Running; Terminated.
-    assert phases == [("Pending", None, None), ("Creating", "Pending", "Waiting"),
-                      ("Succeeded", "Running", "Running"),
-                      ("Succeeded", "Succeeded", "Terminated")]
+    # pulled and the platform provisions; Running; Terminated. A GET between the container's
+    # start and the group's provisioning finishing sees it Running while provisioning is still
+    # Creating (a group's containers start before it is Succeeded; a busy machine widens that
+    # moment enough to be seen): allowed there, and only there.
+    transient = ("Creating", "Pending", "Running")
+    assert [p for p in phases if p != transient] == [
+        ("Pending", None, None), ("Creating", "Pending", "Waiting"),
+        ("Succeeded", "Running", "Running"), ("Succeeded", "Succeeded", "Terminated")]
+    if transient in phases:
+        assert phases.index(transient) == 2
 
 
 def test_secure_values_reach_the_process_but_never_come_back(aci_emulator: Any) -> None:
