@@ -47,6 +47,21 @@ def _dump(model: Any, path: Path, **kwargs: Any) -> str:
     return str(path)
 
 
+def _batch_csv(tmp_path: Path, rows: int, seed: int) -> tuple[pd.DataFrame, Path]:
+    """Rows of features with an ``id`` column first, and the CSV file they are written to."""
+    frame, _ = _data(rows, seed)
+    frame.insert(0, "id", [f"r{i}" for i in range(len(frame))])
+    data = tmp_path / "batch.csv"
+    frame.to_csv(data, index=False)
+    return frame, data
+
+
+def _in_a_fresh_process(code: str) -> str:
+    """What ``code`` prints, run by a new Python that has imported nothing of this process."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}).stdout
+
+
 @pytest.fixture(scope="module")
 def logistic(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
     frame, label = _data(500, seed=3)
@@ -173,10 +188,9 @@ def test_feature_names_are_read_without_importing_scikit_learn(logistic: tuple[s
     code = ("import json, sys; from serverless_score.runner.pickled import feature_names; "
             f"names = feature_names({path!r}); "
             "print(json.dumps([names, 'sklearn' in sys.modules, 'joblib' in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    out = _in_a_fresh_process(code)
     # nor joblib (0.12 s of imports) for a file it wrote uncompressed
-    assert json.loads(out.stdout) == [FEATURES, False, False]
+    assert json.loads(out) == [FEATURES, False, False]
 
 
 # -- scoring with numpy, bit for bit ----------------------------------------------------------
@@ -272,10 +286,7 @@ def test_a_worker_scores_a_logistic_model_without_importing_scikit_learn(
     """The point of it all: the scorer a worker builds scores a batch, equal to scikit-learn's,
     and scikit-learn is never imported in that process."""
     path, model = logistic
-    frame, _ = _data(400, seed=8)
-    frame.insert(0, "id", [f"r{i}" for i in range(len(frame))])
-    data = tmp_path / "batch.csv"
-    frame.to_csv(data, index=False)
+    frame, data = _batch_csv(tmp_path, 400, seed=8)
     code = f"""
 import json, sys
 import pandas as pd
@@ -284,9 +295,8 @@ scorer = PythonScorer(model_path={path!r}, scorer="predict", predict_method="aut
 out = scorer.score_frame(pd.read_csv({str(data)!r}, dtype={{"id": str}}))
 print(json.dumps([out.to_dict("list"), "sklearn" in sys.modules]))
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    scores, imported = json.loads(run.stdout)
+    run = _in_a_fresh_process(code)
+    scores, imported = json.loads(run)
     assert imported is False
     expected = model.predict_proba(frame[FEATURES])
     assert scores["id"] == list(frame["id"])
@@ -381,10 +391,7 @@ def test_a_worker_scores_a_forest_without_importing_scikit_learns_packages(tmp_p
     train, label = _data(800, seed=15)
     model = RandomForestClassifier(n_estimators=10, max_depth=7, random_state=0).fit(train, label)
     path = _dump(model, tmp_path / "f.joblib")
-    frame, _ = _data(300, seed=16)
-    frame.insert(0, "id", [f"r{i}" for i in range(len(frame))])
-    data = tmp_path / "batch.csv"
-    frame.to_csv(data, index=False)
+    frame, data = _batch_csv(tmp_path, 300, seed=16)
     code = f"""
 import json, sys
 import numpy as np
@@ -407,9 +414,8 @@ print(json.dumps([out.to_dict("list"), loaded, with_nan.tolist(), type(scorer.mo
                   sklearn.tree._tree.Tree is type(scorer.model._trees[0]), refit.score(nan.fillna(0), [0, 1] * 150),
                   rebound]))
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    scores, loaded, with_nan, kind, same_tree, refit_score, rebound = json.loads(run.stdout)
+    run = _in_a_fresh_process(code)
+    scores, loaded, with_nan, kind, same_tree, refit_score, rebound = json.loads(run)
     # once scikit-learn is loaded for real, its compiled modules hold its real functions again
     assert rebound == [True, True]
     assert kind == "NativeForest" and loaded == []
@@ -459,9 +465,8 @@ scorer = native_model({path!r}, "auto", lambda: None)
 print(json.dumps([type(scorer).__name__, native_forest.compiled_tree_class() is sklearn.tree._tree.Tree,
                   native_forest._loaded_bare, scorer.predict_proba(pd.read_csv({str(data)!r})).tolist()]))
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    kind, same_tree, loaded_bare, scores = json.loads(run.stdout)
+    run = _in_a_fresh_process(code)
+    kind, same_tree, loaded_bare, scores = json.loads(run)
     assert (kind, same_tree, loaded_bare) == ("NativeForest", True, [])
     assert scores == model.predict_proba(frame).tolist()
 

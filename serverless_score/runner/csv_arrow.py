@@ -176,10 +176,6 @@ def column_doubles(column: Any) -> np.ndarray:
     return values
 
 
-def column_has_nan(values: np.ndarray) -> bool:
-    return bool(np.isnan(values).any())
-
-
 def doubles_array(values: np.ndarray) -> Any:
     """An Arrow double array of these float64 values (no nulls)."""
     import pyarrow as pa

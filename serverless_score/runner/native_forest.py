@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .native_models import WithRealModel, columns_array, validated_array
+from .native_models import NativeScorerBase
 from .pickled import Peeked, stand_in_parts, stood_in_for
 
 log = logging.getLogger(__name__)
@@ -101,15 +101,17 @@ def _rebuild(tree_class: type, args: tuple[Any, ...], state: dict[str, Any]) -> 
     return tree
 
 
-class NativeForest(WithRealModel):
+class NativeForest(NativeScorerBase):
     """Has what the runner asks of a model: ``feature_names_in_``, ``classes_``,
     ``predict_proba``."""
 
+    DTYPE = "float32"  # as scikit-learn's trees read it
+    # Row-major: a tree reads one row's features at a time, and a frame's array is column-major
+    # (scikit-learn keeps that order): 17% less time in the trees, same values.
+    FRAME_ORDER = "C"
+
     def __init__(self, state: dict[str, Any], trees: list[Any], load_real: Callable[[], Any]) -> None:
-        super().__init__(load_real)
-        self.classes_ = state["classes_"]
-        self.feature_names_in_ = state["feature_names_in_"]
-        self._names = [str(n) for n in self.feature_names_in_]
+        super().__init__(state, load_real)
         self._n_classes = len(self.classes_)
         self._trees = trees
 
@@ -117,22 +119,6 @@ class NativeForest(WithRealModel):
         model = super().real_model()
         reattach_compiled_modules()
         return model
-
-    def predict_proba(self, X: Any) -> Any:
-        import numpy as np
-
-        # Row-major: a tree reads one row's features at a time, and a frame's array is
-        # column-major (scikit-learn keeps that order): 17% less time in the trees, same values.
-        array = validated_array(X, self._names, np.float32, order="C")
-        if array is None:
-            return self.real_model().predict_proba(X)
-        return self._proba(array)
-
-    def predict_proba_columns(self, columns: list[Any]) -> Any:
-        import numpy as np
-
-        array = columns_array(columns, np.float32, "C")
-        return None if array is None else self._proba(array)
 
     def _proba(self, array: Any) -> Any:
         import numpy as np

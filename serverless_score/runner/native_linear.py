@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .native_models import WithRealModel, columns_array, validated_array
+from .native_models import NativeScorerBase
 from .pickled import Peeked
 
 LOGISTIC = "sklearn.linear_model._logistic.LogisticRegression"
@@ -48,30 +48,18 @@ def _is_plain_binary(peeked: Peeked) -> bool:
             and coef.shape == (1, len(names)) and intercept.shape == (1,))
 
 
-class NativeLogistic(WithRealModel):
+class NativeLogistic(NativeScorerBase):
     """Has what the runner asks of a model: ``feature_names_in_``, ``classes_``,
     ``predict_proba``."""
 
+    # the frame's own dtype and layout, as scikit-learn keeps them; Arrow's columns laid out as
+    # pandas makes a frame's array: the product sums in the same order
+    COLUMNS_ORDER = "F"
+
     def __init__(self, state: dict[str, Any], load_real: Callable[[], Any]) -> None:
-        super().__init__(load_real)
+        super().__init__(state, load_real)
         self.coef_ = state["coef_"]
         self.intercept_ = state["intercept_"]
-        self.classes_ = state["classes_"]
-        self.feature_names_in_ = state["feature_names_in_"]
-        self._names = [str(n) for n in self.feature_names_in_]
-
-    def predict_proba(self, X: Any) -> Any:
-        array = validated_array(X, self._names)
-        if array is None:
-            return self.real_model().predict_proba(X)
-        return self._proba(array)
-
-    def predict_proba_columns(self, columns: list[Any]) -> Any:
-        import numpy as np
-
-        # laid out as pandas makes a frame's array: the product sums in the same order
-        array = columns_array(columns, np.float64, "F")
-        return None if array is None else self._proba(array)
 
     def _proba(self, array: Any) -> Any:
         import numpy as np

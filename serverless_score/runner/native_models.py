@@ -92,10 +92,21 @@ def native_model(path: str, predict_method: str,
     return None
 
 
-class WithRealModel:
-    """scikit-learn's own model behind a native scorer, loaded the first time a batch needs it."""
+class NativeScorerBase:
+    """What the native scorers share: the fitted names and classes, the array made as
+    scikit-learn makes it (else scikit-learn's own model, loaded the first time a batch needs
+    it), and ``_proba`` of that array, each kind's own. ``DTYPE`` is the dtype scikit-learn
+    converts the input to (None: the frame's own); ``FRAME_ORDER`` / ``COLUMNS_ORDER`` lay out the
+    array made of a frame / of Arrow's columns (the values are the same whatever the layout)."""
 
-    def __init__(self, load_real: Callable[[], Any]) -> None:
+    DTYPE: Any = None
+    FRAME_ORDER: Literal["K", "C"] = "K"
+    COLUMNS_ORDER: Literal["C", "F"] = "C"
+
+    def __init__(self, state: dict[str, Any], load_real: Callable[[], Any]) -> None:
+        self.classes_ = state["classes_"]
+        self.feature_names_in_ = state["feature_names_in_"]
+        self._names = [str(n) for n in self.feature_names_in_]
         self._load_real = load_real
         self._real: Any = None
 
@@ -103,6 +114,21 @@ class WithRealModel:
         if self._real is None:
             self._real = self._load_real()
         return self._real
+
+    def predict_proba(self, X: Any) -> Any:
+        array = validated_array(X, self._names, self.DTYPE, self.FRAME_ORDER)
+        if array is None:
+            return self.real_model().predict_proba(X)
+        return self._proba(array)
+
+    def predict_proba_columns(self, columns: list[Any]) -> Any:
+        import numpy as np
+
+        array = columns_array(columns, self.DTYPE or np.float64, self.COLUMNS_ORDER)
+        return None if array is None else self._proba(array)
+
+    def _proba(self, array: Any) -> Any:
+        raise NotImplementedError
 
 
 def validated_array(X: Any, names: list[str], dtype: Any = None,

@@ -72,12 +72,11 @@ def peek(path: str) -> Peeked | None:
     except Exception as err:  # anything unusual: the caller loads the model for real
         log.debug("model %s not peeked: %s: %s", path, type(err).__name__, err)
         return None
-    if not isinstance(obj, _StandIn):
+    qualified = stood_in_for(obj)
+    _, state = stand_in_parts(obj)
+    if qualified is None or not isinstance(state, dict):
         return None
-    state = getattr(obj, "_stand_in_state", None)
-    if not isinstance(state, dict):
-        return None
-    module, name = type(obj)._stand_in_for
+    module, _, name = qualified.rpartition(".")
     return Peeked(module, name, state)
 
 

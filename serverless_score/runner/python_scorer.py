@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ScoreError
-from .csv_arrow import UTF8, column_doubles, column_has_nan, doubles_array, read_csv_batch
+from .csv_arrow import UTF8, column_doubles, doubles_array, read_csv_batch
 
 SCORE_PREFIX = "proba_"
 
@@ -117,6 +117,7 @@ class PythonScorer:
         Arrow table, computed without the frame (so without pandas) where that is the same:
         a native scorer's ``predict_proba`` on float64 feature columns with no nulls, score
         names that need no quoting. None: ``score_frame`` decides (and words any error)."""
+        import numpy as np
         import pyarrow as pa
 
         model = self.model
@@ -133,7 +134,7 @@ class PythonScorer:
         proba = model.predict_proba_columns([column_doubles(c) for c in columns])
         classes = list(model.classes_)
         if proba is None or proba.ndim != 2 or proba.shape[1] != len(classes) \
-                or column_has_nan(proba):
+                or np.isnan(proba).any():
             return None  # (a NaN score: pandas' table makes it a null, an empty field)
         score_names = [f"{SCORE_PREFIX}{c}" for c in classes]
         out_names = [*self.id_columns, *score_names]
