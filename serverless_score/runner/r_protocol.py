@@ -177,26 +177,14 @@ def header_line(names: list[str]) -> str:
 
 
 def scores_csv(scores: Scores) -> bytes:
-    return columns_csv(scores.columns, scores.rows)
+    return columns_csv(scores.columns)
 
 
-def columns_csv(columns: list[Any], rows: int) -> bytes:
-    """Arrow arrays of ``rows`` values as CSV rows without a header: doubles as the shortest text
-    that reads back exactly (Arrow's formatter), NA / NaN as empty fields, text quoted only when
-    it must be."""
+def columns_csv(columns: list[Any]) -> bytes:
+    """Arrow arrays of as many values each as CSV rows without a header (``writers.csv_rows``):
+    NA / NaN as empty fields."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    table = pa.Table.from_arrays(columns, names=[f"c{i}" for i in range(len(columns))])
-    batch = max(1, rows)  # one batch: Arrow's default of 1,024 rows costs twice the time
-    sink = io.BytesIO()
-    try:
-        # Arrow's "needed" style quotes every string; "none" writes them bare and refuses a value
-        # that would need quotes, in which case the whole batch is written the quoting way.
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, batch_size=batch,
-                                                        quoting_style="none"))
-    except pa.ArrowInvalid:
-        sink = io.BytesIO()
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, batch_size=batch,
-                                                        quoting_style="needed"))
-    return sink.getvalue()
+    from .writers import csv_rows
+
+    return csv_rows(pa.Table.from_arrays(columns, names=[f"c{i}" for i in range(len(columns))]))

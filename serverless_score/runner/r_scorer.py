@@ -287,7 +287,7 @@ class RSession:
                              f"{writer.columns[len(self.id_columns):]} then {scores.names}",
                              hint="score() must return the same columns for every batch.",
                              retryable=False)
-        writer.write_lines(columns_csv(ids + scores.columns, scores.rows), scores.rows)
+        writer.write_lines(columns_csv(ids + scores.columns), scores.rows)
 
     def kill(self) -> None:
         """Kill R. Its memory files stay open until no feeder can write them (``score_task``
